@@ -1,0 +1,23 @@
+# Multi-head softmax attention learning multi-task in-context regression by gradient flow.
+# config -> data -> train -> spectral -> optimality -> figures -> report (see README.md).
+from snakemake.utils import min_version
+
+min_version("9.20")
+
+
+configfile: "config.yaml"
+
+
+report: "report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+
+
+# Each stage's .smk registers its final outputs in FINAL_OUTPUTS (a dict: name -> list of files).
+rule all:
+    default_target: True
+    input:
+        **FINAL_OUTPUTS,

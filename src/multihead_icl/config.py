@@ -1,0 +1,175 @@
+"""The suite configuration: validation with one-line errors, and experiments expanded into runs.
+
+A config has global ``defaults`` and named ``experiments``, each a ``base`` plus a ``grid`` of
+lists; its runs are the cartesian product of the grid over base over defaults. A run's id is
+``<experiment>/<grid point>`` built from the grid keys only (``allocation/H3-s0``), so adding a
+value to a grid adds runs and leaves every existing id, and so every existing result, alone.
+Runs that share their data parameters share one evaluation set, named by a hash of those.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import jsonschema
+import yaml
+
+# keys that fix the law of the prompts and the evaluation set (a change makes a new dataset)
+DATA_KEYS = ("tasks", "task_dim", "noise_std", "signal", "context_length", "rotate", "basis_seed", "target", "eval_prompts", "eval_seed")
+# keys only used after training (a change must not retrain)
+POST_TRAINING_KEYS = ("eval_lengths",)
+# short names for run ids; keys not listed appear in full
+ID_ABBREVIATIONS = {
+    "heads": "H", "tasks": "I", "task_dim": "d", "context_length": "L", "seed": "s", "noise_std": "noise",
+    "init_scale": "init", "batch_size": "B", "signal": "kappa", "model": "", "optimizer": "", "init": "", "target": "",
+}
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message is one line naming the key and the value."""
+
+
+def _path(parts: Iterator[Any]) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "<config>"
+
+
+def _one_line(error: jsonschema.ValidationError, prefix: str) -> str:
+    where = _path(itertools.chain([prefix] if prefix else [], error.absolute_path))
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
+        hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
+        return f"{where}: unknown key {', '.join(repr(e) for e in extra)}{hint}"
+    if error.validator == "oneOf":
+        return f"{where}: {json.dumps(error.instance)} is not valid ({error.schema.get('description', 'see the schema')})"
+    if error.validator == "type" and where.split(".")[-2:-1] == ["grid"]:
+        return f"{where}: grid values must be lists, got {json.dumps(error.instance)}"
+    return f"{where}: {error.message}"
+
+
+def _validator_with_defaults(schema: Mapping[str, Any]) -> type:
+    """A Draft 2020-12 validator that also fills in ``default`` values (as Snakemake's validate does)."""
+    base = jsonschema.Draft202012Validator
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from base.VALIDATORS["properties"](validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(base, {"properties": set_defaults})
+
+
+def load_schema(path: str | Path) -> dict[str, Any]:
+    with open(path) as handle:
+        return yaml.safe_load(handle)
+
+
+def _check(instance: Any, schema: Mapping[str, Any], root: Mapping[str, Any], prefix: str, defaults: bool) -> None:
+    resolver_schema = dict(schema)
+    resolver_schema.setdefault("$defs", root.get("$defs", {}))
+    cls = _validator_with_defaults(resolver_schema) if defaults else jsonschema.Draft202012Validator
+    errors = sorted(cls(resolver_schema).iter_errors(instance), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
+    if errors:
+        raise ConfigError(_one_line(errors[0], prefix))
+
+
+@dataclass
+class Suite:
+    """The validated config: resolved runs by id and evaluation datasets by id."""
+
+    config: dict[str, Any]
+    runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    datasets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    run_dataset: dict[str, str] = field(default_factory=dict)
+    experiments: dict[str, list[str]] = field(default_factory=dict)
+
+    def train_params(self, run_id: str) -> dict[str, Any]:
+        """What the training job needs: the run minus post-training keys (so those never retrain)."""
+        return {k: v for k, v in self.runs[run_id].items() if k not in POST_TRAINING_KEYS}
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return format(value, "g")
+    if isinstance(value, (list, tuple)):
+        return "x".join(_format_value(v) for v in value)
+    return str(value)
+
+
+def run_name(point: Mapping[str, Any]) -> str:
+    """Readable id of one grid point, e.g. ``H3-L200-s0``; ``base`` for an experiment without a grid."""
+    if not point:
+        return "base"
+    return "-".join(f"{ID_ABBREVIATIONS.get(k, k)}{_format_value(v)}" for k, v in point.items())
+
+
+def dataset_name(run: Mapping[str, Any]) -> str:
+    """Readable and unique: ``I3-d4-L200-<hash of all data parameters>``."""
+    data = {k: run[k] for k in DATA_KEYS}
+    digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:8]
+    return f"I{run['tasks']}-d{_format_value(run['task_dim'])}-L{run['context_length']}-{digest}"
+
+
+def _cross_checks(run: Mapping[str, Any], where: str) -> None:
+    """Constraints between keys that a JSON schema cannot state."""
+    tasks, heads = run["tasks"], run["heads"]
+    for key in ("task_dim", "signal"):
+        value = run[key]
+        if isinstance(value, list) and len(value) != tasks:
+            raise ConfigError(f"{where}.{key}: {json.dumps(value)} lists {len(value)} values for tasks = {tasks}")
+    for key in ("init_omega", "init_mu"):
+        value = run[key]
+        if value is not None and (len(value) != heads or any(len(row) != tasks for row in value)):
+            raise ConfigError(f"{where}.{key}: must be {heads} lists (heads) of {tasks} numbers (tasks), got {json.dumps(value)}")
+    if run["init"] != "decomposable" and (run["init_omega"] is not None or run["init_mu"] is not None):
+        raise ConfigError(f"{where}.init: init_omega/init_mu need init = decomposable, got {run['init']!r}")
+
+
+def load_suite(config: Mapping[str, Any], schema: Mapping[str, Any]) -> Suite:
+    """Validate ``config`` (filling defaults) and expand it; raises ``ConfigError`` with one line."""
+    config = copy.deepcopy(dict(config))
+    _check(config, schema, schema, "", defaults=False)
+    for key, sub in schema["properties"].items():  # top-level defaults only: an experiment's
+        if "default" in sub and key not in config:  # `base` must not be padded with run defaults
+            config[key] = copy.deepcopy(sub["default"])
+    run_schema = schema["$defs"]["run_parameters"]
+    _check(config["defaults"], run_schema, schema, "defaults", defaults=True)
+    suite = Suite(config=config)
+    for experiment, spec in config["experiments"].items():
+        base = {**config["defaults"], **spec.get("base", {})}
+        grid = spec.get("grid", {})
+        keys = list(grid)
+        suite.experiments[experiment] = []
+        for values in itertools.product(*(grid[k] for k in keys)):
+            point = dict(zip(keys, values))
+            where = f"experiments.{experiment}" + (f".grid({run_name(point)})" if point else ".base")
+            run = {**base, **point}
+            _check(run, run_schema, schema, where, defaults=True)
+            _cross_checks(run, where)
+            run_id = f"{experiment}/{run_name(point)}"
+            if run_id in suite.runs:
+                raise ConfigError(f"experiments.{experiment}.grid: two grid points give the same run id {run_id!r}")
+            data_id = dataset_name(run)
+            suite.runs[run_id] = run
+            suite.run_dataset[run_id] = data_id
+            suite.datasets[data_id] = {k: run[k] for k in DATA_KEYS}
+            suite.experiments[experiment].append(run_id)
+    return suite
+
+
+def load_suite_file(config_path: str | Path, schema_path: str | Path) -> Suite:
+    with open(config_path) as handle:
+        return load_suite(yaml.safe_load(handle) or {}, load_schema(schema_path))

@@ -1,0 +1,176 @@
+"""Multi-task linear-regression prompts (science.md §2).
+
+Task i reads its own block S_i of d_i covariates and writes output coordinate i. One prompt is
+L context pairs (x_l, y_l) and a query (x_q, y_q), all drawn afresh:
+
+    x ~ N(0, I_d),   g_i ~ N(0, (kappa_i / d_i) I_{d_i}),   y_i = f(<g_i, x_{S_i}>) + eps,  eps ~ N(0, sigma^2)
+
+with f the identity for the linear target. The query target carries noise too, so the risk has
+the floor sigma^2. With ``rotate`` the covariates and outputs are shown in random orthogonal bases
+Phi, Psi (fixed by ``basis_seed``): nothing downstream may depend on the coordinate system.
+Everything is drawn on the caller's device from the caller's ``torch.Generator``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+TARGETS = ("linear", "tanh", "relu")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """The data-generating parameters of a suite of tasks (everything that fixes the prompt law)."""
+
+    task_dims: tuple[int, ...]
+    noise_std: float
+    signal: tuple[float, ...]
+    context_length: int
+    target: str = "linear"
+    rotate: bool = False
+    basis_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if len(self.task_dims) == 0 or min(self.task_dims) < 1:
+            raise ValueError(f"task_dims must be positive integers, got {self.task_dims}")
+        if len(self.signal) != len(self.task_dims):
+            raise ValueError(f"signal has {len(self.signal)} values for {len(self.task_dims)} tasks")
+        if self.target not in TARGETS:
+            raise ValueError(f"target must be one of {TARGETS}, got {self.target!r}")
+        if self.context_length < 1:
+            raise ValueError(f"context_length must be >= 1, got {self.context_length}")
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> "TaskSpec":
+        """Build from a resolved run-parameter mapping (config keys of design.md)."""
+        tasks = int(params["tasks"])
+        dims = params["task_dim"]
+        dims = [int(dims)] * tasks if isinstance(dims, (int, np.integer)) else [int(v) for v in dims]
+        if len(dims) != tasks:
+            raise ValueError(f"task_dim lists {len(dims)} dimensions for tasks = {tasks}")
+        signal = params.get("signal", 1.0)
+        signal = [float(signal)] * tasks if isinstance(signal, (int, float)) else [float(v) for v in signal]
+        return cls(
+            task_dims=tuple(dims),
+            noise_std=float(params["noise_std"]),
+            signal=tuple(signal),
+            context_length=int(params["context_length"]),
+            target=str(params.get("target", "linear")),
+            rotate=bool(params.get("rotate", False)),
+            basis_seed=int(params.get("basis_seed", 0)),
+        )
+
+    @property
+    def num_tasks(self) -> int:
+        return len(self.task_dims)
+
+    @property
+    def dim(self) -> int:
+        return sum(self.task_dims)
+
+    def block_mask(self) -> np.ndarray:
+        """(I, d) 0/1 matrix: row i marks the covariates of task i's block S_i."""
+        mask = np.zeros((self.num_tasks, self.dim))
+        start = 0
+        for i, di in enumerate(self.task_dims):
+            mask[i, start : start + di] = 1.0
+            start += di
+        return mask
+
+    def block_projections(self) -> np.ndarray:
+        """(I, d, d) orthogonal projections P_i onto the blocks, in the latent (task) basis."""
+        return np.stack([np.diag(row) for row in self.block_mask()])
+
+    def bases(self) -> tuple[np.ndarray, np.ndarray]:
+        """(Phi, Psi): observed = Phi @ latent for covariates, Psi for outputs (identity unless rotate)."""
+        if not self.rotate:
+            return np.eye(self.dim), np.eye(self.num_tasks)
+        rng = np.random.default_rng(self.basis_seed)
+        return _haar_orthogonal(rng, self.dim), _haar_orthogonal(rng, self.num_tasks)
+
+
+def _haar_orthogonal(rng: np.random.Generator, n: int) -> np.ndarray:
+    """A Haar-distributed orthogonal matrix (QR of a Gaussian with the sign fix)."""
+    q, r = np.linalg.qr(rng.standard_normal((n, n)))
+    return q * np.sign(np.diag(r))
+
+
+@dataclass
+class Prompts:
+    """A batch of prompts; shapes (B, L, d), (B, L, I), (B, d), (B, I), (B, I, d)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    x_query: torch.Tensor
+    y_query: torch.Tensor
+    coef: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def slice(self, start: int, stop: int) -> "Prompts":
+        return Prompts(*(t[start:stop] for t in (self.x, self.y, self.x_query, self.y_query, self.coef)))
+
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "Prompts":
+        return Prompts(*(t.to(device=device, dtype=dtype) for t in (self.x, self.y, self.x_query, self.y_query, self.coef)))
+
+
+class PromptSampler:
+    """Draws batches of prompts for one ``TaskSpec`` on a device (no host round trips)."""
+
+    def __init__(self, spec: TaskSpec, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
+        self.spec = spec
+        self.device = torch.device(device)
+        self.dtype = dtype
+        std = np.sqrt(np.array(spec.signal) / np.array(spec.task_dims))
+        # per-covariate prior std of the coefficient, so one randn draw gives all g_i at once
+        self._coef_std = torch.tensor(std @ spec.block_mask(), dtype=dtype, device=self.device)
+        self._mask = torch.tensor(spec.block_mask(), dtype=dtype, device=self.device)
+        phi, psi = spec.bases()
+        self._phi = None if not spec.rotate else torch.tensor(phi, dtype=dtype, device=self.device)
+        self._psi = None if not spec.rotate else torch.tensor(psi, dtype=dtype, device=self.device)
+
+    def sample(self, batch: int, generator: torch.Generator, context_length: int | None = None) -> Prompts:
+        """``batch`` fresh prompts; ``context_length`` overrides L (for length generalisation)."""
+        spec, dev, dt = self.spec, self.device, self.dtype
+        length = spec.context_length if context_length is None else int(context_length)
+        d, tasks = spec.dim, spec.num_tasks
+        x_all = torch.randn(batch, length + 1, d, generator=generator, device=dev, dtype=dt)
+        g = torch.randn(batch, d, generator=generator, device=dev, dtype=dt) * self._coef_std
+        noise = torch.randn(batch, length + 1, tasks, generator=generator, device=dev, dtype=dt)
+        coef = g[:, None, :] * self._mask  # (B, I, d), zero off each task's block
+        latent = torch.einsum("bld,bid->bli", x_all, coef)
+        y_all = _apply_target(latent, spec.target) + spec.noise_std * noise
+        if self._phi is not None:
+            # observed x = Phi x_latent; observed y = Psi y_latent (noise is isotropic, so Psi eps ~ eps)
+            x_all = x_all @ self._phi.T
+            y_all = y_all @ self._psi.T
+            coef = self._psi @ coef @ self._phi.T
+        return Prompts(
+            x=x_all[:, :length], y=y_all[:, :length], x_query=x_all[:, length], y_query=y_all[:, length], coef=coef
+        )
+
+
+def _apply_target(latent: torch.Tensor, target: str) -> torch.Tensor:
+    if target == "linear":
+        return latent
+    if target == "tanh":
+        return torch.tanh(latent)
+    if target == "relu":
+        return torch.relu(latent)
+    raise ValueError(f"unknown target {target!r}; expected one of {TARGETS}")
+
+
+def sample_eval_set(spec: TaskSpec, prompts: int, seed: int, context_length: int | None = None) -> Prompts:
+    """The fixed evaluation set: drawn on the CPU from its own seed so it is the same on every device."""
+    gen = torch.Generator(device="cpu").manual_seed(int(seed))
+    sampler = PromptSampler(spec, device="cpu", dtype=torch.float32)
+    chunks = []
+    chunk = 1024
+    for start in range(0, prompts, chunk):
+        chunks.append(sampler.sample(min(chunk, prompts - start), gen, context_length))
+    return Prompts(*(torch.cat([getattr(c, f) for c in chunks]) for f in ("x", "y", "x_query", "y_query", "coef")))

@@ -1,0 +1,71 @@
+"""netCDF input/output with provenance (design.md: every file carries config, versions, time)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+import xarray as xr
+
+from . import __version__
+from .data import Prompts
+
+
+def provenance_attrs(config: Mapping[str, Any]) -> dict[str, str]:
+    """The attrs every file carries: the resolved parameters as JSON, versions and creation time."""
+    return {
+        "config": json.dumps(dict(config), sort_keys=True, default=str),
+        "package_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "torch_version": torch.__version__,
+        "xarray_version": xr.__version__,
+        "numpy_version": np.__version__,
+        "python_version": platform.python_version(),
+    }
+
+
+def read_config(ds: xr.Dataset) -> dict[str, Any]:
+    """The resolved parameters stored in a file's ``config`` attribute."""
+    return json.loads(ds.attrs["config"])
+
+
+def write_netcdf(ds: xr.Dataset, path: str | os.PathLike) -> None:
+    """Write atomically: a temporary file renamed into place, so a killed job leaves no partial output."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    ds.to_netcdf(tmp)
+    os.replace(tmp, path)
+
+
+def load_dataset(path: str | os.PathLike) -> xr.Dataset:
+    """Open and load fully into memory, closing the file (never read and write one file in a job)."""
+    with xr.open_dataset(path) as ds:
+        return ds.load()
+
+
+def prompts_to_dataset(prompts: Prompts, attrs: Mapping[str, Any]) -> xr.Dataset:
+    """The evaluation-set contract: x, y, x_query, y_query, coef."""
+    return xr.Dataset(
+        data_vars={
+            "x": (("prompt", "position", "feature"), prompts.x.numpy(), {"long_name": "context covariates"}),
+            "y": (("prompt", "position", "task"), prompts.y.numpy(), {"long_name": "context outputs (noisy)"}),
+            "x_query": (("prompt", "feature"), prompts.x_query.numpy(), {"long_name": "query covariates"}),
+            "y_query": (("prompt", "task"), prompts.y_query.numpy(), {"long_name": "query targets (noisy)"}),
+            "coef": (("prompt", "task", "feature"), prompts.coef.numpy(), {"long_name": "task coefficients (zero off each block)"}),
+        },
+        attrs=dict(attrs),
+    )
+
+
+def dataset_to_prompts(ds: xr.Dataset) -> Prompts:
+    def tensor(name: str) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(ds[name].values, dtype=np.float32))
+
+    return Prompts(tensor("x"), tensor("y"), tensor("x_query"), tensor("y_query"), tensor("coef"))

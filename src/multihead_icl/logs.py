@@ -1,0 +1,19 @@
+"""Logging for pipeline jobs: one timestamped log file per job, warnings included."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+
+def setup_job_logging(log_path: str | Path | None, level: int = logging.INFO) -> None:
+    """Send the package's log records (and Python warnings) to ``log_path``, or stderr when None."""
+    handlers: list[logging.Handler]
+    if log_path is None:
+        handlers = [logging.StreamHandler(sys.stderr)]
+    else:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        handlers = [logging.FileHandler(log_path, mode="w")]
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers, force=True)
+    logging.captureWarnings(True)

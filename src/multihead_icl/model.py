@@ -1,0 +1,192 @@
+"""One-layer multi-head attention predictors for in-context regression, batched over heads.
+
+``reduced`` is the paper's object (science.md §2): head h has a key-query matrix W_h (d x d) and an
+output-value matrix U_h (I x I), and
+
+    y_hat = sum_h U_h sum_l y_l softmax_l(x_l^T W_h x_q)        (softmax over the L context tokens)
+
+``linear`` replaces the softmax by the plain average (1/L) x_l^T W_h x_q. ``full`` is the follow-up
+code's parametrisation: per-head W_Q, W_K, W_V on tokens z = [x; y], query [x_q; 0], an output
+projection O, scores scaled by 1/sqrt(d + I). ``reduced_view`` maps any of them to (W, U): the
+x-x block of W_K^T W_Q / sqrt(D) and the y-y block of O W_V, with the relative size of what that
+view leaves out (the y -> score and x -> value blocks).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data import TaskSpec
+
+MODELS = ("reduced", "linear", "full")
+INITS = ("decomposable", "gaussian")
+
+
+def kernel_scores(x: torch.Tensor, x_query: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Scores x_l^T W_h x_q for every head: x (B, L, d), x_query (B, d), weight (H, d, d) -> (B, H, L)."""
+    return torch.einsum("bli,bhi->bhl", x, torch.einsum("hij,bj->bhi", weight, x_query))
+
+
+class ReducedAttention(nn.Module):
+    """The paper's reduced multi-head softmax attention (``normalise='softmax'``) or linear attention."""
+
+    def __init__(self, heads: int, dim: int, tasks: int, normalise: str = "softmax"):
+        super().__init__()
+        if normalise not in ("softmax", "linear"):
+            raise ValueError(f"normalise must be 'softmax' or 'linear', got {normalise!r}")
+        self.normalise = normalise
+        self.W = nn.Parameter(torch.zeros(heads, dim, dim))
+        self.U = nn.Parameter(torch.zeros(heads, tasks, tasks))
+
+    def attention(self, x: torch.Tensor, y: torch.Tensor, x_query: torch.Tensor) -> torch.Tensor:
+        """Weights of each head on the context tokens, (B, H, L)."""
+        scores = kernel_scores(x, x_query, self.W)
+        if self.normalise == "softmax":
+            return torch.softmax(scores, dim=-1)
+        return scores / x.shape[1]
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, x_query: torch.Tensor) -> torch.Tensor:
+        head_out = torch.einsum("bhl,blj->bhj", self.attention(x, y, x_query), y)
+        return torch.einsum("hij,bhj->bi", self.U, head_out)
+
+
+class FullAttention(nn.Module):
+    """Per-head W_Q, W_K, W_V (D x D) on tokens [x; y] and an output projection O_h (I x D)."""
+
+    def __init__(self, heads: int, dim: int, tasks: int):
+        super().__init__()
+        width = dim + tasks
+        self.dim, self.tasks = dim, tasks
+        self.W_Q = nn.Parameter(torch.zeros(heads, width, width))
+        self.W_K = nn.Parameter(torch.zeros(heads, width, width))
+        self.W_V = nn.Parameter(torch.zeros(heads, width, width))
+        self.O = nn.Parameter(torch.zeros(heads, tasks, width))
+
+    def key_query(self) -> torch.Tensor:
+        """W_K^T W_Q / sqrt(D), (H, D, D): rows index key features, columns query features."""
+        return self.W_K.transpose(1, 2) @ self.W_Q / math.sqrt(self.dim + self.tasks)
+
+    def output_value(self) -> torch.Tensor:
+        """O_h W_V^h, (H, I, D)."""
+        return self.O @ self.W_V
+
+    def attention(self, x: torch.Tensor, y: torch.Tensor, x_query: torch.Tensor) -> torch.Tensor:
+        """Weights of each head on the context tokens, (B, H, L); the query's y-slot is 0."""
+        tokens = torch.cat([x, y], dim=-1)
+        return torch.softmax(kernel_scores(tokens, x_query, self.key_query()[:, :, : self.dim]), dim=-1)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, x_query: torch.Tensor) -> torch.Tensor:
+        tokens = torch.cat([x, y], dim=-1)
+        mean_token = torch.einsum("bhl,blk->bhk", self.attention(x, y, x_query), tokens)
+        return torch.einsum("hik,bhk->bi", self.output_value(), mean_token)
+
+
+def build_model(kind: str, heads: int, dim: int, tasks: int) -> nn.Module:
+    if kind == "reduced":
+        return ReducedAttention(heads, dim, tasks, "softmax")
+    if kind == "linear":
+        return ReducedAttention(heads, dim, tasks, "linear")
+    if kind == "full":
+        return FullAttention(heads, dim, tasks)
+    raise ValueError(f"unknown model {kind!r}; expected one of {MODELS}")
+
+
+@dataclass
+class ReducedView:
+    """(W, U) of any model, and what that view leaves out (zero for reduced/linear)."""
+
+    W: torch.Tensor  # (H, d, d)
+    U: torch.Tensor  # (H, I, I)
+    score_leak: torch.Tensor  # (H,) |y -> score block| / |key-query columns used|
+    value_leak: torch.Tensor  # (H,) |x -> value block| / |output-value|
+
+
+@torch.no_grad()
+def reduced_view(model: nn.Module) -> ReducedView:
+    if isinstance(model, ReducedAttention):
+        zeros = torch.zeros(model.W.shape[0], device=model.W.device)
+        return ReducedView(model.W.detach().clone(), model.U.detach().clone(), zeros, zeros.clone())
+    if isinstance(model, FullAttention):
+        d = model.dim
+        kq, ov = model.key_query()[:, :, :d], model.output_value()
+        tiny = torch.finfo(kq.dtype).tiny
+        score_leak = kq[:, d:].flatten(1).norm(dim=1) / kq.flatten(1).norm(dim=1).clamp_min(tiny)
+        value_leak = ov[:, :, :d].flatten(1).norm(dim=1) / ov.flatten(1).norm(dim=1).clamp_min(tiny)
+        return ReducedView(kq[:, :d].clone(), ov[:, :, d:].clone(), score_leak, value_leak)
+    raise TypeError(f"no reduced view for {type(model).__name__}")
+
+
+def initial_spectrum(
+    spec: TaskSpec, heads: int, scale: float, generator: torch.Generator, lead: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw omega(0), mu(0) as scale * U(0.5, 1.5), shape (H, I); with ``lead`` > 0 head (i mod H)
+    is the designated leader of task i and its values are multiplied by (1 + lead)."""
+    omega = scale * (0.5 + torch.rand(heads, spec.num_tasks, generator=generator, dtype=torch.float64))
+    mu = scale * (0.5 + torch.rand(heads, spec.num_tasks, generator=generator, dtype=torch.float64))
+    if lead > 0:
+        for task in range(spec.num_tasks):
+            omega[task % heads, task] *= 1 + lead
+            mu[task % heads, task] *= 1 + lead
+    return omega.numpy(), mu.numpy()
+
+
+def decomposable_weights(spec: TaskSpec, omega: np.ndarray, mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """W_h = Phi (sum_i omega_hi P_i) Phi^T and U_h = Psi diag(mu_h) Psi^T, as float64 arrays."""
+    phi, psi = spec.bases()
+    latent_w = np.einsum("hi,ijk->hjk", omega, spec.block_projections())
+    weight = phi @ latent_w @ phi.T
+    value = psi @ np.einsum("hi,ij->hij", mu, np.eye(spec.num_tasks)) @ psi.T
+    return weight, value
+
+
+@torch.no_grad()
+def initialise(
+    model: nn.Module,
+    spec: TaskSpec,
+    scheme: str,
+    scale: float,
+    generator: torch.Generator,
+    omega: np.ndarray | None = None,
+    mu: np.ndarray | None = None,
+    lead: float = 0.0,
+) -> None:
+    """Set the parameters in place. ``decomposable``: explicit or drawn omega(0), mu(0) (science.md §2);
+    ``gaussian``: every entry N(0, scale^2 / fan_in)."""
+    heads = model.W.shape[0] if isinstance(model, ReducedAttention) else model.W_Q.shape[0]
+    d, tasks = spec.dim, spec.num_tasks
+    if scheme == "decomposable":
+        if omega is None or mu is None:
+            drawn_omega, drawn_mu = initial_spectrum(spec, heads, scale, generator, lead)
+            omega = drawn_omega if omega is None else omega
+            mu = drawn_mu if mu is None else mu
+        omega, mu = np.asarray(omega, dtype=float), np.asarray(mu, dtype=float)
+        if omega.shape != (heads, tasks) or mu.shape != (heads, tasks):
+            raise ValueError(f"init_omega and init_mu must have shape (heads, tasks) = {(heads, tasks)}")
+        weight, value = decomposable_weights(spec, omega, mu)
+        weight = torch.as_tensor(weight, dtype=torch.float32)
+        value = torch.as_tensor(value, dtype=torch.float32)
+        if isinstance(model, ReducedAttention):
+            model.W.copy_(weight)
+            model.U.copy_(value)
+        else:
+            width = d + tasks
+            eye = torch.eye(width)
+            model.W_K.copy_(eye.expand(heads, width, width))
+            model.W_Q.zero_()
+            model.W_Q[:, :d, :d] = weight * math.sqrt(width)
+            model.W_V.zero_()
+            model.W_V[:, d:, d:] = torch.eye(tasks)
+            model.O.zero_()
+            model.O[:, :, d:] = value
+        return
+    if scheme == "gaussian":
+        for param in model.parameters():
+            fan_in = param.shape[-1]
+            param.copy_(torch.randn(param.shape, generator=generator) * (scale / math.sqrt(fan_in)))
+        return
+    raise ValueError(f"unknown init {scheme!r}; expected one of {INITS}")

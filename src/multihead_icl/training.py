@@ -1,0 +1,297 @@
+"""Gradient-flow training of one run, with a log-spaced record, progress logs and resumable checkpoints.
+
+Gradient flow dtheta/dt = -grad R(theta) is approximated by gradient descent with step ``lr`` on
+``batch_size`` fresh prompts every step (online), so the gradient-flow time after k steps is
+t = lr * k; every trajectory is stored against that t so runs with different steps compare.
+The risk is R = (1/I) E||y_hat - y_q||^2, noise included. ``optimizer: adam`` is offered as the
+"practical" contrast, never as the default.
+
+The loop keeps everything on the device: samples are drawn there, records stay tensors until the
+end, and the host only looks at a number at record points (divergence check) and progress ticks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+import xarray as xr
+
+from .data import PromptSampler, Prompts, TaskSpec
+from .model import ReducedAttention, build_model, initialise, reduced_view
+
+log = logging.getLogger(__name__)
+
+OPTIMIZERS = ("gd", "adam")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present; anything else is passed to torch."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def record_steps(steps: int, points: int) -> np.ndarray:
+    """Steps at which the state is recorded: 0, then ``points`` log-spaced steps up to ``steps``.
+    Phases happen on a log time axis, so a log schedule resolves warm-up and convergence alike."""
+    if steps <= 0:
+        return np.array([0])
+    grid = np.unique(np.round(np.geomspace(1, steps, max(int(points), 2))).astype(int))
+    return np.unique(np.concatenate([[0], grid, [steps]]))
+
+
+def stream_seeds(seed: int) -> tuple[int, int]:
+    """Independent seeds for the initialisation and the training-data stream of one run."""
+    init_state, data_state = np.random.SeedSequence(int(seed)).spawn(2)
+    return int(init_state.generate_state(1)[0]), int(data_state.generate_state(1)[0])
+
+
+def risk(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-task mean squared error, noise included: (1/I) mean_b ||y_hat - y||^2."""
+    return (prediction - target).square().mean()
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, prompts: Prompts, chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Risk on a fixed set with its Monte-Carlo standard error, and the per-task risks (on the device)."""
+    per_prompt, per_task = [], []
+    for start in range(0, len(prompts), chunk):
+        part = prompts.slice(start, start + chunk)
+        err = (model(part.x, part.y, part.x_query) - part.y_query).square()
+        per_prompt.append(err.mean(dim=1))
+        per_task.append(err.sum(dim=0))
+    per_prompt = torch.cat(per_prompt)
+    n = per_prompt.numel()
+    return per_prompt.mean(), per_prompt.std() / math.sqrt(n), torch.stack(per_task).sum(dim=0) / n
+
+
+@dataclass
+class TrainResult:
+    dataset: xr.Dataset
+    status: str
+
+
+def _fingerprint(params: Mapping[str, Any]) -> str:
+    return json.dumps(dict(params), sort_keys=True, default=str)
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # atomic: a kill mid-write leaves the previous checkpoint intact
+
+
+class _Recorder:
+    """Collects the recorded quantities as device tensors; converted to numpy once, at the end."""
+
+    NAMES = ("step", "W", "U", "score_leak", "value_leak", "train_risk", "grad_norm", "eval_risk", "eval_risk_se", "eval_risk_task")
+
+    def __init__(self, saved: dict | None = None):
+        self.values: dict[str, list] = {n: list(saved[n]) for n in self.NAMES} if saved else {n: [] for n in self.NAMES}
+
+    def add(self, **items: Any) -> None:
+        for name in self.NAMES:
+            self.values[name].append(items[name])
+
+    def to_cpu(self) -> dict[str, list]:
+        return {n: [v.detach().cpu() if torch.is_tensor(v) else v for v in vals] for n, vals in self.values.items()}
+
+    def __len__(self) -> int:
+        return len(self.values["step"])
+
+
+def train(
+    params: Mapping[str, Any],
+    eval_set: Prompts,
+    checkpoint: Path | None = None,
+    checkpoint_seconds: float = 60.0,
+    progress_seconds: float = 10.0,
+) -> TrainResult:
+    """Train one run described by resolved run parameters (design.md keys) and return train.nc's dataset.
+
+    With ``checkpoint`` set, the full state (parameters, optimizer, RNG, records) is saved there every
+    ``checkpoint_seconds`` and a run that finds a matching checkpoint resumes from it, ending with the
+    same numbers as an uninterrupted run.
+    """
+    started = time.monotonic()
+    spec = TaskSpec.from_params(params)
+    device = resolve_device(str(params.get("device", "cpu")))
+    heads, steps, lr, batch = int(params["heads"]), int(params["steps"]), float(params["lr"]), int(params["batch_size"])
+    optimizer_name = str(params.get("optimizer", "gd"))
+    if optimizer_name not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer_name!r}")
+
+    init_seed, data_seed = stream_seeds(int(params["seed"]))
+    model = build_model(str(params["model"]), heads, spec.dim, spec.num_tasks)
+    initialise(
+        model,
+        spec,
+        str(params["init"]),
+        float(params["init_scale"]),
+        torch.Generator().manual_seed(init_seed),
+        omega=params.get("init_omega"),
+        mu=params.get("init_mu"),
+        lead=float(params.get("init_lead", 0.0)),
+    )
+    model.to(device)
+    parameters = list(model.parameters())
+    optimizer = torch.optim.Adam(parameters, lr=lr) if optimizer_name == "adam" else None
+    generator = torch.Generator(device=device).manual_seed(data_seed)
+    sampler = PromptSampler(spec, device=device)
+    eval_on_device = eval_set.to(device)
+    schedule = record_steps(steps, int(params.get("record_points", 100)))
+    is_record = np.zeros(steps + 1, dtype=bool)
+    is_record[schedule] = True
+
+    fingerprint = _fingerprint(params)
+    recorder, first_step, wall_before = _Recorder(), 0, 0.0
+    if checkpoint is not None and checkpoint.exists():
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        if state.get("fingerprint") == fingerprint:
+            model.load_state_dict(state["model"])
+            if optimizer is not None:
+                optimizer.load_state_dict(state["optimizer"])
+            generator.set_state(state["generator"].cpu() if device.type == "cpu" else state["generator"])
+            recorder = _Recorder(state["records"])
+            first_step, wall_before = int(state["step"]), float(state["wall_seconds"])
+            log.info("resumed from checkpoint %s at step %d of %d", checkpoint, first_step, steps)
+        else:
+            log.warning("ignoring checkpoint %s: it belongs to other run parameters", checkpoint)
+
+    status = "max_steps"
+    last_progress = last_checkpoint = time.monotonic()
+    progress_step = first_step
+    for step in range(first_step, steps + 1):
+        now = time.monotonic()
+        if checkpoint is not None and now - last_checkpoint >= checkpoint_seconds:
+            _save_checkpoint(
+                checkpoint,
+                {
+                    "fingerprint": fingerprint,
+                    "step": step,
+                    "model": model.state_dict(),
+                    "optimizer": None if optimizer is None else optimizer.state_dict(),
+                    "generator": generator.get_state(),
+                    "records": recorder.to_cpu(),
+                    "wall_seconds": wall_before + now - started,
+                },
+            )
+            last_checkpoint = now
+        batch_prompts = sampler.sample(batch, generator)
+        loss = risk(model(batch_prompts.x, batch_prompts.y, batch_prompts.x_query), batch_prompts.y_query)
+        grads = torch.autograd.grad(loss, parameters)
+        if is_record[step]:
+            if not torch.isfinite(loss):
+                status = "diverged"
+                log.error("training diverged: non-finite risk at step %d (t = %.4g); stopping, %d records kept", step, lr * step, len(recorder))
+                break
+            view = reduced_view(model)
+            eval_risk, eval_se, eval_task = evaluate(model, eval_on_device)
+            grad_norm = torch.sqrt(sum(g.square().sum() for g in grads))
+            recorder.add(
+                step=step, W=view.W, U=view.U, score_leak=view.score_leak, value_leak=view.value_leak,
+                train_risk=loss.detach(), grad_norm=grad_norm, eval_risk=eval_risk, eval_risk_se=eval_se, eval_risk_task=eval_task,
+            )
+        if step == steps:
+            break
+        with torch.no_grad():
+            if optimizer is None:
+                torch._foreach_add_(parameters, grads, alpha=-lr)
+            else:
+                for p, g in zip(parameters, grads):
+                    p.grad = g
+                optimizer.step()
+        if now - last_progress >= progress_seconds:
+            rate = (step - progress_step) / max(now - last_progress, 1e-9)
+            current = float(loss.detach())
+            log.info(
+                "step %d/%d (%.0f%%)  t=%.4g  train_risk=%.4g  %.0f steps/s  ETA %.0f s",
+                step, steps, 100 * step / steps, lr * step, current, rate, (steps - step) / max(rate, 1e-9),
+            )
+            if not math.isfinite(current):
+                status = "diverged"
+                log.error("training diverged: non-finite risk at step %d (t = %.4g); stopping", step, lr * step)
+                break
+            last_progress, progress_step = now, step
+
+    wall = wall_before + time.monotonic() - started
+    dataset = _to_dataset(recorder, spec, params, lr, status, wall, device)
+    log.info("finished: status=%s, %d records, %.1f s wall, %.0f steps/s", status, len(recorder), wall, dataset.attrs["steps_per_second"])
+    return TrainResult(dataset, status)
+
+
+def relative_change_last_tenth(ds: xr.Dataset) -> float:
+    """||theta(T) - theta(0.9 T)|| / ||theta(T)|| over the reduced view (W, U): the C1 convergence
+    evidence. Infinite when the run has fewer than two records."""
+    if ds.sizes["time"] < 2:
+        return math.inf
+    times = ds["time"].values
+    earlier = int(np.searchsorted(times, 0.9 * times[-1], side="right")) - 1
+    earlier = min(max(earlier, 0), len(times) - 2)
+    flat = np.concatenate([ds["W"].values.reshape(len(times), -1), ds["U"].values.reshape(len(times), -1)], axis=1)
+    norm = np.linalg.norm(flat[-1])
+    return float(np.linalg.norm(flat[-1] - flat[earlier]) / norm) if norm > 0 else math.inf
+
+
+def _to_dataset(recorder: _Recorder, spec: TaskSpec, params: Mapping[str, Any], lr: float, status: str, wall: float, device: torch.device) -> xr.Dataset:
+    from .io import provenance_attrs
+
+    rec = recorder.to_cpu()
+
+    def stack(name: str, shape: tuple[int, ...]) -> np.ndarray:
+        if not rec[name]:
+            return np.zeros((0, *shape))
+        return np.stack([np.asarray(v, dtype=np.float64) for v in rec[name]])
+
+    heads, d, tasks = int(params["heads"]), spec.dim, spec.num_tasks
+    steps = np.asarray(rec["step"], dtype=np.int64)
+    phi, psi = spec.bases()
+    ds = xr.Dataset(
+        data_vars={
+            "W": (("time", "head", "x_row", "x_col"), stack("W", (heads, d, d)), {"long_name": "key-query matrix W_h (reduced view)"}),
+            "U": (("time", "head", "y_row", "y_col"), stack("U", (heads, tasks, tasks)), {"long_name": "output-value matrix U_h (reduced view)"}),
+            "train_risk": (("time",), stack("train_risk", ()), {"long_name": "risk on the training batch (per-task MSE, noise included)"}),
+            "eval_risk": (("time",), stack("eval_risk", ()), {"long_name": "risk on the fixed evaluation set (per-task MSE, noise included)"}),
+            "eval_risk_se": (("time",), stack("eval_risk_se", ()), {"long_name": "Monte-Carlo standard error of eval_risk"}),
+            "eval_risk_task": (("time", "task"), stack("eval_risk_task", (tasks,)), {"long_name": "evaluation MSE of each task, noise included"}),
+            "grad_norm": (("time",), stack("grad_norm", ()), {"long_name": "Euclidean norm of the batch gradient"}),
+            "score_leak": (("time", "head"), stack("score_leak", (heads,)), {"long_name": "relative norm of the y -> score block left out of W (full model)"}),
+            "value_leak": (("time", "head"), stack("value_leak", (heads,)), {"long_name": "relative norm of the x -> value block left out of U (full model)"}),
+            "basis_x": (("x_row", "x_col"), phi, {"long_name": "covariate basis Phi: observed = Phi @ latent"}),
+            "basis_y": (("y_row", "y_col"), psi, {"long_name": "output basis Psi: observed = Psi @ latent"}),
+            "block_mask": (("task", "x_col"), spec.block_mask(), {"long_name": "covariates (latent basis) read by each task"}),
+        },
+        coords={
+            "time": ("time", lr * steps, {"long_name": "gradient-flow time", "units": "lr x steps"}),
+            "step": ("time", steps, {"long_name": "optimizer step"}),
+            "head": np.arange(heads),
+            "task": np.arange(tasks),
+            "x_row": np.arange(d),
+            "x_col": np.arange(d),
+            "y_row": np.arange(tasks),
+            "y_col": np.arange(tasks),
+        },
+    )
+    for name in ("train_risk", "eval_risk", "eval_risk_se", "eval_risk_task"):
+        ds[name].attrs["units"] = "squared output units"
+    done = int(steps[-1]) if len(steps) else 0
+    if status == "max_steps" and relative_change_last_tenth(ds) < float(params.get("converged_rtol", 0.01)):
+        status = "converged"
+    ds.attrs.update(provenance_attrs(params))
+    ds.attrs.update(
+        status=status,
+        wall_seconds=float(wall),
+        steps_per_second=float(done / wall) if wall > 0 else 0.0,
+        device=str(device),
+        noise_floor=float(spec.noise_std**2),
+    )
+    return ds

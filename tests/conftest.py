@@ -1,0 +1,45 @@
+"""Shared fixtures: a fast torch, the repository paths, and a Snakemake runner in a temporary directory."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+TINY_CONFIG = ROOT / "config" / "tiny.yaml"
+
+torch.set_num_threads(1)
+
+
+def snakemake_bin() -> str:
+    candidate = Path(sys.executable).with_name("snakemake")
+    return str(candidate) if candidate.exists() else shutil.which("snakemake") or "snakemake"
+
+
+def run_snakemake(workdir: Path, *args: str, config: Path | None = TINY_CONFIG, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the repository's workflow with ``workdir`` as its working directory (results go there)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    command = [snakemake_bin(), "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir), "--cores", "2"]
+    if config is not None:
+        command += ["--configfile", str(config)]
+    command += list(args)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def tiny_workdir(tmp_path_factory) -> Path:
+    """One end-to-end run of the tiny suite, shared by the tests that read its outputs."""
+    workdir = tmp_path_factory.mktemp("tiny")
+    run_snakemake(workdir)
+    return workdir
