@@ -5,7 +5,11 @@ from snakemake.utils import min_version
 min_version("9.20")
 
 
-configfile: "config.yaml"
+# The default suite, unless the user names suites with --configfile: those replace it rather than
+# being merged into it (so `--configfile config/paper.yaml` runs the paper suite alone).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
 
 
 report: "report/workflow.rst"

@@ -27,7 +27,14 @@ def make_eval_set(params: Mapping[str, Any], output: str | Path) -> None:
     io.write_netcdf(ds, output)
 
 
-def train_run(params: Mapping[str, Any], eval_set: str | Path, output: str | Path, threads: int = 1, checkpoint: str | Path | None = None) -> str:
+def train_run(
+    params: Mapping[str, Any],
+    eval_set: str | Path,
+    output: str | Path,
+    threads: int = 1,
+    checkpoint: str | Path | None = None,
+    checkpoint_seconds: float = 60.0,
+) -> str:
     """Train one run and write train.nc; returns the run's status. The checkpoint (beside the output,
     never the output itself) is removed once train.nc is complete."""
     torch.set_num_threads(max(int(threads), 1))
@@ -35,7 +42,7 @@ def train_run(params: Mapping[str, Any], eval_set: str | Path, output: str | Pat
     checkpoint = Path(checkpoint) if checkpoint is not None else None
     if checkpoint is not None:
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    result = train(params, prompts, checkpoint=checkpoint)
+    result = train(params, prompts, checkpoint=checkpoint, checkpoint_seconds=checkpoint_seconds)
     io.write_netcdf(result.dataset, output)
     if checkpoint is not None:
         checkpoint.unlink(missing_ok=True)

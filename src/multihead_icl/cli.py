@@ -1,0 +1,71 @@
+"""Command line for using the stages without Snakemake (debugging one run, notebooks, other drivers).
+
+    multihead-icl runs config.yaml                     # list run ids with their datasets
+    multihead-icl params config.yaml RUN_ID > run.json # one run's resolved parameters
+    multihead-icl eval-set run.json data.nc
+    multihead-icl train run.json data.nc train.nc [--checkpoint train.ckpt]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import ConfigError, load_suite_file
+from .logs import setup_job_logging
+
+DEFAULT_SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="multihead-icl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--schema", type=Path, default=DEFAULT_SCHEMA, help="config schema (default: the workflow's)")
+    parser.add_argument("--log", type=Path, default=None, help="log file (default: stderr)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    runs = sub.add_parser("runs", help="list the runs of a config")
+    runs.add_argument("config", type=Path)
+    params = sub.add_parser("params", help="print one run's resolved parameters as JSON")
+    params.add_argument("config", type=Path)
+    params.add_argument("run_id")
+    ev = sub.add_parser("eval-set", help="write the evaluation set for a run's parameters")
+    ev.add_argument("params", type=Path)
+    ev.add_argument("output", type=Path)
+    tr = sub.add_parser("train", help="train one run")
+    tr.add_argument("params", type=Path)
+    tr.add_argument("eval_set", type=Path)
+    tr.add_argument("output", type=Path)
+    tr.add_argument("--checkpoint", type=Path, default=None)
+    tr.add_argument("--checkpoint-seconds", type=float, default=60.0)
+    tr.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    setup_job_logging(args.log)
+
+    from . import stages  # torch import only for the commands that need it
+
+    try:
+        if args.command in ("runs", "params"):
+            suite = load_suite_file(args.config, args.schema)
+            if args.command == "runs":
+                for run_id in suite.runs:
+                    print(run_id, suite.run_dataset[run_id])
+            elif args.run_id not in suite.runs:
+                raise ConfigError(f"no run {args.run_id!r} in {args.config}; see `multihead-icl runs`")
+            else:
+                print(json.dumps(suite.runs[args.run_id], indent=2))
+        elif args.command == "eval-set":
+            stages.make_eval_set(json.loads(args.params.read_text()), args.output)
+        elif args.command == "train":
+            status = stages.train_run(
+                json.loads(args.params.read_text()), args.eval_set, args.output, args.threads, args.checkpoint, args.checkpoint_seconds
+            )
+            print(status)
+    except ConfigError as error:
+        print(f"Config error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""The workflow end to end on the tiny suite: outputs a third party can check, caching, lint."""
+
+import re
+import subprocess
+import time
+
+import numpy as np
+import pytest
+import xarray as xr
+import yaml
+
+from conftest import ROOT, TINY_CONFIG, run_snakemake, snakemake_bin
+
+pytestmark = pytest.mark.slow
+
+
+def softmax_predict(W, U, x, y, x_query):
+    """The reduced model written independently in numpy (as a reader of the README would)."""
+    scores = np.einsum("bli,hij,bj->bhl", x, W, x_query)
+    weights = np.exp(scores - scores.max(-1, keepdims=True))
+    weights /= weights.sum(-1, keepdims=True)
+    return np.einsum("hij,bhj->bi", U, np.einsum("bhl,blj->bhj", weights, y))
+
+
+def test_train_files_reproduce_their_eval_risk_with_independent_code(tiny_workdir):
+    runs = sorted((tiny_workdir / "results" / "runs").glob("*/*/train.nc"))
+    assert len(runs) == 2
+    datasets = list((tiny_workdir / "results" / "data").glob("*.nc"))
+    assert len(datasets) == 1  # both seeds share the evaluation set
+    with xr.open_dataset(datasets[0]) as ev:
+        assert set(ev.data_vars) >= {"x", "y", "x_query", "y_query", "coef"}
+        x, y, xq, yq = (ev[v].values.astype(np.float64) for v in ("x", "y", "x_query", "y_query"))
+    for path in runs:
+        with xr.open_dataset(path) as run:
+            W, U = run.W.isel(time=-1).values, run.U.isel(time=-1).values
+            err = ((softmax_predict(W, U, x, y, xq) - yq) ** 2).mean()
+            assert abs(err - float(run.eval_risk[-1])) < 1e-5 * max(1.0, err)
+            assert run.attrs["status"] in ("converged", "max_steps")
+
+
+def dry_run_jobs(workdir, config):
+    proc = run_snakemake(workdir, "-n", config=config)
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
+    return {k: int(v) for k, v in counts.items() if k != "total"}, proc.stdout
+
+
+def test_nothing_to_do_after_a_run_and_one_parameter_change_reruns_only_that_run(tmp_path):
+    config = {
+        "defaults": yaml.safe_load(TINY_CONFIG.read_text())["defaults"],
+        "experiments": {"a": {"base": {"seed": 0}}, "b": {"base": {"seed": 1}}},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    work = tmp_path / "work"
+    run_snakemake(work, config=path)
+
+    started = time.monotonic()
+    proc = run_snakemake(work, config=path)
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+    assert time.monotonic() - started < 15
+
+    config["experiments"]["b"]["base"]["lr"] = 0.25
+    path.write_text(yaml.safe_dump(config))
+    jobs, text = dry_run_jobs(work, path)
+    assert jobs.get("train") == 1 and "eval_set" not in jobs, jobs
+    assert "Training run b/base" in text and "Training run a/base" not in text
+    assert "Params have changed" in text
+
+
+def test_lint_and_format_are_clean():
+    lint = subprocess.run([snakemake_bin(), "--lint", "--cores", "1"], cwd=ROOT, capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    snakefmt = str(ROOT / ".venv" / "bin" / "snakefmt")
+    fmt = subprocess.run([snakefmt, "--check", "Snakefile", "workflow"], cwd=ROOT, capture_output=True, text=True)
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
