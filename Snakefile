@@ -18,6 +18,10 @@ report: "report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/spectral.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/figures.smk"
+include: "workflow/rules/optimality.smk"
 
 
 # Each stage's .smk registers its final outputs in FINAL_OUTPUTS (a dict: name -> list of files).
@@ -25,3 +29,14 @@ rule all:
     default_target: True
     input:
         **FINAL_OUTPUTS,
+
+
+# `snakemake experiment_<name>` builds one experiment: its runs and everything derived from them.
+for _name in EXPERIMENTS:
+
+    rule:
+        name:
+            f"experiment_{_name}"
+        input:
+            experiment_outputs(_name),
+        localrule: True

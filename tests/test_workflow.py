@@ -25,8 +25,8 @@ def softmax_predict(W, U, x, y, x_query):
 def test_train_files_reproduce_their_eval_risk_with_independent_code(tiny_workdir):
     runs = sorted((tiny_workdir / "results" / "runs").glob("*/*/train.nc"))
     assert len(runs) == 2
-    datasets = list((tiny_workdir / "results" / "data").glob("*.nc"))
-    assert len(datasets) == 1  # both seeds share the evaluation set
+    datasets = [p for p in (tiny_workdir / "results" / "data").glob("*.nc") if p.name.startswith("I2-d2-L16-")]
+    assert len(datasets) == 1  # both seeds share the evaluation set at the training length
     with xr.open_dataset(datasets[0]) as ev:
         assert set(ev.data_vars) >= {"x", "y", "x_query", "y_query", "coef"}
         x, y, xq, yq = (ev[v].values.astype(np.float64) for v in ("x", "y", "x_query", "y_query"))
@@ -73,3 +73,13 @@ def test_lint_and_format_are_clean():
     snakefmt = str(ROOT / ".venv" / "bin" / "snakefmt")
     fmt = subprocess.run([snakefmt, "--check", "Snakefile", "workflow"], cwd=ROOT, capture_output=True, text=True)
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+def test_length_generalisation_at_the_training_length_equals_the_training_eval_risk(tiny_workdir):
+    for path in sorted((tiny_workdir / "results" / "runs").glob("*/*/lengths.nc")):
+        with xr.open_dataset(path) as lengths, xr.open_dataset(path.with_name("train.nc")) as run:
+            assert list(lengths.length.values) == [8, 16, 32]
+            at_train = lengths.risk.sel(length=16).item()
+            assert abs(at_train - float(run.eval_risk[-1])) < 1e-5
+            assert np.all(lengths.risk_se.values > 0)
+            assert np.all(np.isfinite(lengths.excess_risk.values))

@@ -92,6 +92,7 @@ class Suite:
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
     datasets: dict[str, dict[str, Any]] = field(default_factory=dict)
     run_dataset: dict[str, str] = field(default_factory=dict)
+    length_datasets: dict[str, dict[int, str]] = field(default_factory=dict)  # run -> {L': dataset}
     experiments: dict[str, list[str]] = field(default_factory=dict)
 
     def train_params(self, run_id: str) -> dict[str, Any]:
@@ -167,6 +168,13 @@ def load_suite(config: Mapping[str, Any], schema: Mapping[str, Any]) -> Suite:
             suite.run_dataset[run_id] = data_id
             suite.datasets[data_id] = {k: run[k] for k in DATA_KEYS}
             suite.experiments[experiment].append(run_id)
+            if run["eval_lengths"]:  # evaluation sets of the same law at other context lengths
+                suite.length_datasets[run_id] = {}
+                for length in sorted({run["context_length"], *run["eval_lengths"]}):
+                    other = {**run, "context_length": length}
+                    other_id = dataset_name(other)
+                    suite.datasets[other_id] = {k: other[k] for k in DATA_KEYS}
+                    suite.length_datasets[run_id][length] = other_id
     return suite
 
 

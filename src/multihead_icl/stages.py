@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 
@@ -47,3 +47,141 @@ def train_run(
     if checkpoint is not None:
         checkpoint.unlink(missing_ok=True)
     return result.status
+
+
+def evaluate_lengths(train: str | Path, eval_sets: Mapping[int, str | Path], output: str | Path) -> None:
+    """Length generalisation of one trained run: its final model on evaluation sets at each L'."""
+    from .evaluation import length_generalisation
+
+    run = io.load_dataset(train)
+    params = io.read_config(run)
+    sets = {int(length): io.dataset_to_prompts(io.load_dataset(path)) for length, path in eval_sets.items()}
+    ds = length_generalisation(run, sets, float(params["noise_std"]))
+    ds.attrs.update(io.provenance_attrs(params))
+    ds.attrs["train_context_length"] = int(params["context_length"])
+    log.info("length generalisation: %s", dict(zip(ds.length.values.tolist(), ds.risk.values.round(4).tolist())))
+    io.write_netcdf(ds, output)
+
+
+def spectral(train: str | Path, eval_set: str | Path, output: str | Path, settings: Mapping[str, Any] | None = None, threads: int = 1) -> None:
+    """Spectral read-out of one run (spectral.nc): omega, mu, allocation, phases, n_eff / L, ODE overlay.
+    n_eff / L uses the first ``n_eff_prompts`` prompts of the run's evaluation set."""
+    from .spectral import SpectralSettings, analyse_run
+
+    torch.set_num_threads(max(int(threads), 1))
+    resolved = SpectralSettings.from_config(settings)
+    run = io.load_dataset(train)
+    prompts = io.dataset_to_prompts(io.load_dataset(eval_set))
+    prompts = prompts.slice(0, min(resolved.n_eff_prompts, len(prompts)))
+    io.write_netcdf(analyse_run(run, prompts, resolved), output)
+
+
+def surrogate_check(settings: Mapping[str, Any] | None, output: str | Path, threads: int = 1) -> None:
+    """Finite-L risk surrogate versus Monte Carlo on a grid (surrogate_check.nc)."""
+    from .theory import SurrogateCheckSettings, surrogate_check as check
+
+    torch.set_num_threads(max(int(threads), 1))
+    ds = check(SurrogateCheckSettings.from_config(settings))
+    log.info("surrogate check: %s", ds.attrs["summary"])
+    io.write_netcdf(ds, output)
+
+
+
+# --- optimality (issue 5) -------------------------------------------------------------------------
+
+
+def optimality(train: Sequence[str | Path], runs: Sequence[str], settings: Mapping[str, Any] | None, output: str | Path, threads: int = 1) -> None:
+    """One experiment's optimality file from its runs' train.nc (``train`` aligned with ``runs``):
+    the final eval risk, its SE, the status, the resolved parameters and the final (W, U)."""
+    import xarray as xr
+
+    from .optimality import final_state, measure_experiment
+
+    torch.set_num_threads(max(int(threads), 1))
+    if len(train) != len(runs):
+        raise ValueError(f"{len(train)} train files for {len(runs)} runs")
+    params, finals, weights = {}, {}, {}
+    for run, path in zip(runs, train):
+        with xr.open_dataset(path) as ds:
+            params[run] = io.read_config(ds)
+            finals[run], weights[run] = final_state(ds)
+        if ds.attrs.get("status") == "diverged":
+            log.warning("run %s diverged: left out of its configuration's trained limit", run)
+    io.write_netcdf(measure_experiment(params, finals, settings, weights), output)
+
+
+# --- figures and the report (issue 6) -------------------------------------------------------------
+
+
+def _runs_data(runs: Sequence[str], train: Sequence[str | Path], spectral: Sequence[str | Path], lengths: Mapping[str, str | Path] | None = None) -> list:
+    """Load each run's files (``train``/``spectral`` aligned with ``runs``; either may be empty)."""
+    from .verdicts import load_run
+
+    train, spectral, lengths = list(train), list(spectral), dict(lengths or {})
+    for name, files in (("train", train), ("spectral", spectral)):
+        if files and len(files) != len(runs):
+            raise ValueError(f"{len(files)} {name} files for {len(runs)} runs")
+    return [
+        load_run(run, train[k] if train else None, spectral[k] if spectral else None, lengths.get(run))
+        for k, run in enumerate(runs)
+    ]
+
+
+def plot_figure(
+    kind: str,
+    target: str,
+    runs: Sequence[str],
+    figure: str | Path,
+    summary: str | Path,
+    train: Sequence[str | Path] = (),
+    spectral: Sequence[str | Path] = (),
+    lengths: Mapping[str, str | Path] | None = None,
+    optimality: str | Path | None = None,
+    thresholds: Mapping[str, Any] | None = None,
+    surrogate: str | Path | None = None,
+) -> dict:
+    """Draw one report figure of ``kind`` (plots.draw) for ``target`` (a run id, an experiment or
+    ``suite``) from the runs' train.nc / spectral.nc / lengths.nc, an optimality.nc or the
+    surrogate check; write the figure and the JSON summary its caption quotes."""
+    from . import plots
+
+    data = _runs_data(runs, train, spectral, lengths)
+    opt = io.load_dataset(optimality) if optimality else None
+    check = io.load_dataset(surrogate) if surrogate else None
+    fig, numbers = plots.draw(kind, data, opt, target, thresholds or {}, check)
+    numbers = {"kind": kind, "target": target, "figure": str(figure), "runs": list(runs), "thresholds": dict(thresholds or {}), **numbers}
+    plots.write_summary(numbers, summary)
+    plots.save_figure(fig, figure)
+    log.info("figure %s of %s: %s", kind, target, figure)
+    return numbers
+
+
+def write_verdicts(
+    runs: Sequence[str],
+    train: Sequence[str | Path],
+    spectral: Sequence[str | Path],
+    table: str | Path,
+    summary: str | Path,
+    lengths: Mapping[str, str | Path] | None = None,
+    optimality: Mapping[str, str | Path] | None = None,
+    settings: Mapping[str, Any] | None = None,
+    thresholds: Mapping[str, Any] | None = None,
+    plan: Sequence[Mapping[str, Any]] = (),
+    surrogate: str | Path | None = None,
+) -> list:
+    """The verdict table (HTML) and its JSON from every run's files, the optimality files and the
+    surrogate check."""
+    from . import plots, verdicts
+
+    data = _runs_data(runs, train, spectral, lengths)
+    opt = {name: io.load_dataset(path) for name, path in (optimality or {}).items()}
+    check = io.load_dataset(surrogate) if surrogate else None
+    rows = verdicts.build_verdicts(data, opt, settings or {}, thresholds, plan, check)
+    for row in rows:
+        log.info("%s: %s — %s", row.claim, row.verdict, row.measurement)
+    plots.write_summary(verdicts.verdicts_json(rows), summary)
+    Path(table).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(table).with_name(f".{Path(table).name}.tmp")
+    tmp.write_text(verdicts.verdicts_html(rows))
+    tmp.replace(table)
+    return rows

@@ -155,12 +155,12 @@ def train(
     fingerprint = _fingerprint(params)
     recorder, first_step, wall_before = _Recorder(), 0, 0.0
     if checkpoint is not None and checkpoint.exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)  # RNG states live on the CPU
         if state.get("fingerprint") == fingerprint:
             model.load_state_dict(state["model"])
             if optimizer is not None:
                 optimizer.load_state_dict(state["optimizer"])
-            generator.set_state(state["generator"].cpu() if device.type == "cpu" else state["generator"])
+            generator.set_state(state["generator"])
             recorder = _Recorder(state["records"])
             first_step, wall_before = int(state["step"]), float(state["wall_seconds"])
             log.info("resumed from checkpoint %s at step %d of %d", checkpoint, first_step, steps)

@@ -35,3 +35,209 @@ def run_eval_set(wildcards):
 
 def dataset_params(wildcards):
     return SUITE.datasets[wildcards.dataset]
+
+
+def run_eval_lengths(wildcards):
+    """The context lengths L' at which a run is evaluated (training L included), ascending."""
+    return list(SUITE.length_datasets[wildcards.run])
+
+
+def run_length_eval_sets(wildcards):
+    return [f"results/data/{d}.nc" for d in SUITE.length_datasets[wildcards.run].values()]
+
+
+def experiment_outputs(name):
+    """The final outputs that belong to one experiment (runs under results/*/<name>/, files <name>.*)."""
+    return [
+        path
+        for paths in FINAL_OUTPUTS.values()
+        for path in paths
+        if f"/{name}/" in path or Path(path).stem == name
+    ]
+
+
+# --- figures ---------------------------------------------------------------------------------------
+# The report plan (multihead_icl.report): which figure of which kind the config asks for, for which
+# run or experiment, and the helpers the rules of figures.smk use. A figure kind whose experiment is
+# absent from the config is simply not in the plan (its claim then reads "not measured").
+from dataclasses import asdict
+
+from multihead_icl.report import (
+    CLAIMS,
+    FIGURE_KINDS,
+    VERDICT_CATEGORY,
+    CaptionData,
+    report_plan,
+    report_settings,
+    thresholds,
+)
+
+try:
+    REPORT_SETTINGS = report_settings(
+        SUITE.config.get("figures"),
+        load_schema(workflow.source_path("../schemas/config.schema.yaml")),
+    )
+    VERDICT_THRESHOLDS = thresholds(SUITE.config.get("verdicts"))
+except ValueError as error:
+    sys.stderr.write(f"Config error: {error}\n")
+    sys.exit(1)
+FIGURE_FORMAT = REPORT_SETTINGS["format"]
+
+
+def figure_plan():
+    """The figures to draw (called by figures.smk once common.smk is complete: the C5/C6 figures
+    need OPTIMALITY_EXPERIMENTS, the experiments that have an optimality file)."""
+    try:
+        return report_plan(REPORT_SETTINGS, SUITE.experiments, OPTIMALITY_EXPERIMENTS)
+    except ValueError as error:
+        sys.stderr.write(f"Config error: {error}\n")
+        sys.exit(1)
+
+
+def figure_pattern(kind):
+    """Regex of the targets (runs or experiments) that have a figure of ``kind``."""
+    targets = [spec.target for spec in FIGURE_PLAN if spec.kind == kind]
+    return "|".join(re.escape(t) for t in targets) if targets else "(?!)"
+
+
+def figure_spec(kind, wildcards):
+    target = wildcards.get("run") or wildcards.get("experiment") or "suite"
+    return FIGURE_SPECS[(kind, target)]
+
+
+def figure_inputs(kind):
+    """Input function of the figure of kind ``kind`` (it lists the netCDF files of the runs (or the experiment's
+    optimality file) that the figure reads)."""
+    needs = FIGURE_KINDS[kind].needs
+
+    def inputs(wildcards):
+        spec = figure_spec(kind, wildcards)
+        files = {}
+        if "train" in needs:
+            files["train"] = [f"results/runs/{run}/train.nc" for run in spec.runs]
+        if "spectral" in needs:
+            files["spectral"] = [f"results/runs/{run}/spectral.nc" for run in spec.runs]
+        if "lengths" in needs:
+            files["lengths"] = [f"results/runs/{run}/lengths.nc" for run in length_runs(spec.runs)]
+        if "optimality" in needs:
+            files["optimality"] = f"results/optimality/{spec.experiment}.nc"
+        if "surrogate" in needs:
+            files["surrogate"] = "results/theory/surrogate_check.nc"
+        return files
+
+    return inputs
+
+
+def length_runs(runs):
+    """The runs among ``runs`` that are evaluated at other context lengths (have a lengths.nc)."""
+    return [run for run in runs if run in SUITE.length_datasets]
+
+
+def figure_runs(kind):
+    return lambda wildcards: list(figure_spec(kind, wildcards).runs)
+
+
+def figure_length_runs(kind):
+    return lambda wildcards: length_runs(figure_spec(kind, wildcards).runs)
+
+
+def figure_category(kind):
+    return CLAIMS[FIGURE_KINDS[kind].claim]["category"]
+
+
+def figure_labels(kind):
+    """Report labels: what the figure shows and whose data (the same two keys for every figure)."""
+    scope = FIGURE_KINDS[kind].scope
+    data = {"run": "run {run}", "experiment": "experiment {experiment}", "suite": "every run"}[
+        scope
+    ]
+    if FIGURE_KINDS[kind].needs == ("surrogate",):
+        data = "surrogate check grid"
+    return {"figure": FIGURE_KINDS[kind].title, "data": data}
+
+
+def figure_subcategory(kind):
+    scope = FIGURE_KINDS[kind].scope
+    if scope == "run":
+        return lambda wildcards: wildcards.run.split("/")[0]
+    if scope == "experiment":
+        return lambda wildcards: wildcards.experiment
+    return "theory" if FIGURE_KINDS[kind].needs == ("surrogate",) else "all runs"
+
+
+def caption_data(wildcards, output):
+    """The figure's JSON summary, read when the report renders the caption (see report.CaptionData)."""
+    return CaptionData(output.summary)
+
+
+def verdict_inputs(wildcards):
+    """Every run's train.nc and spectral.nc, the lengths.nc of the runs evaluated at other lengths,
+    the optimality files of the experiments the figures section names, and the surrogate check."""
+    return {
+        "train": [f"results/runs/{run}/train.nc" for run in RUNS],
+        "spectral": [f"results/runs/{run}/spectral.nc" for run in RUNS],
+        "lengths": [f"results/runs/{run}/lengths.nc" for run in length_runs(RUNS)],
+        "optimality": [
+            f"results/optimality/{name}.nc" for name in verdict_optimality_experiments()
+        ],
+        "surrogate": "results/theory/surrogate_check.nc",
+    }
+
+
+def verdict_optimality_experiments():
+    """Experiments whose optimality file the verdicts read (C5 and C6), in config order."""
+    wanted = set(REPORT_SETTINGS.get("optimality") or []) | {REPORT_SETTINGS.get("separation")}
+    return [name for name in OPTIMALITY_EXPERIMENTS if name in wanted]
+
+
+def figure_plan_params():
+    """The plan as plain dicts (for the verdict table's figure column)."""
+    return [asdict(spec) for spec in FIGURE_PLAN]
+
+
+def figure_thresholds(kind):
+    """Only the verdict thresholds a figure of ``kind`` draws (so changing another reruns nothing)."""
+    return {key: VERDICT_THRESHOLDS[key] for key in FIGURE_KINDS[kind].thresholds}
+
+
+# --- optimality ------------------------------------------------------------------------------------
+# Experiments with `optimality: true` get results/optimality/<experiment>.nc (issue 5): their runs'
+# train.nc files in, the config's `optimality` section (defaults filled from the schema) as params.
+OPTIMALITY_EXPERIMENTS = [
+    name for name in EXPERIMENTS if SUITE.config["experiments"][name].get("optimality", False)
+]
+
+
+def check_optimality_targets():
+    """The search integrates a linear target out exactly: stop before any job otherwise."""
+    for name in OPTIMALITY_EXPERIMENTS:
+        for run in SUITE.experiments[name]:
+            target = SUITE.runs[run]["target"]
+            if target != "linear":
+                sys.stderr.write(
+                    f"Config error: experiments.{name}.optimality: needs target linear, "
+                    f"run {run} has target {target!r}\n"
+                )
+                sys.exit(1)
+
+
+def optimality_settings():
+    """The `optimality` section with every default filled in (so a changed default reruns the rule)."""
+    schema = load_schema(workflow.source_path("../schemas/config.schema.yaml"))
+    defaults = {
+        key: sub["default"] for key, sub in schema["properties"]["optimality"]["properties"].items()
+    }
+    return {**defaults, **SUITE.config.get("optimality", {})}
+
+
+def optimality_runs(wildcards):
+    """The experiment's run ids, in the order of optimality_train_files."""
+    return list(SUITE.experiments[wildcards.experiment])
+
+
+def optimality_train_files(wildcards):
+    return [f"results/runs/{run}/train.nc" for run in optimality_runs(wildcards)]
+
+
+check_optimality_targets()
+OPTIMALITY_SETTINGS = optimality_settings()

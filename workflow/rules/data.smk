@@ -5,6 +5,7 @@ rule eval_set:
         "logs/data/{dataset}.log",
     benchmark:
         "benchmarks/data/{dataset}.tsv"
+    localrule: True
     conda:
         "../../envs/torch.yaml"
     threads: 1

@@ -12,7 +12,7 @@ rule train:
         "benchmarks/train/{run}.tsv"
     conda:
         "../../envs/torch.yaml"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=120,

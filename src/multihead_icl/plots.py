@@ -1,0 +1,704 @@
+"""Figures for the report: one function per figure kind, one style, deterministic files.
+
+Every ``*_figure`` function takes loaded datasets (train.nc, spectral.nc, optimality.nc, see
+design.md) and returns ``(figure, summary)``: the matplotlib figure and a JSON-able dict with the
+numbers that the figure's caption quotes. The numbers come from ``verdicts.measure_*`` (the same
+functions the verdict table uses), so a caption and a verdict can never disagree.
+
+Conventions: gradient-flow time t = lr x steps on a log axis (t = 0 is left out of it); risks are
+the per-task MSE with noise included, in squared output units, with the noise floor sigma^2 drawn;
+heads keep one colour across all figures (``HEAD_COLORS``), tasks one colour in task-coloured
+figures (``TASK_COLORS``). Files are deterministic: a fixed ``svg.hashsalt`` and no date metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
+import numpy as np  # noqa: E402
+import seaborn as sns  # noqa: E402
+import xarray as xr  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from . import verdicts as V  # noqa: E402
+from .report import FIGURE_KINDS, thresholds  # noqa: E402
+
+HEAD_COLORS = sns.color_palette("colorblind", 10)
+TASK_COLORS = sns.color_palette("dark", 10)
+PHASE_COLORS = {"warm-up": "#dbe9f6", "emergence": "#fde0c5", "convergence": "#e3f1dc"}
+TIME_LABEL = "gradient-flow time t = lr × steps (log scale)"
+RISK_UNITS = "squared output units"
+SVG_SALT = "multihead-icl"
+FIG_WIDTH = 10.0  # inches: about the report's content width at 100 dpi
+
+
+def setup_style() -> None:
+    """One theme for every figure (call before drawing; idempotent)."""
+    sns.set_theme(context="notebook", style="whitegrid", font_scale=0.9)
+    matplotlib.rcParams.update(
+        {
+            "svg.hashsalt": SVG_SALT,
+            "svg.fonttype": "path",
+            "figure.dpi": 100,
+            "savefig.dpi": 150,
+            "axes.titlesize": 10.5,
+            "axes.labelsize": 9.5,
+            "legend.fontsize": 8,
+            "legend.title_fontsize": 8.5,
+            "xtick.labelsize": 8.5,
+            "ytick.labelsize": 8.5,
+            "figure.constrained_layout.use": True,
+            "lines.linewidth": 1.6,
+            "image.cmap": "vlag",
+        }
+    )
+
+
+def head_color(h: int):
+    return HEAD_COLORS[int(h) % len(HEAD_COLORS)]
+
+
+def task_color(i: int):
+    return TASK_COLORS[int(i) % len(TASK_COLORS)]
+
+
+def save_figure(fig: Figure, path: str | os.PathLike) -> None:
+    """Write ``fig`` (svg or png by suffix) deterministically and atomically, then close it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = path.suffix.lstrip(".").lower()
+    tmp = path.with_name(f".{path.name}.tmp")
+    metadata = {"Date": None} if fmt == "svg" else {"Software": None}
+    fig.savefig(tmp, format=fmt, metadata=metadata, bbox_inches="tight", pad_inches=0.06)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def write_summary(summary: Mapping[str, Any], path: str | os.PathLike) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(V.jsonable(summary), indent=1, sort_keys=True, allow_nan=False) + "\n")
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# data marks and the empty-axes check
+
+DATA_GID = "data"
+
+
+def mark(*artists: Any) -> None:
+    """Tag artists that show measured data (``gid`` "data-<n>", which becomes their SVG id), as
+    opposed to reference lines, thresholds and phase bands. ``empty_axes`` and the report test
+    count only these."""
+    for artist in artists:
+        if artist is None:
+            continue
+        if isinstance(artist, (list, tuple)):
+            mark(*artist)
+            continue
+        if hasattr(artist, "lines") and hasattr(artist, "has_xerr"):  # an errorbar container
+            mark(artist.lines[0], *artist.lines[2])
+            continue
+        fig = artist.get_figure(root=True) if hasattr(artist, "get_figure") else None
+        count = getattr(fig, "_data_marks", 0) if fig is not None else 0
+        artist.set_gid(f"{DATA_GID}-{count}")
+        if fig is not None:
+            fig._data_marks = count + 1
+
+
+def _is_marked(artist) -> bool:
+    return str(artist.get_gid() or "").startswith(DATA_GID)
+
+
+def _finite_data(artist) -> bool:
+    if hasattr(artist, "get_xydata"):
+        xy = np.asarray(artist.get_xydata(), dtype=float)
+        return bool(xy.size and np.isfinite(xy).all(axis=-1).any())
+    arr = artist.get_array() if hasattr(artist, "get_array") else None
+    if arr is not None and np.size(arr):
+        return bool(np.isfinite(np.ma.filled(np.ma.asarray(arr, dtype=float), np.nan)).any())
+    if hasattr(artist, "get_offsets"):
+        offsets = np.asarray(artist.get_offsets(), dtype=float)
+        if offsets.size and np.isfinite(offsets).all(axis=-1).any():
+            return True
+    if hasattr(artist, "get_paths"):
+        return any(len(path.vertices) and np.isfinite(path.vertices).all() for path in artist.get_paths())
+    if hasattr(artist, "get_height"):
+        return bool(np.isfinite(artist.get_height()) and artist.get_height() != 0)
+    return False
+
+
+def empty_axes(fig: Figure) -> list[str]:
+    """Visible axes (title or index) with no marked data artist holding a finite value; colour
+    bars (gid "colorbar-*") are not data axes. A figure is publishable when this is empty."""
+    empty = []
+    for index, ax in enumerate(fig.axes):
+        if not ax.get_visible() or str(ax.get_gid() or "").startswith("colorbar"):
+            continue
+        artists = [*ax.lines, *ax.collections, *ax.images, *ax.patches]
+        if any(_is_marked(a) and _finite_data(a) for a in artists):
+            continue
+        empty.append(ax.get_title() or ax.get_label() or f"axes {index}")
+    return empty
+
+
+def _check(fig: Figure) -> Figure:
+    empty = empty_axes(fig)
+    if empty:
+        raise ValueError(f"figure has axes without data: {empty}")
+    return fig
+
+
+def _log_time(ax) -> None:
+    ax.set_xscale("log")
+    ax.set_xlabel(TIME_LABEL)
+
+
+def _log_span(ax, values: Sequence[float], axis: str = "x") -> None:
+    """Log scale over at least one decade around the finite positive ``values``, major labels only."""
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x) and x > 0], dtype=float)
+    lo, hi = (v.min(), v.max()) if v.size else (1e-3, 1.0)
+    lo, hi = min(lo, hi / 10 ** 1.2), hi
+    if axis == "x":
+        ax.set_xscale("log")
+        ax.set_xlim(lo / 1.5, hi * 1.5)
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    else:
+        ax.set_yscale("log")
+        ax.set_ylim(lo / 1.5, hi * 1.5)
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
+def _fmt(x: Any, digits: int = 3) -> str:
+    return V.fmt(x, digits)
+
+
+# ---------------------------------------------------------------------------------------------
+# per-run figures
+
+
+def _phase_band(ax, t0: float, bounds: Sequence[float | None], t_end: float) -> None:
+    edges = [t0, *bounds, t_end]
+    for name, a, b in zip(PHASE_COLORS, edges[:-1], edges[1:]):
+        if a is not None and b is not None and math.isfinite(a) and math.isfinite(b) and b > a:
+            ax.axvspan(max(a, t0), b, color=PHASE_COLORS[name], zorder=0, label=name)
+
+
+def risk_figure(train: xr.Dataset, spectral: xr.Dataset | None, run: str, speedup: float) -> tuple[Figure, dict]:
+    """Risk against gradient-flow time with the phases: left the total evaluation risk (± 2 SE) and
+    the training-batch risk with the loss-based phase bands; right the risk of each task with its
+    own warm-up and emergence ends (from the task signal)."""
+    setup_style()
+    conv = V.measure_convergence(train)
+    phases = V.measure_phases(spectral, train, speedup)
+    t = np.asarray(train["time"].values, dtype=float)
+    keep = t > 0
+    floor = float(train.attrs.get("noise_floor", np.nan))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(FIG_WIDTH, 3.8), sharex=True)
+    loss = phases.get("loss", {})
+    _phase_band(left, t[keep][0], [loss.get("warmup_end"), loss.get("emergence_end")], t[-1])
+    risk, se = train["eval_risk"].values, train["eval_risk_se"].values
+    mark(left.plot(t[keep], train["train_risk"].values[keep], color="0.6", lw=0.9, label="training batch"))
+    mark(left.fill_between(t[keep], (risk - 2 * se)[keep], (risk + 2 * se)[keep], color=head_color(0), alpha=0.25, lw=0))
+    mark(left.plot(t[keep], risk[keep], color=head_color(0), label="evaluation set (± 2 SE)"))
+    if np.isfinite(floor):
+        left.axhline(floor, color="k", ls=":", lw=1, label=f"noise floor σ² = {floor:.3g}")
+    left.set_yscale("log")
+    _log_time(left)
+    left.set_ylabel(f"risk, per-task MSE ({RISK_UNITS})")
+    detected = loss.get("warmup_end") is not None and loss.get("emergence_end") is not None
+    left.set_title(f"{run}: risk ({conv['status']}; loss phases {'shaded' if detected else 'not detected'})")
+    left.legend(loc="lower left", frameon=True)
+
+    per_task = train["eval_risk_task"].values
+    tasks = phases.get("tasks", [])
+    for i in range(per_task.shape[1]):
+        mark(right.plot(t[keep], per_task[keep, i], color=task_color(i), label=f"task {i}"))
+        task = tasks[i] if i < len(tasks) else {}
+        for key, style in (("warmup_end", "--"), ("emergence_end", "-.")):
+            value = task.get(key)
+            if value is not None and math.isfinite(value):
+                right.axvline(value, color=task_color(i), ls=style, lw=1)
+    if np.isfinite(floor):
+        right.axhline(floor, color="k", ls=":", lw=1)
+    right.set_yscale("log")
+    _log_time(right)
+    right.set_ylabel(f"risk of each task ({RISK_UNITS})")
+    right.set_title("per task: warm-up end (--), emergence end (-.)")
+    right.legend(loc="lower left", ncol=2)
+    summary = {"run": run, "convergence": conv, "phases": phases, "noise_floor": floor}
+    return _check(fig), summary
+
+
+def trajectories_figure(spectral: xr.Dataset, run: str) -> tuple[Figure, dict]:
+    """omega_{h,i}(t) and mu_{h,i}(t): trained (solid, one colour per head) and the spectral ODE
+    from the same initial values (dashed), one column per task."""
+    setup_style()
+    ode = V.measure_ode(spectral)
+    omega = spectral["omega"].transpose("time", "head", "task").values
+    mu = spectral["mu"].transpose("time", "head", "task").values
+    heads, tasks = omega.shape[1:]
+    t = np.asarray(spectral["time"].values, dtype=float)
+    keep = t > 0
+    fig, axes = plt.subplots(2, tasks, figsize=(FIG_WIDTH, 5.6), sharex=True, squeeze=False)
+    has_ode = "omega_ode" in spectral and "mu_ode" in spectral
+    for row, (name, values, symbol) in enumerate((("omega", omega, "ω"), ("mu", mu, "μ"))):
+        ode_values = spectral[f"{name}_ode"].transpose("time", "head", "task").values if has_ode else None
+        for i in range(tasks):
+            ax = axes[row, i]
+            for h in range(heads):
+                mark(ax.plot(t[keep], values[keep, h, i], color=head_color(h), label=f"head {h}"))
+                if ode_values is not None and np.isfinite(ode_values[keep, h, i]).any():
+                    ax.plot(t[keep], ode_values[keep, h, i], color=head_color(h), ls="--", lw=1.1, alpha=0.9)
+            ax.axhline(0, color="0.5", lw=0.6)
+            _log_time(ax)
+            if row == 0:
+                ax.set_title(f"task {i}")
+                ax.set_xlabel("")
+            ax.set_ylabel(f"{symbol}_h,i (dimensionless)" if i == 0 else "")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    if has_ode:
+        handles.append(plt.Line2D([], [], color="0.3", ls="--"))
+        labels.append("spectral ODE (same colour: same head)")
+    fig.legend(handles, labels, loc="outside lower center", ncol=heads + 1)
+    fig.suptitle(f"{run}: semi-singular values ω (top) and μ (bottom), trained (solid) and ODE (dashed)", fontsize=10.5)
+    return _check(fig), {"run": run, "ode": ode}
+
+
+def allocation_figure(spectral: xr.Dataset, run: str, purity_threshold: float) -> tuple[Figure, dict]:
+    """Allocation shares a_{h,i}(t) (each task's share of head h), one panel per task, with the
+    task's warm-up and emergence ends and the purity threshold."""
+    setup_style()
+    alloc = V.measure_allocation(spectral, purity_threshold)
+    share = spectral["share"].transpose("time", "head", "task").values
+    heads, tasks = share.shape[1:]
+    t = np.asarray(spectral["time"].values, dtype=float)
+    keep = t > 0
+    fig, axes = plt.subplots(1, tasks, figsize=(FIG_WIDTH, 3.4), sharey=True, squeeze=False)
+    for i in range(tasks):
+        ax = axes[0, i]
+        for h in range(heads):
+            mark(ax.plot(t[keep], share[keep, h, i], color=head_color(h), label=f"head {h}"))
+        ax.axhline(purity_threshold, color="k", ls=":", lw=1, label=f"purity threshold {purity_threshold:g}")
+        task = alloc["tasks"][i]
+        for key, style in (("warmup_end", "--"), ("emergence_end", "-.")):
+            value = task.get(key)
+            if value is not None and math.isfinite(value):
+                ax.axvline(value, color=task_color(i), ls=style, lw=1)
+        _log_time(ax)
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_title(f"task {i}: winner head {task['winner']}, purity {_fmt(task['purity_end'])}")
+        if i == 0:
+            ax.set_ylabel("allocation share a_h,i (fraction)")
+    axes[0, 0].legend(loc="center left", fontsize=7.5)
+    return _check(fig), {"run": run, "allocation": alloc}
+
+
+def heatmaps_figure(train: xr.Dataset, spectral: xr.Dataset | None, run: str) -> tuple[Figure, dict]:
+    """W_h in the task basis (Phi^T W_h Phi) at the end of warm-up, the end of emergence and the end
+    of training (the latest task's phase ends), one row per head; boxes mark the task blocks."""
+    setup_style()
+    snaps = V.snapshot_times(train, spectral)
+    basis = train["basis_x"].values if "basis_x" in train else np.eye(train.sizes["x_row"])
+    mask = train["block_mask"].values if "block_mask" in train else None
+    heads = train.sizes["head"]
+    size = min(2.0, 6.5 / max(heads, 1))
+    fig, axes = plt.subplots(heads, len(snaps), figsize=(1.25 * size * len(snaps) + 1.2, size * heads + 0.8), squeeze=False)
+    for col, snap in enumerate(snaps):
+        W = basis.T @ train["W"].isel(time=snap["index"]).values @ basis
+        vmax = float(np.abs(W).max()) or 1.0
+        snap["max_abs_entry"] = vmax
+        for h in range(heads):
+            ax = axes[h, col]
+            image = ax.imshow(W[h], cmap="vlag", vmin=-vmax, vmax=vmax, interpolation="nearest")
+            mark(image)
+            if mask is not None:
+                for i, row in enumerate(mask):
+                    idx = np.flatnonzero(row)
+                    if idx.size:
+                        ax.add_patch(plt.Rectangle((idx[0] - 0.5, idx[0] - 0.5), idx.size, idx.size, fill=False, ec=task_color(i), lw=1.5))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if col == 0:
+                ax.set_ylabel(f"head {h}", color=head_color(h))
+            if h == 0:
+                ax.set_title(f"{snap['label']}\nt = {_fmt(snap['time'])}")
+        bar = fig.colorbar(image, ax=axes[:, col], shrink=0.6, aspect=30, label="W entry (dimensionless)" if col == len(snaps) - 1 else None)
+        bar.ax.set_gid(f"colorbar-{col}")  # a colour scale, not an axes of data (see empty_axes)
+    fig.suptitle(f"{run}: key-query matrices W_h in the task basis (task blocks boxed)", fontsize=10.5)
+    return _check(fig), {"run": run, "snapshots": snaps}
+
+
+# ---------------------------------------------------------------------------------------------
+# per-experiment figures
+
+
+def surrogate_figure(check: xr.Dataset) -> tuple[Figure, dict]:
+    """C7: relative gap between the finite-L surrogate risk and Monte Carlo at every grid point,
+    against the saturation index exp(sum_i d_i omega^2) / L (the surrogate needs it << 1)."""
+    setup_style()
+    sur = V.measure_surrogate(check)
+    fig, ax = plt.subplots(figsize=(FIG_WIDTH * 0.65, 3.9))
+    patterns = list(dict.fromkeys(p["pattern"] for p in sur["points"]))
+    for k, pattern in enumerate(patterns):
+        for agrees, marker in ((True, "o"), (False, "X")):
+            mine = [p for p in sur["points"] if p["pattern"] == pattern and p["agrees"] == agrees and p["relative_gap"] is not None]
+            if mine:
+                mark(ax.scatter([p["saturation_index"] for p in mine], [abs(p["relative_gap"]) for p in mine], color=HEAD_COLORS[k % len(HEAD_COLORS)],
+                                marker=marker, s=36, zorder=3, label=f"{pattern}, {'agrees' if agrees else 'fails'}"))
+    if sur.get("tolerance") is not None:
+        ax.axhline(sur["tolerance"], color="crimson", ls=":", lw=1.2, label=f"tolerance {sur['tolerance']:g}")
+    _log_span(ax, [p["saturation_index"] for p in sur["points"]])
+    ax.set_yscale("log")
+    ax.set_xlabel("saturation index max_h exp(Σ_i d_i ω_h,i²) / L (dimensionless)")
+    ax.set_ylabel("|surrogate / Monte Carlo − 1| (fraction)")
+    ax.set_title(f"finite-L surrogate: {sur['agree']}/{sur['total']} grid points within the tolerance")
+    ax.legend(fontsize=7.5)
+    return _check(fig), sur
+
+
+def convergence_figure(runs: Sequence[V.RunData], rtol: float) -> tuple[Figure, dict]:
+    """C1 over the whole suite: relative parameter change over the last tenth of training and the
+    final gradient norm of every run, with the convergence threshold."""
+    setup_style()
+    conv = V.measure_suite_convergence(runs, rtol)
+    rows = conv["runs"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(FIG_WIDTH, 1.4 + 0.2 * max(len(rows), 5)), sharey=True)
+    experiments = list(dict.fromkeys(r["experiment"] for r in rows))
+    colors = {e: HEAD_COLORS[k % len(HEAD_COLORS)] for k, e in enumerate(experiments)}
+    for k, r in enumerate(rows):
+        marker = "o" if r["optimizer"] == "gd" else "s"
+        mark(left.scatter(max(r["relative_change"], 1e-12), k, color=colors[r["experiment"]], marker=marker, zorder=3))
+        mark(right.scatter(max(r["grad_norm"], 1e-12), k, color=colors[r["experiment"]], marker=marker, zorder=3))
+    left.axvline(rtol, color="k", ls=":", lw=1, label=f"threshold {rtol:g}")
+    _log_span(left, [r["relative_change"] for r in rows] + [rtol])
+    _log_span(right, [r["grad_norm"] for r in rows])
+    left.set_yticks(np.arange(len(rows)), [r["run"] for r in rows], fontsize=7)
+    left.set_ylim(len(rows) - 0.5, -0.5)
+    left.set_xlabel("relative change of (W, U) over the last 10% of t (dimensionless)")
+    right.set_xlabel("final batch gradient norm (risk units per parameter unit)")
+    left.set_title(f"{conv['converged']}/{conv['gd_runs']} gradient-descent runs below {rtol:g}")
+    right.set_title("final gradient norm (fresh batches keep it > 0)")
+    left.legend(loc="best")
+    return _check(fig), conv
+
+
+def warmup_figure(runs: Sequence[V.RunData], experiment: str, slope_rtol: float) -> tuple[Figure, dict]:
+    """C2: warm-up end of every task against ln(1/s), the least-squares fit and the warm-up law's
+    slope 2/lambda through the measured mean, and the law's per-run predictions."""
+    setup_style()
+    law = V.measure_warmup_law(runs, slope_rtol)
+    fig, ax = plt.subplots(figsize=(FIG_WIDTH * 0.65, 4.0))
+    pts = [p for p in law["points"] if p["warmup_end"] is not None]
+    for i in sorted({p["task"] for p in law["points"]}):
+        mine = [p for p in pts if p["task"] == i]
+        if mine:
+            mark(ax.scatter([p["log_inv_scale"] for p in mine], [p["warmup_end"] for p in mine], color=task_color(i), label=f"task {i}, measured", zorder=3))
+        for key, marker, text in (("predicted", "D", "law from ω(0), μ(0)"), ("predicted_sgd", "^", "law with step and batch noise")):
+            pred = [p for p in law["points"] if p["task"] == i and p.get(key) is not None]
+            if pred:
+                ax.scatter([p["log_inv_scale"] for p in pred], [p[key] for p in pred], facecolor="none", edgecolor=task_color(i), marker=marker, label=f"task {i}, {text}")
+    if law["fit"] is not None:
+        xs = np.linspace(min(p["log_inv_scale"] for p in pts), max(p["log_inv_scale"] for p in pts), 50)
+        fit = law["fit"]
+        ax.plot(xs, fit["intercept"] + fit["slope"] * xs, color="0.2", label=f"fit: slope {_fmt(fit['slope'])} ± {_fmt(fit['slope_se'], 2)}")
+        if math.isfinite(law["law_intercept"]):
+            ax.plot(xs, law["law_intercept"] + law["law_slope"] * xs, color="0.2", ls="--", label=f"warm-up law: slope 2/λ = {_fmt(law['law_slope'])}")
+    ax.set_xlabel("ln(1 / init scale s) (dimensionless)")
+    ax.set_ylabel("warm-up end t* (gradient-flow time)")
+    ax.set_title(f"{experiment}: warm-up time against init scale")
+    ax.legend(fontsize=7.5)
+    return _check(fig), {"experiment": experiment, **law}
+
+
+def purity_figure(runs: Sequence[V.RunData], experiment: str, purity_threshold: float) -> tuple[Figure, dict]:
+    """C3 across a sweep: the lowest purity over tasks at the end of emergence and at the end of
+    training against the swept parameter, and the time at which a clean allocation starts to
+    drift (never: drawn at the end of training, hollow)."""
+    setup_style()
+    pur = V.measure_purity(runs, purity_threshold)
+    rows = pur["runs"]
+    labels = list(dict.fromkeys(str(r["x"]) for r in rows))
+    xs = [float(r["x"]) if pur["numeric"] else labels.index(str(r["x"])) for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(FIG_WIDTH, 3.8))
+    for key, color, text in (("purity_emergence", head_color(1), "end of emergence"), ("purity_end", head_color(0), "end of training")):
+        ys = [_num(r[key]) for r in rows]
+        mark(left.scatter(xs, ys, color=color, label=text, zorder=3))
+    left.axhline(purity_threshold, color="k", ls=":", lw=1, label=f"purity threshold {purity_threshold:g}")
+    drifted = [(x, r["drift_time"]) for x, r in zip(xs, rows) if r["drift_time"] is not None]
+    kept = [(x, r["final_time"]) for x, r in zip(xs, rows) if r["drift_time"] is None]
+    if drifted:
+        mark(right.scatter(*zip(*drifted), color=head_color(3), label="drift starts", zorder=3))
+    if kept:
+        mark(right.scatter(*zip(*kept), facecolor="none", edgecolor=head_color(3), label="no drift until the end (or never clean)", zorder=3))
+    right.set_yscale("log")
+    for ax in (left, right):
+        if pur["numeric"]:
+            values = sorted({x for x in xs})
+            if values and min(values) > 0 and max(values) / min(values) >= 8:
+                ax.set_xscale("log")
+                ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+            ax.set_xticks(values, [f"{v:g}" for v in values])
+        else:
+            ax.set_xticks(range(len(labels)), labels)
+        ax.set_xlabel(V.AXIS_LABELS.get(pur["x_name"], pur["x_name"]))
+    left.set_ylim(0, 1.05)
+    left.set_ylabel("lowest purity over tasks (fraction)")
+    left.set_title(f"clean at the end: {pur['clean_end']}/{pur['total']} runs")
+    right.set_ylabel("drift time (gradient-flow time)")
+    right.set_title("when a clean allocation starts to drift")
+    left.legend(fontsize=7.5)
+    right.legend(fontsize=7.5)
+    fig.suptitle(f"{experiment}: allocation purity across the sweep", fontsize=10.5)
+    return _check(fig), {"experiment": experiment, **pur}
+
+
+def winner_figure(runs: Sequence[V.RunData], experiment: str) -> tuple[Figure, dict]:
+    """C4: predicted (from the initial semi-singular values) against observed winner head, counted
+    over runs and tasks; the diagonal is agreement."""
+    setup_style()
+    win = V.measure_winners(runs)
+    heads = win["heads"]
+    counts = np.asarray(win["confusion"], dtype=float)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(FIG_WIDTH, 3.7), gridspec_kw={"width_ratios": [1, 1.7]})
+    image = left.imshow(counts, cmap="Blues", vmin=0, vmax=max(counts.max(), 1))
+    mark(image)
+    for (r, c), value in np.ndenumerate(counts):
+        left.text(c, r, f"{value:.0f}", ha="center", va="center", color="white" if value > counts.max() / 2 else "black")
+    left.set_xticks(range(heads))
+    left.set_yticks(range(heads))
+    left.grid(False)
+    left.set_xlabel("observed winner head (end of training)")
+    left.set_ylabel("predicted winner head (t = 0)")
+    left.set_title(f"{win['agree']}/{win['total']} (run, task) pairs agree")
+    for k, r in enumerate(win["pairs"]):
+        ok = r["predicted"] == r["observed"]
+        mark(right.scatter(k, r["observed"], color=task_color(r["task"]), marker="o", s=40, zorder=3))
+        right.scatter(k, r["predicted"], facecolor="none", edgecolor="k" if ok else "crimson", marker="s", s=90, zorder=2)
+    right.set_xticks(range(len(win["pairs"])), [f"{p['run'].split('/')[-1]}\ntask {p['task']}" for p in win["pairs"]], fontsize=6.5, rotation=90)
+    right.set_yticks(range(heads))
+    right.set_ylim(-0.5, heads - 0.5)
+    right.set_ylabel("head")
+    right.set_title("observed (dot, task colour), predicted (square; red: wrong)")
+    fig.suptitle(f"{experiment}: which head takes which task", fontsize=10.5)
+    return _check(fig), {"experiment": experiment, **win}
+
+
+def _ratio_figure(gap: Mapping[str, Any], experiment: str, threshold: float, ylabel: str, title: str, label: str, color) -> Figure:
+    fig, ax = plt.subplots(figsize=(FIG_WIDTH * 0.65, 3.8))
+    x = np.asarray(gap["x"], dtype=float)
+    ratio, lo, hi = (np.asarray(gap[k], dtype=float) for k in ("ratio", "low", "high"))
+    mark(ax.errorbar(x, ratio, yerr=[np.clip(ratio - lo, 0, None), np.clip(hi - ratio, 0, None)], fmt="o-", color=color, capsize=3, label=label))
+    ax.axhline(1, color="0.4", lw=1)
+    ax.axhline(threshold, color="crimson", ls=":", lw=1.2, label=f"threshold {threshold:g}")
+    if gap["x_name"] in ("context_length", "L") and x.size and x.min() > 0:
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xticks(x, [f"{v:g}" for v in x])
+    elif x.size:
+        ax.set_xticks(x, [f"{v:g}" for v in x])
+    ax.set_xlabel(V.AXIS_LABELS.get(gap["x_name"], gap["x_name"]))
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{experiment}: {title}")
+    ax.legend(fontsize=7.5, loc="best")
+    return fig
+
+
+def optimality_figure(opt: xr.Dataset, experiment: str, max_ratio: float) -> tuple[Figure, dict]:
+    """C5: excess(trained) / excess(best in class) against the swept parameter, with its interval,
+    the line 1 and the constant-factor threshold."""
+    setup_style()
+    gap = V.measure_optimality(opt, max_ratio)
+    fig = _ratio_figure(gap, experiment, max_ratio, "excess(trained) / excess(best in class)", f"optimality ratio against {gap['x_name']}", "ratio with its interval", head_color(0))
+    return _check(fig), {"experiment": experiment, **gap}
+
+
+def separation_figure(opt: xr.Dataset, experiment: str, min_ratio: float) -> tuple[Figure, dict]:
+    """C6: excess(best single head) / excess(multi-head) against the number of tasks."""
+    setup_style()
+    sep = V.measure_separation(opt, min_ratio)
+    fig = _ratio_figure(sep, experiment, min_ratio, "excess(single head) / excess(multi-head)", "single- versus multi-head", "ratio with its interval", head_color(1))
+    return _check(fig), {"experiment": experiment, **sep}
+
+
+def baselines_figure(opt: xr.Dataset, experiment: str) -> tuple[Figure, dict]:
+    """C5: excess risk of every predictor against L, log-log, with ± 2 SE bars."""
+    setup_style()
+    base = V.measure_baselines(opt)
+    fig, ax = plt.subplots(figsize=(FIG_WIDTH * 0.72, 4.3))
+    x = np.asarray(base["x"], dtype=float)
+    for k, (name, values) in enumerate(base["predictors"].items()):
+        y = np.asarray(values["excess"], dtype=float)
+        se = np.nan_to_num(np.asarray(values["se"], dtype=float))
+        ok = np.isfinite(y) & (y > 0)
+        if ok.any():
+            mark(ax.errorbar(x[ok], y[ok], yerr=2 * se[ok], fmt="o-", color=HEAD_COLORS[k % len(HEAD_COLORS)], capsize=2, ms=4, label=V.PREDICTOR_LABELS.get(name, name)))
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    if x.size:
+        ax.set_xticks(x, [f"{v:g}" for v in x])
+    ax.set_xlabel(V.AXIS_LABELS.get(base["x_name"], base["x_name"]))
+    ax.set_ylabel(f"excess risk R − σ² ({RISK_UNITS})")
+    ax.set_title(f"{experiment}: every predictor against {base['x_name']}")
+    ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return _check(fig), {"experiment": experiment, **base}
+
+
+def regimes_figure(runs: Sequence[V.RunData], experiment: str, min_corr: float) -> tuple[Figure, dict]:
+    """C8: n_eff / L of each task's winning head at the end of training against the noise level,
+    and omega^2 d_i of it against ln L (saturation above)."""
+    setup_style()
+    reg = V.measure_regimes(runs, min_corr)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(FIG_WIDTH, 3.8))
+    pts = reg["points"]
+    for i in sorted({p["task"] for p in pts}):
+        mine = [p for p in pts if p["task"] == i]
+        mark(left.scatter([p["noise_std"] for p in mine], [_num(p["neff_over_L"]) for p in mine], color=task_color(i), label=f"task {i}", zorder=3))
+        mark(right.scatter([p["noise_std"] for p in mine], [p["omega2d"] for p in mine], color=task_color(i), label=f"task {i}", zorder=3))
+    for L in sorted({p["context_length"] for p in pts if p["context_length"] > 0}):
+        right.axhline(math.log(L), color="0.3", ls="--", lw=1, label=f"ln L = {math.log(L):.2f}")
+    left.set_ylim(0, 1.05)
+    left.set_xlabel("noise σ (output units)")
+    left.set_ylabel("n_eff / L of the winning head (fraction)")
+    left.set_title(f"Spearman ρ(σ, n_eff/L) = {_fmt(reg['spearman'])}")
+    right.set_xlabel("noise σ (output units)")
+    right.set_ylabel("ω² d_i of the winning head (dimensionless)")
+    right.set_title("above ln L: saturated softmax")
+    left.legend(fontsize=7.5)
+    right.legend(fontsize=7.5)
+    fig.suptitle(f"{experiment}: softmax regimes across the noise sweep", fontsize=10.5)
+    return _check(fig), {"experiment": experiment, **reg}
+
+
+def length_figure(runs: Sequence[V.RunData], experiment: str, max_ratio: float) -> tuple[Figure, dict]:
+    """C9: excess risk of the trained model at context lengths L' against L', training L marked."""
+    setup_style()
+    gen = V.measure_length(runs, max_ratio)
+    fig, ax = plt.subplots(figsize=(FIG_WIDTH * 0.65, 3.9))
+    for k, r in enumerate(gen["runs"]):
+        x, y, se = (np.asarray(r[key], dtype=float) for key in ("lengths", "excess", "se"))
+        color = HEAD_COLORS[k % len(HEAD_COLORS)]
+        ok = np.isfinite(y) & (y > 0)
+        mark(ax.errorbar(x[ok], y[ok], yerr=2 * se[ok], fmt="o-", color=color, capsize=2, ms=4, label=r["run"]))
+        ax.axvline(r["train_length"], color=color, ls=":", lw=1)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    lengths = sorted({v for r in gen["runs"] for v in r["lengths"]})
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    if lengths:
+        ax.set_xticks(lengths, [f"{v:g}" for v in lengths])
+    ax.set_xlabel("evaluation context length L' (tokens; dotted: training L)")
+    ax.set_ylabel(f"excess risk R − σ² ({RISK_UNITS})")
+    ax.set_title(f"{experiment}: length generalisation")
+    ax.legend(fontsize=7.5)
+    return _check(fig), {"experiment": experiment, **gen}
+
+
+def comparison_figure(runs: Sequence[V.RunData], experiment: str, purity_threshold: float, title: str) -> tuple[Figure, dict]:
+    """C9 (softmax vs linear attention, nonlinear target): evaluation risk against time for every
+    run of the experiment, coloured by what the experiment varies, and the final purity per task."""
+    setup_style()
+    comp = V.measure_comparison(runs, purity_threshold)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(FIG_WIDTH, 3.9), gridspec_kw={"width_ratios": [1.5, 1]})
+    colors = {g: HEAD_COLORS[k % len(HEAD_COLORS)] for k, g in enumerate(comp["groups"])}
+    for r, data in zip(comp["runs"], runs):
+        t = np.asarray(data.train["time"].values, dtype=float)
+        keep = t > 0
+        mark(left.plot(t[keep], data.train["eval_risk"].values[keep], color=colors[r["group"]], alpha=0.85, label=r["group"]))
+    floor = comp["runs"][0]["noise_floor"] if comp["runs"] else math.nan
+    if math.isfinite(floor):
+        left.axhline(floor, color="k", ls=":", lw=1, label=f"σ² = {floor:.3g}")
+    handles, labels = left.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    left.legend(unique.values(), unique.keys(), fontsize=7.5)
+    left.set_yscale("log")
+    _log_time(left)
+    left.set_ylabel(f"evaluation risk ({RISK_UNITS})")
+    left.set_title(f"risk, by {comp['varied'] or 'seed'}")
+    n = max(len(comp["runs"]), 1)
+    width = 0.8 / n
+    for k, r in enumerate(comp["runs"]):
+        purity = np.asarray(r["purity"], dtype=float)
+        xs = np.arange(purity.size) + (k - (n - 1) / 2) * width
+        mark(list(right.bar(xs, np.nan_to_num(purity), width=width, color=colors[r["group"]], edgecolor="white")))
+    right.axhline(purity_threshold, color="k", ls=":", lw=1, label=f"purity threshold {purity_threshold:g}")
+    tasks = max((len(r["purity"]) for r in comp["runs"]), default=0)
+    right.set_xticks(range(tasks), [f"task {i}" for i in range(tasks)])
+    right.set_ylim(0, 1.05)
+    right.set_ylabel("purity at the end of training (fraction)")
+    right.set_title("winning head's share per task, each run")
+    right.legend(fontsize=7.5, loc="lower right")
+    fig.suptitle(title, fontsize=10.5)
+    return _check(fig), {"experiment": experiment, **comp}
+
+
+def _num(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# dispatch (what stages.plot_figure calls)
+
+PER_RUN = ("risk", "trajectories", "allocation", "heatmaps")
+
+
+def draw(
+    kind: str,
+    runs: Sequence[V.RunData],
+    optimality: xr.Dataset | None,
+    target: str,
+    given: Mapping[str, Any],
+    surrogate: xr.Dataset | None = None,
+) -> tuple[Figure, dict]:
+    """Draw one figure of ``kind`` for ``target`` (a run id, an experiment name or ``suite``)."""
+    th = thresholds(given)
+    if kind == "risk":
+        return risk_figure(runs[0].train, runs[0].spectral, target, th["emergence_speedup"])
+    if kind == "trajectories":
+        return trajectories_figure(runs[0].spectral, target)
+    if kind == "allocation":
+        return allocation_figure(runs[0].spectral, target, th["purity"])
+    if kind == "heatmaps":
+        return heatmaps_figure(runs[0].train, runs[0].spectral, target)
+    if kind == "surrogate":
+        return surrogate_figure(surrogate)
+    if kind == "convergence":
+        return convergence_figure(runs, th["converged_rtol"])
+    if kind == "warmup":
+        return warmup_figure(runs, target, th["warmup_slope_rtol"])
+    if kind == "purity":
+        return purity_figure(runs, target, th["purity"])
+    if kind == "winner":
+        return winner_figure(runs, target)
+    if kind == "optimality":
+        return optimality_figure(optimality, target, th["optimality_ratio"])
+    if kind == "baselines":
+        return baselines_figure(optimality, target)
+    if kind == "separation":
+        return separation_figure(optimality, target, th["separation_ratio"])
+    if kind == "regimes":
+        return regimes_figure(runs, target, th["regime_correlation"])
+    if kind == "length":
+        return length_figure(runs, target, th["length_ratio"])
+    if kind == "linear":
+        return comparison_figure(runs, target, th["purity"], f"{target}: softmax versus linear attention")
+    if kind == "nonlinear":
+        return comparison_figure(runs, target, th["purity"], f"{target}: a nonlinear target")
+    raise ValueError(f"unknown figure kind {kind!r}")
+
+
+def kinds() -> Iterable[str]:
+    return FIGURE_KINDS.keys()

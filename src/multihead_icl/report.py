@@ -1,0 +1,207 @@
+"""The report plan: the claims, the figure kinds that serve them, which experiment feeds which
+figure (the config's ``figures`` section), where the files go, and the verdict thresholds.
+
+Deliberately light (standard library only): the workflow imports it when it builds the DAG, and
+every Snakemake call would otherwise pay for numpy, xarray and matplotlib.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+DEFAULT_THRESHOLDS: dict[str, float] = {
+    "partly_fraction": 0.5,
+    "converged_rtol": 0.01,
+    "emergence_speedup": 2.0,
+    "warmup_slope_rtol": 0.3,
+    "purity": 0.9,
+    "winner_agreement": 0.9,
+    "optimality_ratio": 2.0,
+    "separation_ratio": 1.0,
+    "ode_gap": 0.1,
+    "regime_correlation": 0.8,
+    "length_ratio": 1.1,
+}
+
+CLAIMS: dict[str, dict[str, str]] = {
+    "C1": {"category": "C1 Global convergence", "claim": "Gradient flow converges (from a suitable init)."},
+    "C2": {"category": "C2 Three phases", "claim": "Slow warm-up, sharp emergence, convergence; warm-up grows with ln(1/init scale)."},
+    "C3": {"category": "C3 Task allocation", "claim": "Each head ends up serving a single task."},
+    "C4": {"category": "C4 Winner prediction", "claim": "Which head takes which task is set by the initial semi-singular values."},
+    "C5": {"category": "C5 Optimality gap", "claim": "The trained limit is within a constant factor of the best multi-head attention."},
+    "C6": {"category": "C6 Single vs multi-head", "claim": "Strict separation: multi-head beats the best single head."},
+    "C7": {"category": "C7 Spectral ODE", "claim": "The dynamics reduce to ODEs in the spectral domain."},
+    "C8": {"category": "C8 Softmax regimes", "claim": "Exponential and saturation regimes; noise favours delocalised attention."},
+    "C9": {"category": "C9 Extensions", "claim": "Linear attention, length generalisation, nonlinear targets."},
+}
+VERDICT_CATEGORY = "All claims (verdict table)"  # sorts first; no colon (it would break the RST link targets)
+
+
+@dataclass(frozen=True)
+class FigureKind:
+    claim: str
+    scope: str  # "run" (one figure per selected run), "experiment" or "suite"
+    setting: str | None  # the key of the config's figures section naming the experiment(s)
+    needs: tuple[str, ...]  # files read: "train", "spectral", "lengths", "optimality", "surrogate"
+    title: str  # short, for the report's labels
+    thresholds: tuple[str, ...] = ()  # the verdict thresholds the figure draws (its rule's params)
+
+
+FIGURE_KINDS: dict[str, FigureKind] = {
+    "convergence": FigureKind("C1", "suite", None, ("train",), "convergence of every run", ("converged_rtol",)),
+    "risk": FigureKind("C2", "run", "runs", ("train", "spectral"), "risk against time with phases", ("emergence_speedup",)),
+    "warmup": FigureKind("C2", "experiment", "warmup", ("train", "spectral"), "warm-up time against init scale", ("warmup_slope_rtol",)),
+    "allocation": FigureKind("C3", "run", "runs", ("train", "spectral"), "allocation shares over time", ("purity",)),
+    "heatmaps": FigureKind("C3", "run", "runs", ("train", "spectral"), "W_h heat maps at the phase ends"),
+    "purity": FigureKind("C3", "experiment", "purity", ("train", "spectral"), "purity and drift against a sweep", ("purity",)),
+    "winner": FigureKind("C4", "experiment", "winner", ("train", "spectral"), "predicted against observed winner", ("winner_agreement",)),
+    "optimality": FigureKind("C5", "experiment", "optimality", ("optimality",), "optimality ratio", ("optimality_ratio",)),
+    "baselines": FigureKind("C5", "experiment", "baselines", ("optimality",), "every baseline against L"),
+    "separation": FigureKind("C6", "experiment", "separation", ("optimality",), "separation against tasks", ("separation_ratio",)),
+    "trajectories": FigureKind("C7", "run", "runs", ("train", "spectral"), "omega, mu with the spectral ODE", ("ode_gap",)),
+    "surrogate": FigureKind("C7", "suite", None, ("surrogate",), "finite-L surrogate against Monte Carlo"),
+    "regimes": FigureKind("C8", "experiment", "regimes", ("train", "spectral"), "n_eff / L against noise", ("regime_correlation",)),
+    "length": FigureKind("C9", "experiment", "length", ("train", "lengths"), "length generalisation", ("length_ratio",)),
+    "linear": FigureKind("C9", "experiment", "linear", ("train", "spectral"), "softmax versus linear attention", ("purity",)),
+    "nonlinear": FigureKind("C9", "experiment", "nonlinear", ("train", "spectral"), "nonlinear target", ("purity",)),
+}
+
+
+def thresholds(given: Mapping[str, Any] | None = None) -> dict[str, float]:
+    """The verdict thresholds: ``given`` over ``DEFAULT_THRESHOLDS`` (unknown keys are an error)."""
+    given = dict(given or {})
+    unknown = set(given) - set(DEFAULT_THRESHOLDS)
+    if unknown:
+        raise ValueError(f"unknown verdict thresholds {sorted(unknown)}; known: {sorted(DEFAULT_THRESHOLDS)}")
+    return {**DEFAULT_THRESHOLDS, **{k: float(v) for k, v in given.items()}}
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    kind: str
+    target: str  # run id, experiment name or "suite"
+    runs: tuple[str, ...]  # the runs whose files it reads
+    experiment: str | None  # the optimality file it reads, if any
+    path: str  # figure file, relative to the working directory
+    summary: str  # its JSON summary (the caption's numbers)
+
+    @property
+    def claim(self) -> str:
+        return FIGURE_KINDS[self.kind].claim
+
+    @property
+    def category(self) -> str:
+        return CLAIMS[self.claim]["category"]
+
+
+def report_settings(figures: Mapping[str, Any] | None, schema: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The ``figures`` config section with the schema's defaults filled in (the suite loader fills
+    top-level defaults only)."""
+    settings = {}
+    if schema is not None:
+        props = schema.get("properties", {}).get("figures", {}).get("properties", {})
+        settings = {k: v.get("default") for k, v in props.items()}
+    settings.update(dict(figures or {}))
+    return settings
+
+
+def as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def select_runs(settings: Mapping[str, Any], experiments: Mapping[str, Sequence[str]]) -> list[str]:
+    """Runs that get per-run figures (see the schema's ``figures.runs``)."""
+    chosen = settings.get("runs")
+    all_runs = [r for runs in experiments.values() for r in runs]
+    if chosen is None:
+        first = settings.get("allocation")
+        if first in experiments and experiments[first]:
+            return [experiments[first][0]]
+        return [next(iter(experiments.values()))[0]] if experiments and next(iter(experiments.values())) else []
+    out = []
+    for name in chosen:
+        if name in experiments:
+            out.extend(experiments[name])
+        elif name in all_runs:
+            out.append(name)
+        else:
+            raise ValueError(f"figures.runs: {name!r} is neither a run id nor an experiment (experiments: {', '.join(experiments)})")
+    return list(dict.fromkeys(out))
+
+
+def report_plan(
+    settings: Mapping[str, Any],
+    experiments: Mapping[str, Sequence[str]],
+    optimality: Sequence[str] | None = None,
+    fmt: str | None = None,
+) -> list[FigureSpec]:
+    """Every figure the ``figures`` settings ask for and whose experiment exists; kinds that read
+    an optimality file only for the experiments in ``optimality`` (those that have one; all when
+    None)."""
+    fmt = fmt or settings.get("format") or "svg"
+    all_runs = tuple(r for runs in experiments.values() for r in runs)
+    plan = []
+    for kind, spec in FIGURE_KINDS.items():
+        if spec.scope == "suite":
+            targets = [("suite", () if "train" not in spec.needs else all_runs, None)]
+        elif spec.scope == "run":
+            targets = [(run, (run,), None) for run in select_runs(settings, experiments)]
+        else:
+            names = [n for n in as_list(settings.get(spec.setting)) if n in experiments]
+            if "optimality" in spec.needs:
+                names = [n for n in names if optimality is None or n in optimality]
+                targets = [(n, (), n) for n in names]
+            else:
+                targets = [(n, tuple(experiments[n]), None) for n in names]
+        for target, runs, experiment in targets:
+            stem = f"results/figures/{target}/{kind}" if target != "suite" else f"results/figures/{kind}"
+            plan.append(FigureSpec(kind, target, tuple(runs), experiment, f"{stem}.{fmt}", f"{stem}.json"))
+    return plan
+
+
+class CaptionData:
+    """The numbers of a figure's summary JSON, read only when a caption template asks for them.
+
+    A rule passes ``params: summary=lambda wildcards, output: CaptionData(output.summary)``; the
+    report renders the caption with ``{{ snakemake.params.summary.final_risk }}`` after the job ran,
+    so the file exists. Pickled (into a job's script) it is just the path string.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self._path = str(path)
+        self._data: dict | None = None
+
+    def __reduce__(self):
+        return (str, (self._path,))
+
+    def _load(self) -> dict:
+        if self._data is None:
+            with open(self._path) as handle:
+                self._data = json.load(handle)
+        return self._data
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self._load()[name]
+        except KeyError as error:
+            raise AttributeError(f"{self._path} has no {name!r}") from error
+
+    def __getitem__(self, name: str) -> Any:
+        return self._load()[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._load()
+
+    def __repr__(self) -> str:
+        return f"CaptionData({self._path!r})"
+
+    __str__ = __repr__
+
+

@@ -1,0 +1,1001 @@
+"""The verdict table: one row per claim C1-C9, decided from the netCDF files by stated thresholds.
+
+This module holds (the report plan, claims and thresholds are in ``report``)
+
+* the **measurements** (``measure_*``): the numbers a figure's caption quotes and a verdict uses,
+  computed from train.nc / spectral.nc / optimality.nc, so the two never disagree;
+* the **verdicts** (``verdict_c1`` ... ``verdict_c9``) and the HTML table.
+
+A verdict is ``holds``, ``holds partly``, ``does not hold`` or ``not measured`` (its experiment is
+absent or its data are missing). Thresholds come from the config's ``verdicts`` section; their
+defaults are ``report.DEFAULT_THRESHOLDS`` (the schema carries the same values; a test checks that).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from .report import CLAIMS, DEFAULT_THRESHOLDS, FIGURE_KINDS, as_list, thresholds
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+HOLDS, PARTLY, FAILS, UNMEASURED = "holds", "holds partly", "does not hold", "not measured"
+VERDICT_ORDER = (HOLDS, PARTLY, FAILS, UNMEASURED)
+
+AXIS_LABELS = {
+    "context_length": "training context length L (tokens)",
+    "L": "context length L (tokens)",
+    "heads": "number of heads H",
+    "tasks": "number of tasks I",
+    "noise_std": "noise σ (output units)",
+    "task_dim": "task dimension d_i",
+}
+PREDICTOR_LABELS = {
+    "trained": "trained (gradient flow)",
+    "best": "best multi-head in class",
+    "best_in_class": "best multi-head in class",
+    "single_head": "best single head",
+    "allocated": "one head per task",
+    "linear_attention": "linear attention / one-step GD",
+    "debiased_gd": "debiased GD",
+    "bayes": "Bayes optimal",
+    "ols_block": "OLS per block",
+    "ols_full": "OLS on all covariates",
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON types: numpy scalars and arrays converted, NaN and infinities as None."""
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [jsonable(v) for v in value.tolist()]
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    return value
+
+
+def _num(value: Any) -> float:
+    """A float, NaN for None or anything missing."""
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return out
+
+
+def _finite(value: Any) -> bool:
+    return math.isfinite(_num(value))
+
+
+def _opt(value: Any) -> float | None:
+    value = _num(value)
+    return value if math.isfinite(value) else None
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    """How every number is written in the report (the captions' Jinja macro ``n`` does the same):
+    ``digits`` significant digits, whole numbers from 1000 on, "–" for a missing value."""
+    value = _num(value)
+    if not math.isfinite(value):
+        return "–"
+    if 1000 <= abs(value) < 1e7:
+        return f"{value:.0f}"
+    return f"{value:.{digits}g}"
+
+
+def _var(ds: xr.Dataset | None, *names: str) -> xr.DataArray | None:
+    if ds is None:
+        return None
+    for name in names:
+        if name in ds.variables:
+            return ds[name]
+    return None
+
+
+def _nearest_index(times: np.ndarray, t: float | None) -> int:
+    if t is None or not math.isfinite(t):
+        return len(times) - 1
+    return int(np.argmin(np.abs(np.asarray(times, dtype=float) - t)))
+
+
+def _spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return math.nan
+
+    def ranks(v):
+        order = np.argsort(v, kind="stable")
+        r = np.empty(v.size)
+        r[order] = np.arange(v.size)
+        for value in np.unique(v):  # average ties
+            tie = v == value
+            r[tie] = r[tie].mean()
+        return r
+
+    return float(np.corrcoef(ranks(x), ranks(y))[0, 1])
+
+
+def _verdict_from_fraction(passed: int, total: int, partly: float) -> str:
+    if total == 0:
+        return UNMEASURED
+    if passed == total:
+        return HOLDS
+    if passed / total >= partly and passed > 0:
+        return PARTLY
+    return FAILS
+
+
+# ---------------------------------------------------------------------------------------------
+# data of one run
+
+
+@dataclass
+class RunData:
+    """One run's files, loaded: its id, experiment, resolved parameters and datasets."""
+
+    run: str
+    train: xr.Dataset
+    spectral: xr.Dataset | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    lengths: xr.Dataset | None = None  # lengths.nc: the final model at other context lengths L'
+
+    @property
+    def experiment(self) -> str:
+        return self.run.split("/")[0]
+
+
+def load_run(run: str, train: str | Path | None, spectral: str | Path | None = None, lengths: str | Path | None = None) -> RunData:
+    import xarray as xr
+
+    def load(path):
+        if path is None:
+            return None
+        with xr.open_dataset(path) as ds:
+            return ds.load()
+
+    train_ds = load(train)
+    spectral_ds = load(spectral)
+    source = train_ds if train_ds is not None else spectral_ds
+    params = json.loads(source.attrs["config"]) if source is not None and "config" in source.attrs else {}
+    return RunData(run, train_ds, spectral_ds, params, load(lengths))
+
+
+def varied_keys(runs: Sequence[RunData], ignore: Iterable[str] = ("seed",)) -> list[str]:
+    """Run parameters that differ between the runs (the experiment's grid, minus ``ignore``)."""
+    keys = sorted(set().union(*(r.params for r in runs))) if runs else []
+    out = []
+    for key in keys:
+        if key in ignore:
+            continue
+        values = {json.dumps(r.params.get(key), sort_keys=True) for r in runs}
+        if len(values) > 1:
+            out.append(key)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# C1 convergence
+
+
+def relative_change_last_tenth(train: xr.Dataset) -> float:
+    """||theta(T) - theta(0.9 T)|| / ||theta(T)|| over (W, U), the record at or before 0.9 T
+    (training.relative_change_last_tenth, in numpy so that figures need no torch)."""
+    times = np.asarray(train["time"].values, dtype=float)
+    if times.size < 2:
+        return math.inf
+    earlier = int(np.searchsorted(times, 0.9 * times[-1], side="right")) - 1
+    earlier = min(max(earlier, 0), times.size - 2)
+    flat = np.concatenate([train["W"].values.reshape(times.size, -1), train["U"].values.reshape(times.size, -1)], axis=1)
+    norm = np.linalg.norm(flat[-1])
+    return float(np.linalg.norm(flat[-1] - flat[earlier]) / norm) if norm > 0 else math.inf
+
+
+def measure_convergence(train: xr.Dataset) -> dict[str, Any]:
+    """Convergence evidence of one run (science.md C1): relative change of (W, U) over the last
+    tenth of the time axis, final gradient norm, the risk at the start and the end."""
+    t = np.asarray(train["time"].values, dtype=float)
+    risk = np.asarray(train["eval_risk"].values, dtype=float)
+    se = np.asarray(train["eval_risk_se"].values, dtype=float)
+    floor = _num(train.attrs.get("noise_floor"))
+    tenth = max(int(np.searchsorted(t, 0.9 * t[-1], side="right")) - 1, 0) if t.size else 0
+    return {
+        "status": str(train.attrs.get("status", "unknown")),
+        "relative_change": relative_change_last_tenth(train),
+        "grad_norm": _num(train["grad_norm"].values[-1]) if t.size else math.nan,
+        "initial_risk": _num(risk[0]) if t.size else math.nan,
+        "final_risk": _num(risk[-1]) if t.size else math.nan,
+        "final_risk_se": _num(se[-1]) if t.size else math.nan,
+        "noise_floor": floor,
+        "final_excess": _num(risk[-1]) - floor if t.size else math.nan,
+        "risk_change_last_tenth": _num(risk[-1] - risk[tenth]) if t.size else math.nan,
+        "final_time": _num(t[-1]) if t.size else math.nan,
+        "steps": int(train["step"].values[-1]) if t.size else 0,
+    }
+
+
+def measure_suite_convergence(runs: Sequence[RunData], rtol: float) -> dict[str, Any]:
+    rows = []
+    for r in runs:
+        c = measure_convergence(r.train)
+        optimizer = str(r.params.get("optimizer", "gd"))
+        rows.append({
+            "run": r.run, "experiment": r.experiment, "optimizer": optimizer,
+            "relative_change": c["relative_change"], "grad_norm": c["grad_norm"], "status": c["status"],
+            "converged": bool(c["status"] != "diverged" and c["relative_change"] < rtol),
+        })
+    gd = [r for r in rows if r["optimizer"] == "gd"]
+    changes = [r["relative_change"] for r in gd if math.isfinite(r["relative_change"])]
+    worst = max(gd, key=lambda r: r["relative_change"]) if gd else None
+    return {
+        "runs": rows,
+        "gd_runs": len(gd),
+        "converged": sum(r["converged"] for r in gd),
+        "diverged": sum(r["status"] == "diverged" for r in gd),
+        "median_change": float(np.median(changes)) if changes else math.nan,
+        "worst_change": worst["relative_change"] if worst else math.nan,
+        "worst_run": worst["run"] if worst else None,
+        "threshold": rtol,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# C2 phases
+
+
+def loss_phases(train: xr.Dataset, low: float = 0.1, high: float = 0.9) -> dict[str, Any]:
+    """Fallback for spectral files without loss-based phases: first times the evaluation risk has
+    fallen by 10% and 90% of its total drop (None when it never drops by more than 2 SE)."""
+    t = np.asarray(train["time"].values, dtype=float)
+    risk = np.asarray(train["eval_risk"].values, dtype=float)
+    se = np.asarray(train["eval_risk_se"].values, dtype=float)
+    drop = risk[0] - risk.min() if risk.size else 0.0
+    out = {"warmup_end": None, "emergence_end": None, "source": "eval_risk (10% / 90% of the drop)"}
+    if risk.size < 2 or drop <= 2 * max(float(se[0]), 1e-12):
+        return {"loss": out, "tasks": []}
+    fallen = risk[0] - risk
+    out["warmup_end"] = float(t[np.argmax(fallen >= low * drop)])
+    out["emergence_end"] = float(t[np.argmax(fallen >= high * drop)])
+    return {"loss": out, "tasks": []}
+
+
+def phase_fractions(spectral: xr.Dataset | None) -> tuple[float, float]:
+    """The fractions of its rise at which spectral.nc ends a task's warm-up and emergence."""
+    settings = json.loads(spectral.attrs.get("spectral_settings", "{}")) if spectral is not None else {}
+    return float(settings.get("warmup_fraction", 0.1)), float(settings.get("emergence_fraction", 0.9))
+
+
+def measure_phases(spectral: xr.Dataset | None, train: xr.Dataset | None, speedup: float = DEFAULT_THRESHOLDS["emergence_speedup"]) -> dict[str, Any]:
+    """Per task (spectral.nc): warm-up end t_w, emergence end t_e (None = no emergence) and the
+    emergence's speed-up, the mean rise rate of p_i during emergence over that during warm-up:
+    ((f_e - f_w) / (t_e - t_w)) / (f_w / t_w) with the fractions f of spectral.nc (0.1, 0.9), so
+    8 t_w / (t_e - t_w); sharp when at least ``speedup``. Plus the loss-based phase ends
+    (spectral.nc ``loss_warmup_end`` / ``loss_emergence_end``, else from train.nc's eval risk)."""
+    phases = loss_phases(train) if train is not None else {"loss": {}, "tasks": []}
+    if spectral is not None and "loss_warmup_end" in spectral and "loss_emergence_end" in spectral:
+        phases["loss"] = {
+            "warmup_end": _opt(spectral["loss_warmup_end"].values),
+            "emergence_end": _opt(spectral["loss_emergence_end"].values),
+            "source": "spectral.nc loss_warmup_end / loss_emergence_end",
+        }
+    f_w, f_e = phase_fractions(spectral)
+    tasks = []
+    if spectral is not None and "warmup_end" in spectral and "emergence_end" in spectral:
+        warm = np.asarray(spectral["warmup_end"].values, dtype=float).reshape(-1)
+        emer = np.asarray(spectral["emergence_end"].values, dtype=float).reshape(-1)
+        for i in range(warm.size):
+            w, e = _opt(warm[i]), _opt(emer[i])
+            ratio = ((f_e - f_w) / (e - w)) / (f_w / w) if (w is not None and e is not None and w > 0 and e > w) else None
+            tasks.append({
+                "task": i, "warmup_end": w, "emergence_end": e, "speedup": ratio,
+                "emerged": e is not None, "sharp": ratio is not None and ratio >= speedup,
+            })
+    phases["tasks"] = tasks
+    phases["speedup_threshold"] = speedup
+    phases["fractions"] = [f_w, f_e]
+    return phases
+
+
+def measure_warmup_law(runs: Sequence[RunData], slope_rtol: float) -> dict[str, Any]:
+    """Warm-up end t*_i of every run and task against ln(1/s) with a least-squares fit (all tasks
+    pooled), against the warm-up law: slope 2 / lambda_i with lambda_i the logistic rate in
+    spectral.nc ``warmup_rate`` (t* ~ (1/lambda) ln(1/s^2)); ``warmup_law_time`` is the law's
+    prediction from each run's own omega(0), mu(0), ``warmup_law_time_sgd`` the same with the
+    discrete step and the sampling noise of the run's batches (when spectral.nc has it)."""
+    points, law_slopes = [], []
+    for r in runs:
+        if r.spectral is None or "warmup_end" not in r.spectral:
+            continue
+        scale = _num(r.params.get("init_scale"))
+        if not (scale > 0):
+            continue
+        measured = np.asarray(r.spectral["warmup_end"].values, dtype=float).reshape(-1)
+        predicted = np.asarray(r.spectral["warmup_law_time"].values, dtype=float).reshape(-1) if "warmup_law_time" in r.spectral else np.full(measured.shape, np.nan)
+        rate = np.asarray(r.spectral["warmup_rate"].values, dtype=float).reshape(-1) if "warmup_rate" in r.spectral else np.full(measured.shape, np.nan)
+        sgd = np.asarray(r.spectral["warmup_law_time_sgd"].values, dtype=float).reshape(-1) if "warmup_law_time_sgd" in r.spectral else np.full(measured.shape, np.nan)
+        for i, value in enumerate(measured):
+            law_slopes.append(2.0 / rate[i] if rate[i] > 0 else math.nan)
+            points.append({
+                "run": r.run, "task": i, "init_scale": scale, "log_inv_scale": math.log(1.0 / scale),
+                "warmup_end": _opt(value), "predicted": _opt(predicted[i]), "predicted_sgd": _opt(sgd[i]),
+            })
+    good = [p for p in points if p["warmup_end"] is not None]
+    x = np.array([p["log_inv_scale"] for p in good])
+    y = np.array([p["warmup_end"] for p in good])
+    scales = sorted({p["init_scale"] for p in good})
+    finite_slopes = [s for s in law_slopes if math.isfinite(s)]
+    law_slope = float(np.mean(finite_slopes)) if finite_slopes else math.nan
+    out: dict[str, Any] = {
+        "points": points, "scales": scales, "fit": None, "law_slope": law_slope,
+        "law_slopes_differ": bool(finite_slopes and np.ptp(finite_slopes) > 1e-9 * max(abs(law_slope), 1)),
+        "law_intercept": math.nan, "relative_slope_error": math.nan, "agrees": None,
+        "missing": len(points) - len(good), "threshold": slope_rtol,
+    }
+    if len(scales) >= 2 and len(good) >= 3:
+        A = np.vstack([np.ones_like(x), x]).T
+        coef, *_ = np.linalg.lstsq(A, y, rcond=None)
+        resid = y - A @ coef
+        dof = max(len(y) - 2, 1)
+        cov = (resid @ resid / dof) * np.linalg.inv(A.T @ A)
+        r2 = 1 - (resid @ resid) / max(((y - y.mean()) ** 2).sum(), 1e-300)
+        out["fit"] = {"intercept": float(coef[0]), "slope": float(coef[1]), "slope_se": float(math.sqrt(max(cov[1, 1], 0))), "r2": float(r2)}
+        if math.isfinite(law_slope):
+            out["law_intercept"] = float(y.mean() - law_slope * x.mean())
+            out["relative_slope_error"] = float(abs(coef[1] - law_slope) / law_slope)
+            out["agrees"] = bool(out["relative_slope_error"] <= slope_rtol)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# C3 allocation, C4 winner
+
+
+def measure_allocation(spectral: xr.Dataset, purity_threshold: float) -> dict[str, Any]:
+    """Winner and purity of every task at the end of its emergence (spectral.nc
+    ``winner_at_emergence`` / ``purity_at_emergence``) and at the end of training (``winner`` /
+    ``purity``). Clean (with this threshold, which may differ from spectral.nc's own ``clean``):
+    every purity >= threshold and, for H >= I, distinct winners."""
+    heads = spectral.sizes["head"]
+
+    def values(name: str, fallback: float) -> np.ndarray:
+        if name in spectral:
+            return np.asarray(spectral[name].values, dtype=float).reshape(-1)
+        return np.full(spectral.sizes["task"], fallback)
+
+    winner, purity = values("winner", -1), values("purity", np.nan)
+    winner_em, purity_em = values("winner_at_emergence", -1), values("purity_at_emergence", np.nan)
+    warm, emer = values("warmup_end", np.nan), values("emergence_end", np.nan)
+    tasks = []
+    for i in range(spectral.sizes["task"]):
+        tasks.append({
+            "task": i, "winner": int(winner[i]), "purity_end": _opt(purity[i]),
+            "winner_emergence": int(winner_em[i]) if _opt(purity_em[i]) is not None else None,
+            "purity_emergence": _opt(purity_em[i]), "warmup_end": _opt(warm[i]), "emergence_end": _opt(emer[i]),
+        })
+
+    def clean(purity_key: str, winner_key: str) -> bool:
+        got = [t[purity_key] for t in tasks]
+        winners = [t[winner_key] for t in tasks]
+        if any(v is None for v in got) or any(w is None or w < 0 for w in winners):
+            return False
+        distinct = len(set(winners)) == len(winners) if heads >= len(tasks) else True
+        return bool(min(got) >= purity_threshold and distinct)
+
+    def lowest(key: str) -> float | None:
+        got = [t[key] for t in tasks]
+        return None if any(v is None for v in got) else min(got)
+
+    residual = spectral["decomposability_residual"].values if "decomposability_residual" in spectral else None
+    return {
+        "heads": heads, "tasks": tasks, "threshold": purity_threshold,
+        "clean_end": clean("purity_end", "winner"), "clean_emergence": clean("purity_emergence", "winner_emergence"),
+        "min_purity_end": lowest("purity_end"), "min_purity_emergence": lowest("purity_emergence"),
+        "final_residual": _opt(np.nanmax(residual[-1])) if residual is not None and np.isfinite(residual[-1]).any() else None,
+    }
+
+
+def drift_time(spectral: xr.Dataset, purity_threshold: float) -> float | None:
+    """First recorded time after the last task's emergence end at which some task's share held by
+    its head at emergence falls below ``purity_threshold``: when a clean allocation starts to
+    drift (None if it never does, or never was clean)."""
+    needed = ("share", "emergence_end", "winner_at_emergence", "purity_at_emergence")
+    if any(name not in spectral for name in needed):
+        return None
+    emer = np.asarray(spectral["emergence_end"].values, dtype=float)
+    winners = np.asarray(spectral["winner_at_emergence"].values).astype(int)
+    at_em = np.asarray(spectral["purity_at_emergence"].values, dtype=float)
+    if not np.isfinite(emer).all() or (winners < 0).any() or not (at_em >= purity_threshold).all():
+        return None
+    times = np.asarray(spectral["time"].values, dtype=float)
+    share = spectral["share"].transpose("time", "head", "task").values
+    held = share[:, winners, np.arange(winners.size)]  # (time, task)
+    after = times > emer.max()
+    below = after & (np.nanmin(held, axis=1) < purity_threshold)
+    return float(times[np.argmax(below)]) if below.any() else None
+
+
+def measure_purity(runs: Sequence[RunData], purity_threshold: float) -> dict[str, Any]:
+    """Lowest purity over tasks at the end of emergence and at the end of training, and the drift
+    time, of every run of a sweep, against the parameter the sweep varies."""
+    varied = varied_keys(runs)
+    key = varied[0] if varied else "seed"
+    rows = []
+    for r in runs:
+        if r.spectral is None or "purity" not in r.spectral:
+            continue
+        alloc = measure_allocation(r.spectral, purity_threshold)
+        rows.append({
+            "run": r.run, "x": r.params.get(key), "purity_emergence": alloc["min_purity_emergence"], "purity_end": alloc["min_purity_end"],
+            "clean_emergence": alloc["clean_emergence"], "clean_end": alloc["clean_end"], "drift_time": drift_time(r.spectral, purity_threshold),
+            "final_time": float(r.spectral["time"].values[-1]),
+        })
+    numeric = all(isinstance(row["x"], (int, float)) and not isinstance(row["x"], bool) for row in rows)
+    return {"x_name": key, "varied": varied, "numeric": numeric, "runs": rows, "threshold": purity_threshold,
+            "clean_end": sum(r["clean_end"] for r in rows), "clean_emergence": sum(r["clean_emergence"] for r in rows), "total": len(rows)}
+
+
+def snapshot_times(train: xr.Dataset, spectral: xr.Dataset | None) -> list[dict[str, Any]]:
+    """Recorded times closest to the end of warm-up and of emergence (the latest task's) and the
+    end of training; phases that were not detected are left out (and t = 0 shown instead)."""
+    times = np.asarray(train["time"].values, dtype=float)
+    snaps = []
+    for key, label in (("warmup_end", "end of warm-up"), ("emergence_end", "end of emergence")):
+        var = _var(spectral, key)
+        if var is None:
+            continue
+        values = np.asarray(var.values, dtype=float).reshape(-1)
+        if values.size and np.isfinite(values).all():
+            index = _nearest_index(times, float(values.max()))
+            snaps.append({"label": label, "index": index, "time": float(times[index])})
+    if not snaps:
+        snaps.append({"label": "initialisation (no phase detected)", "index": 0, "time": float(times[0])})
+    snaps.append({"label": "end of training", "index": len(times) - 1, "time": float(times[-1])})
+    return snaps
+
+
+def measure_winners(runs: Sequence[RunData]) -> dict[str, Any]:
+    """Predicted (spectral.nc ``predicted_winner``) against observed winner over runs and tasks."""
+    pairs, heads = [], 1
+    for r in runs:
+        if r.spectral is None or "winner" not in r.spectral or "predicted_winner" not in r.spectral:
+            continue
+        heads = max(heads, r.spectral.sizes.get("head", 1))
+        for i, (obs, pred) in enumerate(zip(r.spectral["winner"].values.reshape(-1), r.spectral["predicted_winner"].values.reshape(-1))):
+            if _finite(obs) and _finite(pred):
+                pairs.append({"run": r.run, "task": i, "observed": int(obs), "predicted": int(pred)})
+    confusion = np.zeros((heads, heads), dtype=int)
+    for p in pairs:
+        confusion[p["predicted"], p["observed"]] += 1
+    agree = sum(p["observed"] == p["predicted"] for p in pairs)
+    return {
+        "pairs": pairs, "heads": heads, "confusion": confusion.tolist(), "agree": int(agree), "total": len(pairs),
+        "agreement": agree / len(pairs) if pairs else math.nan, "chance": 1.0 / heads, "runs": sorted({p["run"] for p in pairs}),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# C7 ODE
+
+
+def measure_ode(spectral: xr.Dataset | None) -> dict[str, Any]:
+    """Agreement of the spectral ODE with training: the largest gap over time between the trained
+    and the ODE task signal p_i (spectral.nc ``ode_signal_gap`` per task, ``ode_agreement`` over
+    tasks). Not available when the file has no (finite) ODE overlay."""
+    if spectral is None or "ode_signal_gap" not in spectral:
+        return {"available": False, "max_signal_gap": None, "per_task": []}
+    per_task = np.asarray(spectral["ode_signal_gap"].values, dtype=float).reshape(-1)
+    if not np.isfinite(per_task).any():
+        return {"available": False, "max_signal_gap": None, "per_task": []}
+    signal = spectral["signal"].values if "signal" in spectral else None
+    signal_ode = spectral["signal_ode"].values if "signal_ode" in spectral else None
+    return {
+        "available": True,
+        "max_signal_gap": float(np.nanmax(per_task)),
+        "per_task": [_opt(v) for v in per_task],
+        "final_signal": [_opt(v) for v in signal[-1]] if signal is not None else [],
+        "final_signal_ode": [_opt(v) for v in signal_ode[-1]] if signal_ode is not None else [],
+        "status": str(spectral.attrs.get("ode_status", "")),
+        "model": str(spectral.attrs.get("ode_model", "")),
+    }
+
+
+def measure_surrogate(check: xr.Dataset | None) -> dict[str, Any]:
+    """The Monte-Carlo check of the finite-L surrogate (results/theory/surrogate_check.nc): every
+    grid point's relative gap and saturation index, and how many agree within its tolerance."""
+    if check is None or "relative_gap" not in check:
+        return {"available": False, "points": [], "agree": 0, "total": 0}
+    flat = check.to_dataframe().reset_index()
+    tolerance = _opt(json.loads(check.attrs.get("config", "{}")).get("tolerance"))
+    points = []
+    for row in flat.itertuples(index=False):
+        row = row._asdict()
+        points.append({
+            "pattern": str(row.get("pattern", "")), "task_dim": _opt(row.get("task_dim")), "context_length": _opt(row.get("context_length")),
+            "omega": _opt(row.get("omega")), "relative_gap": _opt(row.get("relative_gap")), "saturation_index": _opt(row.get("saturation_index")),
+            "agrees": bool(row.get("agrees")), "conclusive": bool(row.get("conclusive", True)),
+        })
+    agree = [p for p in points if p["agrees"]]
+    fail = [p for p in points if not p["agrees"]]
+    return {
+        "available": True, "points": points, "agree": len(agree), "total": len(points), "tolerance": tolerance,
+        "conclusive": sum(p["conclusive"] for p in points), "summary": str(check.attrs.get("summary", "")),
+        "max_saturation_agreeing": max((p["saturation_index"] for p in agree if p["saturation_index"] is not None), default=None),
+        "min_saturation_failing": min((p["saturation_index"] for p in fail if p["saturation_index"] is not None), default=None),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# C5 / C6 from optimality.nc
+
+
+def _opt_dim(opt: xr.Dataset) -> str:
+    for dim in ("config",):
+        if dim in opt.dims:
+            return dim
+    return next(iter(opt.dims))
+
+
+def _swept(opt: xr.Dataset, prefer: Sequence[str] = ()) -> tuple[str, np.ndarray]:
+    """The parameter the optimality file varies along its configurations: the first of ``prefer``
+    and the usual sweeps that varies; with a single configuration, the first of them present."""
+    dim = _opt_dim(opt)
+    candidates = [n for n in [*prefer, "context_length", "heads", "tasks", "noise_std", "task_dim"]
+                  if n in opt.variables and opt[n].dims == (dim,) and np.issubdtype(opt[n].dtype, np.number)]
+    for name in candidates:
+        if np.unique(opt[name].values).size > 1:
+            return name, np.asarray(opt[name].values)
+    if candidates:
+        return candidates[0], np.asarray(opt[candidates[0]].values)
+    return dim, np.arange(opt.sizes[dim])
+
+
+def _first(opt: xr.Dataset, *names: str) -> np.ndarray | None:
+    var = _var(opt, *names)
+    return None if var is None else np.asarray(var.values, dtype=float)
+
+
+def measure_optimality(opt: xr.Dataset, max_ratio: float) -> dict[str, Any]:
+    """excess(trained) / excess(best in class) per configuration with its interval."""
+    x_name, x = _swept(opt)
+    ratio, low, high = (_first(opt, f"optimality_ratio{suffix}") for suffix in ("", "_low", "_high"))
+    if ratio is None:  # a file without the ratio: from the excess risks, without an interval
+        trained, best = _first(opt, "excess_trained"), _first(opt, "excess_best_in_class")
+        ratio = trained / best if trained is not None and best is not None else np.full(x.shape, math.nan)
+    low = ratio if low is None else low
+    high = ratio if high is None else high
+    order = np.argsort(x, kind="stable")
+    # within the factor, and not significantly below 1 (that would mean the search missed the best)
+    passed = [bool(1.0 <= h <= max_ratio) for h in high[order] if math.isfinite(h)]
+    return {
+        "x_name": x_name, "x": x[order].tolist(), "ratio": ratio[order].tolist(), "low": low[order].tolist(), "high": high[order].tolist(),
+        "passed": sum(passed), "total": len(passed), "max_ratio": float(np.nanmax(ratio)) if np.isfinite(ratio).any() else math.nan,
+        "max_high": float(np.nanmax(high)) if np.isfinite(high).any() else math.nan, "threshold": max_ratio,
+        "below_one": int(sum(h < 1.0 for h in high if math.isfinite(h))),
+        "confidence": _opt(opt.attrs.get("confidence")), "sanity_violations": str(opt.attrs.get("sanity_violations", "not recorded")),
+    }
+
+
+def measure_baselines(opt: xr.Dataset) -> dict[str, Any]:
+    """Excess risk (and SE) of every predictor in the file, against the swept parameter."""
+    x_name, x = _swept(opt, prefer=("context_length",))
+    order = np.argsort(x, kind="stable")
+    predictors = {}
+    for name in opt.data_vars:
+        if not name.startswith("excess_") or name.endswith("_se"):
+            continue
+        key = name[len("excess_"):]
+        se = _first(opt, f"{name}_se")
+        values = np.asarray(opt[name].values, dtype=float)
+        if values.shape != x.shape:
+            continue
+        predictors[key] = {"excess": values[order].tolist(), "se": (se[order] if se is not None else np.zeros_like(values)).tolist()}
+    return {"x_name": x_name, "x": x[order].tolist(), "predictors": predictors,
+            "sanity_violations": str(opt.attrs.get("sanity_violations", "not recorded"))}
+
+
+def measure_separation(opt: xr.Dataset, min_ratio: float) -> dict[str, Any]:
+    """excess(best single head) / excess(multi-head) per number of tasks with its interval."""
+    x_name, x = _swept(opt, prefer=("tasks",))
+    ratio, low, high = (_first(opt, f"separation_ratio{suffix}") for suffix in ("", "_low", "_high"))
+    if ratio is None:  # a file without the ratio: from the excess risks, without an interval
+        single, multi = _first(opt, "excess_single_head"), _first(opt, "excess_best_in_class")
+        ratio = single / multi if single is not None and multi is not None else np.full(x.shape, math.nan)
+    low = ratio if low is None else low
+    high = ratio if high is None else high
+    order = np.argsort(x, kind="stable")
+    multi_task = [k for k in order if x_name != "tasks" or x[k] >= 2]
+    passed = [bool(low[k] > min_ratio) for k in multi_task if math.isfinite(low[k])]
+    return {
+        "x_name": x_name, "x": x[order].tolist(), "ratio": ratio[order].tolist(), "low": low[order].tolist(), "high": high[order].tolist(),
+        "passed": sum(passed), "total": len(passed), "threshold": min_ratio,
+        "increasing": bool(np.all(np.diff(ratio[order]) > 0)) if len(order) > 1 else None,
+        "confidence": _opt(opt.attrs.get("confidence")), "sanity_violations": str(opt.attrs.get("sanity_violations", "not recorded")),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# C8 regimes, C9 extensions
+
+
+def measure_regimes(runs: Sequence[RunData], min_corr: float) -> dict[str, Any]:
+    """n_eff / L (spectral.nc ``n_eff_ratio``) of each task's winning head at the end of training,
+    and omega^2 d_i of that head, against the noise level; Spearman correlation of n_eff / L with
+    sigma over all (run, task) points."""
+    points = []
+    for r in runs:
+        s = r.spectral
+        if s is None or "n_eff_ratio" not in s or "winner" not in s:
+            continue
+        final = np.asarray(s["n_eff_ratio"].transpose("time", "head").values[-1], dtype=float)
+        omega = s["omega"].transpose("time", "head", "task").values[-1]
+        dims = r.params.get("task_dim", 1)
+        L = int(r.params.get("context_length", 0))
+        for i, h in enumerate(np.asarray(s["winner"].values).reshape(-1)):
+            h = int(h)
+            if h < 0:
+                continue
+            d_i = float(dims[i] if isinstance(dims, list) else dims)
+            points.append({
+                "run": r.run, "task": i, "head": h, "noise_std": _num(r.params.get("noise_std")), "context_length": L,
+                "neff_over_L": _opt(final[h]), "omega2d": float(omega[h, i] ** 2 * d_i),
+            })
+    rho = _spearman([p["noise_std"] for p in points], [_num(p["neff_over_L"]) for p in points])
+    levels = sorted({p["noise_std"] for p in points})
+    by_noise = []
+    for level in levels:
+        mine = [p for p in points if p["noise_std"] == level]
+        neff = [p["neff_over_L"] for p in mine if p["neff_over_L"] is not None]
+        by_noise.append({"noise_std": level, "mean_neff_over_L": float(np.mean(neff)) if neff else math.nan,
+                         "mean_omega2d": float(np.mean([p["omega2d"] for p in mine])), "points": len(mine)})
+    return {"points": points, "spearman": rho, "noise_levels": levels, "by_noise": by_noise, "threshold": min_corr}
+
+
+def measure_length(runs: Sequence[RunData], max_ratio: float) -> dict[str, Any]:
+    """Excess risk of the final model at each evaluation length L' (lengths.nc ``excess_risk``,
+    ``risk_se``) against the excess at the training L; a run passes when
+    excess(L') <= ratio x excess(L) for every L' >= L."""
+    out_runs = []
+    for r in runs:
+        ds = r.lengths
+        if ds is None or "excess_risk" not in ds:
+            continue
+        lengths = np.asarray(ds["length"].values, dtype=float)
+        excess = np.asarray(ds["excess_risk"].values, dtype=float)
+        se = np.asarray(ds["risk_se"].values, dtype=float) if "risk_se" in ds else np.zeros_like(excess)
+        L = int(ds.attrs.get("train_context_length", r.params.get("context_length", 0)))
+        k = int(np.argmin(np.abs(lengths - L))) if lengths.size else 0
+        at_train = excess[k] if lengths.size and lengths[k] == L else math.nan
+        longer = excess[lengths > L]
+        worst = float(np.max(longer / at_train)) if longer.size and at_train > 0 else math.nan
+        out_runs.append({
+            "run": r.run, "lengths": lengths.tolist(), "excess": excess.tolist(), "se": se.tolist(), "train_length": L,
+            "excess_at_train": _opt(at_train), "worst_ratio_longer": _opt(worst),
+            "passed": bool(math.isfinite(worst) and worst <= max_ratio),
+        })
+    return {"runs": out_runs, "passed": sum(r["passed"] for r in out_runs), "total": len(out_runs), "threshold": max_ratio}
+
+
+def measure_comparison(runs: Sequence[RunData], purity_threshold: float) -> dict[str, Any]:
+    """Final risk, excess and purity of every run of an experiment, grouped by what it varies."""
+    varied = varied_keys(runs)
+    rows = []
+    for r in runs:
+        group = ", ".join(f"{k}={r.params.get(k)}" for k in varied) or str(r.params.get("model", "run"))
+        c = measure_convergence(r.train)
+        purity = np.asarray(r.spectral["purity"].values, dtype=float).reshape(-1).tolist() if r.spectral is not None and "purity" in r.spectral else []
+        rows.append({
+            "run": r.run, "group": group, "model": r.params.get("model"), "target": r.params.get("target"),
+            "final_risk": c["final_risk"], "final_risk_se": c["final_risk_se"], "noise_floor": c["noise_floor"],
+            "final_excess": c["final_excess"], "initial_risk": c["initial_risk"], "purity": purity,
+            "clean": bool(purity) and min(purity) >= purity_threshold,
+        })
+    groups = list(dict.fromkeys(r["group"] for r in rows))
+    return {"runs": rows, "groups": groups, "varied": ", ".join(varied), "clean": sum(r["clean"] for r in rows), "total": len(rows), "threshold": purity_threshold}
+
+
+# ---------------------------------------------------------------------------------------------
+# the report plan
+
+
+# ---------------------------------------------------------------------------------------------
+# verdicts
+
+
+@dataclass
+class Verdict:
+    claim: str
+    statement: str
+    measurement: str
+    threshold: str
+    verdict: str
+    figures: list[str]
+    category: str
+    numbers: dict[str, Any] = field(default_factory=dict)
+
+
+def _figures_for(plan: Sequence[Mapping[str, Any]] | None, claim: str) -> list[str]:
+    return [p["path"] for p in (plan or []) if FIGURE_KINDS[p["kind"]].claim == claim]
+
+
+def _row(claim: str, measurement: str, threshold: str, verdict: str, plan, numbers=None) -> Verdict:
+    return Verdict(claim, CLAIMS[claim]["claim"], measurement, threshold, verdict, _figures_for(plan, claim), CLAIMS[claim]["category"], jsonable(numbers or {}))
+
+
+def verdict_c1(runs: Sequence[RunData], th: Mapping[str, float], plan=None) -> Verdict:
+    thr = f"relative change of (W, U) over the last 10% of t < {th['converged_rtol']:g} and not diverged; holds partly when ≥ {th['partly_fraction']:.0%} of runs pass"
+    conv = measure_suite_convergence(runs, th["converged_rtol"])
+    n, k = conv["gd_runs"], conv["converged"]
+    if n == 0:
+        return _row("C1", "no gradient-descent run in the suite", thr, UNMEASURED, plan, conv)
+    text = (f"{k}/{n} gradient-descent runs converged (median relative change {fmt(conv['median_change'])}, "
+            f"largest {fmt(conv['worst_change'])} in {conv['worst_run']}; {conv['diverged']} diverged)")
+    return _row("C1", text, thr, _verdict_from_fraction(k, n, th["partly_fraction"]), plan, {k2: v for k2, v in conv.items() if k2 != "runs"})
+
+
+def verdict_c2(phase_runs: Sequence[RunData], warmup_runs: Sequence[RunData], th: Mapping[str, float], plan=None) -> Verdict:
+    thr = (f"every task's signal p_i rises on average ≥ {th['emergence_speedup']:g}× faster during emergence than during warm-up, "
+           f"and the fitted slope of t* against ln(1/s) is within {th['warmup_slope_rtol']:.0%} of the warm-up law's")
+    pairs = []
+    for r in phase_runs:
+        if r.spectral is not None and "warmup_end" in r.spectral:
+            pairs.extend(measure_phases(r.spectral, None, th["emergence_speedup"])["tasks"])
+    law = measure_warmup_law(warmup_runs, th["warmup_slope_rtol"]) if warmup_runs else None
+    if not pairs and (law is None or law["fit"] is None):
+        return _row("C2", "no run with detected phases and no init-scale sweep", thr, UNMEASURED, plan)
+    sharp = sum(p["sharp"] for p in pairs)
+    emerged = sum(p["emerged"] for p in pairs)
+    speedups = [p["speedup"] for p in pairs if p["speedup"] is not None]
+    parts = [f"{emerged}/{len(pairs)} (run, task) pairs emerge, {sharp}/{len(pairs)} sharply (median speed-up {fmt(np.median(speedups) if speedups else math.nan)}, "
+             f"lowest {fmt(min(speedups) if speedups else math.nan)})"]
+    checks = [sharp == len(pairs) and len(pairs) > 0]
+    partial = [sharp > 0]
+    if law is not None and law["fit"] is not None:
+        fit = law["fit"]
+        parts.append(f"warm-up slope {fmt(fit['slope'])} ± {fmt(fit['slope_se'], 2)} against law {fmt(law['law_slope'])} (relative error {fmt(law['relative_slope_error'], 2)}, R² {fmt(fit['r2'], 3)}, {len(law['scales'])} scales)")
+        checks.append(bool(law["agrees"]))
+        partial.append(bool(law["agrees"]) or fit["slope"] > 0)
+    else:
+        parts.append("warm-up law not measured (no init-scale sweep with ≥ 2 scales)")
+        checks.append(False)
+        partial.append(False)
+    verdict = HOLDS if all(checks) else (PARTLY if any(partial) else FAILS)
+    numbers = {"pairs": len(pairs), "sharp": sharp, "emerged": emerged, "law": {k: v for k, v in (law or {}).items() if k != "points"}}
+    return _row("C2", "; ".join(parts), thr, verdict, plan, numbers)
+
+
+def verdict_c3(runs: Sequence[RunData], th: Mapping[str, float], plan=None) -> Verdict:
+    thr = f"every task's purity ≥ {th['purity']:g} with distinct winners (H ≥ I): clean at the end of training in all runs = holds; clean at the end of emergence, or in ≥ {th['partly_fraction']:.0%} of runs = holds partly"
+    allocs = [(r.run, measure_allocation(r.spectral, th["purity"])) for r in runs if r.spectral is not None and "share" in r.spectral]
+    if not allocs:
+        return _row("C3", "no allocation experiment", thr, UNMEASURED, plan)
+    n = len(allocs)
+    end = sum(bool(a["clean_end"]) for _, a in allocs)
+    emer = sum(bool(a["clean_emergence"]) for _, a in allocs)
+    min_end = min(a["min_purity_end"] for _, a in allocs)
+    em_values = [a["min_purity_emergence"] for _, a in allocs if a["min_purity_emergence"] is not None]
+    text = (f"clean at the end of training in {end}/{n} runs (lowest purity {fmt(min_end)}), "
+            f"at the end of emergence in {emer}/{n} (lowest purity {fmt(min(em_values) if em_values else math.nan)})")
+    if end == n:
+        verdict = HOLDS
+    elif emer == n or end / n >= th["partly_fraction"] or emer / n >= th["partly_fraction"]:
+        verdict = PARTLY
+    else:
+        verdict = FAILS
+    return _row("C3", text, thr, verdict, plan, {"runs": n, "clean_end": end, "clean_emergence": emer, "min_purity_end": min_end})
+
+
+def verdict_c4(runs: Sequence[RunData], th: Mapping[str, float], plan=None) -> Verdict:
+    win = measure_winners(runs)
+    thr = f"agreement ≥ {th['winner_agreement']:g} = holds; above chance (1/H) = holds partly"
+    if win["total"] == 0:
+        return _row("C4", "no run with predicted and observed winners", thr, UNMEASURED, plan)
+    a = win["agreement"]
+    verdict = HOLDS if a >= th["winner_agreement"] else (PARTLY if a > win["chance"] else FAILS)
+    text = f"predicted winner = observed winner for {win['agree']}/{win['total']} (run, task) pairs ({a:.0%}; chance {win['chance']:.0%}) over {len(win['runs'])} runs"
+    return _row("C4", text, thr, verdict, plan, {k: v for k, v in win.items() if k != "pairs"})
+
+
+def verdict_c5(optimality: Mapping[str, xr.Dataset], th: Mapping[str, float], plan=None) -> Verdict:
+    thr = (f"upper end of the interval of excess(trained) / excess(best in class) ≤ {th['optimality_ratio']:g} in every configuration "
+           f"(an interval entirely below 1 means the best-in-class search missed, and fails); holds partly when ≥ {th['partly_fraction']:.0%} pass")
+    if not optimality:
+        return _row("C5", "no optimality experiment", thr, UNMEASURED, plan)
+    passed = total = 0
+    parts, numbers = [], {}
+    for name, ds in optimality.items():
+        gap = measure_optimality(ds, th["optimality_ratio"])
+        passed += gap["passed"]
+        total += gap["total"]
+        numbers[name] = {k: gap[k] for k in ("x_name", "x", "ratio", "low", "high")}
+        parts.append(f"{name}: ratio {fmt(min(gap['ratio']) if gap['ratio'] else math.nan)}–{fmt(gap['max_ratio'])} over {gap['x_name']} = "
+                     f"{', '.join(fmt(v) for v in gap['x'])} (largest upper end {fmt(gap['max_high'])}; {gap['below_one']} interval(s) below 1; "
+                     f"sanity checks: {gap['sanity_violations']})")
+    text = f"{passed}/{total} configurations within the factor; " + "; ".join(parts)
+    return _row("C5", text, thr, _verdict_from_fraction(passed, total, th["partly_fraction"]), plan, numbers)
+
+
+def verdict_c6(optimality: xr.Dataset | None, th: Mapping[str, float], plan=None) -> Verdict:
+    thr = f"lower end of the interval of excess(single head) / excess(multi-head) > {th['separation_ratio']:g} for every number of tasks ≥ 2"
+    if optimality is None:
+        return _row("C6", "no task-count sweep", thr, UNMEASURED, plan)
+    sep = measure_separation(optimality, th["separation_ratio"])
+    if sep["total"] == 0:
+        return _row("C6", "no configuration with ≥ 2 tasks", thr, UNMEASURED, plan)
+    text = (f"{sep['passed']}/{sep['total']} configurations separated; ratio " + ", ".join(f"{fmt(r)} at {sep['x_name']} = {fmt(x)}" for x, r in zip(sep["x"], sep["ratio"]))
+            + ("; increasing with tasks" if sep["increasing"] else ""))
+    return _row("C6", text, thr, _verdict_from_fraction(sep["passed"], sep["total"], th["partly_fraction"]), plan, {k: sep[k] for k in ("x_name", "x", "ratio", "low", "high")})
+
+
+def ode_applies(params: Mapping[str, Any]) -> bool:
+    """Runs the spectral ODE describes: decomposable init, gradient descent (gradient flow), linear
+    target, and the reduced or linear model (``full`` has another metric; see spectral.nc ode_model)."""
+    return (str(params.get("init", "decomposable")) == "decomposable" and str(params.get("optimizer", "gd")) == "gd"
+            and str(params.get("target", "linear")) == "linear" and str(params.get("model", "reduced")) in ("reduced", "linear"))
+
+
+def verdict_c7(runs: Sequence[RunData], th: Mapping[str, float], plan=None, surrogate: xr.Dataset | None = None) -> Verdict:
+    thr = (f"largest gap over time between trained and ODE task signal p_i ≤ {th['ode_gap']:g} in every run the ODE describes "
+           f"(decomposable init, gradient descent, linear target, reduced or linear model); holds partly when ≥ {th['partly_fraction']:.0%} do")
+    gaps = [(r.run, measure_ode(r.spectral)["max_signal_gap"]) for r in runs if r.spectral is not None]
+    gaps = [(run, g) for run, g in gaps if g is not None]
+    sur = measure_surrogate(surrogate)
+    note = (f"; the surrogate the ODE integrates is within {fmt(sur['tolerance'])} of Monte Carlo at {sur['agree']}/{sur['total']} grid points"
+            if sur["available"] else "")
+    if not gaps:
+        return _row("C7", "no run with an ODE overlay" + note, thr, UNMEASURED, plan)
+    passed = sum(g <= th["ode_gap"] for _, g in gaps)
+    worst = max(gaps, key=lambda x: x[1])
+    text = f"{passed}/{len(gaps)} runs agree (median gap {fmt(np.median([g for _, g in gaps]))}, largest {fmt(worst[1])} in {worst[0]})" + note
+    return _row("C7", text, thr, _verdict_from_fraction(passed, len(gaps), th["partly_fraction"]), plan,
+                {"gaps": dict(gaps), "surrogate_agree": sur["agree"], "surrogate_total": sur["total"]})
+
+
+def verdict_c8(runs: Sequence[RunData], th: Mapping[str, float], plan=None) -> Verdict:
+    thr = f"Spearman ρ(σ, n_eff/L of the winning heads) ≥ {th['regime_correlation']:g} = holds; > 0 = holds partly (≥ 3 noise levels)"
+    if not runs:
+        return _row("C8", "no noise sweep", thr, UNMEASURED, plan)
+    reg = measure_regimes(runs, th["regime_correlation"])
+    if len(reg["noise_levels"]) < 3 or not math.isfinite(reg["spearman"]):
+        return _row("C8", f"n_eff / L available at {len(reg['noise_levels'])} noise levels (need ≥ 3)", thr, UNMEASURED, plan)
+    text = f"ρ = {fmt(reg['spearman'])}; mean n_eff/L of the winning heads " + ", ".join(
+        f"{fmt(b['mean_neff_over_L'])} at σ = {fmt(b['noise_std'])}" for b in reg["by_noise"])
+    rho = reg["spearman"]
+    verdict = HOLDS if rho >= th["regime_correlation"] else (PARTLY if rho > 0 else FAILS)
+    return _row("C8", text, thr, verdict, plan, {"spearman": rho, "noise_levels": reg["noise_levels"]})
+
+
+def verdict_c9(linear: Sequence[RunData], length: Sequence[RunData], nonlinear: Sequence[RunData], th: Mapping[str, float], plan=None) -> Verdict:
+    thr = (f"each measured extension passes its check — linear attention and nonlinear target: allocation clean (purity ≥ {th['purity']:g}) in every run; "
+           f"length: excess at every L' ≥ L ≤ {th['length_ratio']:g} × excess at the training L; all three measured and passing = holds")
+    checks, parts = [], []
+    if linear:
+        comp = measure_comparison([r for r in linear if str(r.params.get("model")) == "linear"] or linear, th["purity"])
+        ok = comp["total"] > 0 and comp["clean"] == comp["total"]
+        checks.append(ok)
+        parts.append(f"linear attention: allocation clean in {comp['clean']}/{comp['total']} linear-attention runs")
+    if length:
+        gen = measure_length(length, th["length_ratio"])
+        if gen["total"]:
+            checks.append(gen["passed"] == gen["total"])
+            worst = [r["worst_ratio_longer"] for r in gen["runs"] if r["worst_ratio_longer"] is not None]
+            parts.append(f"length: {gen['passed']}/{gen['total']} runs pass (largest excess ratio at L' > L {fmt(max(worst) if worst else math.nan)})")
+        else:
+            parts.append("length: no evaluation at L' ≠ L in the files")
+    if nonlinear:
+        comp = measure_comparison([r for r in nonlinear if str(r.params.get("target")) != "linear"] or nonlinear, th["purity"])
+        checks.append(comp["total"] > 0 and comp["clean"] == comp["total"])
+        parts.append(f"nonlinear target: allocation clean in {comp['clean']}/{comp['total']} runs")
+    missing = [name for name, runs in (("linear attention", linear), ("length generalisation", length), ("nonlinear target", nonlinear)) if not runs]
+    if missing:
+        parts.append("not measured: " + ", ".join(missing))
+    if not checks:
+        return _row("C9", "; ".join(parts), thr, UNMEASURED, plan)
+    verdict = HOLDS if all(checks) and len(checks) == 3 else (PARTLY if any(checks) else FAILS)
+    return _row("C9", "; ".join(parts), thr, verdict, plan, {"checks": checks})
+
+
+def build_verdicts(
+    runs: Sequence[RunData],
+    optimality: Mapping[str, xr.Dataset],
+    settings: Mapping[str, Any],
+    given_thresholds: Mapping[str, Any] | None,
+    plan: Sequence[Mapping[str, Any]] | None = None,
+    surrogate: xr.Dataset | None = None,
+) -> list[Verdict]:
+    """All nine verdicts from the loaded files. ``settings`` is the ``figures`` config section
+    (which experiment measures which claim)."""
+    th = thresholds(given_thresholds)
+    by_exp: dict[str, list[RunData]] = {}
+    for r in runs:
+        by_exp.setdefault(r.experiment, []).append(r)
+
+    def exp(key: str) -> list[RunData]:
+        names = as_list(settings.get(key))
+        return [r for n in names for r in by_exp.get(n, [])]
+
+    allocation, warmup = exp("allocation"), exp("warmup")
+    phase_runs = list({r.run: r for r in allocation + warmup}.values())
+    ode_runs = [r for r in runs if ode_applies(r.params)]
+    opt_names = [n for n in as_list(settings.get("optimality")) if n in optimality]
+    sep_name = settings.get("separation")
+    return [
+        verdict_c1(runs, th, plan),
+        verdict_c2(phase_runs, warmup, th, plan),
+        verdict_c3(allocation, th, plan),
+        verdict_c4(exp("winner"), th, plan),
+        verdict_c5({n: optimality[n] for n in opt_names}, th, plan),
+        verdict_c6(optimality.get(sep_name) if sep_name else None, th, plan),
+        verdict_c7(ode_runs, th, plan, surrogate),
+        verdict_c8(exp("regimes"), th, plan),
+        verdict_c9(exp("linear"), exp("length"), exp("nonlinear"), th, plan),
+    ]
+
+
+VERDICT_COLORS = {HOLDS: "#1a7f37", PARTLY: "#9a6700", FAILS: "#cf222e", UNMEASURED: "#57606a"}
+
+
+def verdicts_html(verdicts: Sequence[Verdict], title: str = "Verdict table") -> str:
+    """A self-contained HTML page (the report shows it in an iframe)."""
+    counts = {v: sum(x.verdict == v for x in verdicts) for v in VERDICT_ORDER}
+    rows = []
+    for v in verdicts:
+        color = VERDICT_COLORS[v.verdict]
+        figs = "<br>".join(html.escape(f) for f in v.figures) or "—"
+        rows.append(
+            f"<tr><td class='c'>{html.escape(v.claim)}</td><td class='s'>{html.escape(v.statement)}</td>"
+            f"<td><span class='v' style='background:{color}'>{html.escape(v.verdict)}</span></td>"
+            f"<td>{html.escape(v.measurement)}</td><td class='t'>{html.escape(v.threshold)}</td>"
+            f"<td class='f'>{html.escape(v.category)}<br><span class='p'>{figs}</span></td></tr>"
+        )
+    summary = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: system-ui, -apple-system, "Segoe UI", sans-serif; font-size: 13px; margin: 12px; color: #1f2328; }}
+table {{ border-collapse: collapse; width: 100%; }}
+th, td {{ border: 1px solid #d0d7de; padding: 6px 8px; vertical-align: top; text-align: left; }}
+th {{ background: #f6f8fa; }}
+td.c {{ font-weight: 600; white-space: nowrap; }}
+td.s {{ font-size: 12px; width: 16%; }}
+td.t {{ color: #57606a; font-size: 12px; width: 22%; }}
+td.f {{ font-size: 12px; width: 16%; }}
+span.p {{ color: #57606a; font-family: monospace; font-size: 10.5px; word-break: break-all; }}
+span.v {{ color: white; border-radius: 10px; padding: 2px 8px; white-space: nowrap; font-weight: 600; }}
+</style></head><body>
+<h3>{html.escape(title)}</h3>
+<p>{len(verdicts)} claims: {html.escape(summary)}. Every number below is computed from the pipeline's netCDF files by
+<code>multihead_icl.verdicts</code>; thresholds are the config's <code>verdicts</code> section.</p>
+<table><thead><tr><th>claim</th><th>statement (paper's abstract)</th><th>verdict</th><th>measurement</th><th>threshold</th><th>figures (report category, file)</th></tr></thead>
+<tbody>
+{chr(10).join(rows)}
+</tbody></table></body></html>
+"""
+
+
+def verdicts_json(verdicts: Sequence[Verdict]) -> dict[str, Any]:
+    return jsonable({
+        "verdicts": [asdict(v) for v in verdicts],
+        "counts": {k: sum(v.verdict == k for v in verdicts) for k in VERDICT_ORDER},
+        "by_claim": {v.claim: v.verdict for v in verdicts},
+    })

@@ -1,0 +1,289 @@
+"""The HTML report of the tiny suite, checked as a person would read it.
+
+`snakemake --report` renders the report of the shared tiny run; the tests then read it like a
+reader: every planned figure is there under its claim with a caption, the captions' numbers are
+the ones a reader recomputes from the netCDF files with their own code, every embedded figure
+shows data in every axes, and the page renders in headless Chromium (screenshots of the landing
+page, a figure with its caption, and the verdict table are saved and checked for content).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import subprocess
+import urllib.parse
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+import yaml
+
+from conftest import SCHEMA, TINY_CONFIG, run_snakemake
+from multihead_icl import report as plan_module
+from multihead_icl.verdicts import fmt
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# the report and its embedded data
+
+
+@pytest.fixture(scope="module")
+def report_path(tiny_workdir) -> Path:
+    path = tiny_workdir / "results" / "report.html"
+    if not path.exists():
+        run_snakemake(tiny_workdir, "--report", "results/report.html")
+    return path
+
+
+def embedded(html: str, name: str, script_id: str | None = None):
+    """A JSON value the report defines in its own ``<script id=...>var name = ...;</script>``."""
+    match = re.search(rf'<script id="{script_id or name}">\s*var {name} = (.*?);\s*</script>', html, re.S)
+    assert match, f"no `var {name}` in the report"
+    return json.loads(match.group(1))
+
+
+@pytest.fixture(scope="module")
+def report_data(report_path):
+    html = report_path.read_text()
+    return {"results": embedded(html, "results"), "categories": embedded(html, "categories"), "html": html}
+
+
+@pytest.fixture(scope="module")
+def plan():
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    schema = yaml.safe_load(SCHEMA.read_text())
+    settings = plan_module.report_settings(config.get("figures"), schema)
+    experiments = {name: [f"{name}/s{s}" for s in spec["grid"]["seed"]] for name, spec in config["experiments"].items()}
+    return plan_module.report_plan(settings, experiments)
+
+
+def text_of(html: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
+def caption(report_data, path: str) -> str:
+    return text_of(report_data["results"][path]["caption"])
+
+
+def decode(data_uri: str) -> bytes:
+    head, _, payload = data_uri.partition(",")
+    return base64.b64decode(payload) if ";base64" in head else urllib.parse.unquote(payload).encode()
+
+
+# ---------------------------------------------------------------------------------------------
+# contents
+
+
+def test_every_planned_figure_is_in_the_report_under_its_claim(report_data, plan):
+    results, categories = report_data["results"], report_data["categories"]
+    assert len(plan) >= 10  # tiny: convergence, surrogate, 4 per-run figures, winner, length, optimality, baselines
+    for spec in plan:
+        assert spec.path in results, spec.path
+        assert any(spec.path in files for files in categories[spec.category].values()), (spec.category, spec.path)
+        assert len(caption(report_data, spec.path)) > 200, spec.path
+        assert "system-message" not in results[spec.path]["caption"], spec.path  # docutils found no error
+        assert results[spec.path]["labels"]["figure"] == plan_module.FIGURE_KINDS[spec.kind].title
+    assert "results/figures/verdicts.html" in categories[plan_module.VERDICT_CATEGORY]["Other"]
+
+
+def test_every_embedded_figure_shows_data_in_every_axes(report_data, plan):
+    for spec in plan:
+        svg = decode(report_data["results"][spec.path]["data_uri"])
+        root = ET.fromstring(svg)
+        axes = [g for g in root.iter("{http://www.w3.org/2000/svg}g") if re.fullmatch(r"axes_\d+", g.get("id", ""))]
+        assert axes, spec.path
+        for g in axes:
+            assert any((e.get("id") or "").startswith("data") for e in g.iter()), f"{spec.path}: {g.get('id')} shows no data"
+
+
+def test_captions_quote_the_numbers_in_the_netcdf_files(report_data, plan, tiny_workdir):
+    """Each number is recomputed here from the files with xarray/numpy, not with the package."""
+    results = tiny_workdir / "results"
+    for spec in plan:
+        text = caption(report_data, spec.path)
+        if spec.kind == "risk":
+            with xr.open_dataset(results / "runs" / spec.target / "train.nc") as train:
+                risk, floor = train.eval_risk.values, float(train.attrs["noise_floor"])
+                for value in (risk[0], risk[-1], risk[-1] - floor):
+                    assert fmt(value) in text, (fmt(value), text)
+        elif spec.kind == "allocation":
+            with xr.open_dataset(results / "runs" / spec.target / "spectral.nc") as sp:
+                share = sp.share.transpose("time", "head", "task").values[-1]
+                purity = share.max(axis=0)
+                assert f"lowest purity {fmt(purity.min())}" in text, text
+                for i in range(purity.size):
+                    assert f"head {int(share[:, i].argmax())} with {fmt(purity[i])} at the end of training" in text
+        elif spec.kind == "trajectories":
+            with xr.open_dataset(results / "runs" / spec.target / "spectral.nc") as sp:
+                p = (sp.omega * sp.mu).sum("head")
+                p_ode = (sp.omega_ode * sp.mu_ode).sum("head")
+                gap = float(np.nanmax(np.abs(p - p_ode).values))
+                assert fmt(gap) in text, (fmt(gap), text)
+        elif spec.kind == "winner":
+            agree = total = 0
+            for run in spec.runs:
+                with xr.open_dataset(results / "runs" / run / "spectral.nc") as sp:
+                    total += sp.sizes["task"]
+                    agree += int((sp.winner.values == sp.predicted_winner.values).sum())
+            assert f"{agree} of {total}" in text, text
+        elif spec.kind == "length":
+            for run in spec.runs:
+                with xr.open_dataset(results / "runs" / run / "lengths.nc") as ln:
+                    for L, excess in zip(ln.length.values, ln.excess_risk.values):
+                        assert f"{fmt(excess)} at L' = {int(L)}" in text, (run, L, text)
+        elif spec.kind in ("optimality", "baselines"):
+            with xr.open_dataset(results / "optimality" / f"{spec.experiment}.nc") as opt:
+                if spec.kind == "optimality":
+                    for r, lo, hi in zip(opt.optimality_ratio.values, opt.optimality_ratio_low.values, opt.optimality_ratio_high.values):
+                        assert f"ratio {fmt(r)} (interval {fmt(lo)} – {fmt(hi)})" in text, text
+                else:
+                    for name in ("bayes", "trained", "best_in_class"):
+                        for value, L in zip(opt[f"excess_{name}"].values, opt.context_length.values):
+                            assert f"{fmt(value)} at {fmt(L)}" in text, (name, text)
+        elif spec.kind == "surrogate":
+            with xr.open_dataset(results / "theory" / "surrogate_check.nc") as check:
+                agree, total = int(check.agrees.values.sum()), int(check.agrees.size)
+            assert f"agrees at {agree} of {total} grid points" in text, text
+        elif spec.kind == "convergence":
+            changes = []
+            for run in spec.runs:
+                with xr.open_dataset(results / "runs" / run / "train.nc") as train:
+                    t = train.time.values
+                    k = min(max(np.searchsorted(t, 0.9 * t[-1], side="right") - 1, 0), len(t) - 2)
+                    theta = np.concatenate([train.W.values.reshape(len(t), -1), train.U.values.reshape(len(t), -1)], axis=1)
+                    changes.append(np.linalg.norm(theta[-1] - theta[k]) / np.linalg.norm(theta[-1]))
+            assert f"{sum(c < 0.01 for c in changes)} of {len(changes)}" in text
+            assert fmt(np.median(changes)) in text
+
+
+def test_verdict_table_is_complete_and_agrees_with_the_files(report_data, tiny_workdir):
+    results = tiny_workdir / "results"
+    table = decode(report_data["results"]["results/figures/verdicts.html"]["data_uri"]).decode()
+    assert "system-message" not in report_data["results"]["results/figures/verdicts.html"]["caption"]
+    rows = re.findall(r"<tr><td class='c'>(C\d)</td>.*?<span class='v'[^>]*>([^<]+)</span>", table, re.S)
+    assert len(re.findall(r"<tr>", table)) == 10  # header and nine claims
+    assert [c for c, _ in rows] == [f"C{k}" for k in range(1, 10)]
+    verdict = dict(rows)
+    assert verdict["C6"] == verdict["C8"] == "not measured"  # no such experiment in tiny
+    with xr.open_dataset(results / "optimality" / "tiny.nc") as opt:  # C5: the ratio's upper end in [1, 2]
+        high = opt.optimality_ratio_high.values
+    assert high.size == 1 and verdict["C5"] == ("holds" if 1 <= high[0] <= 2 else "does not hold")
+    assert f"largest upper end {fmt(high.max())}" in table
+    # C4 recomputed from the spectral files: agreement of predicted and observed winners
+    agree = total = 0
+    for path in sorted((results / "runs" / "tiny").glob("*/spectral.nc")):
+        with xr.open_dataset(path) as sp:
+            agree += int((sp.winner.values == sp.predicted_winner.values).sum())
+            total += sp.sizes["task"]
+    expected = "holds" if agree / total >= 0.9 else ("holds partly" if agree / total > 0.5 else "does not hold")
+    assert verdict["C4"] == expected
+    assert f"{agree}/{total} (run, task) pairs" in table
+    # the landing page repeats the verdicts
+    raw = embedded(report_data["html"], "workflow_desc", "workflow-desc")
+    assert "system-message" not in raw
+    desc = text_of(raw)
+    assert f"C4 {expected}" in desc and "Verdicts of this run" in desc
+
+
+# ---------------------------------------------------------------------------------------------
+# rendered in a browser
+
+
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+        install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        if subprocess.run(install, capture_output=True, env=env).returncode != 0:
+            subprocess.run(["apt-get", "update"], capture_output=True, env=env)
+            subprocess.run(install, capture_output=True, env=env)
+        found = shutil.which("chromium")
+        if found:
+            return found
+    pytest.skip("headless Chromium is not installed (Debian: apt-get install --no-install-recommends chromium, as root)")
+
+
+def with_view(report_path: Path, out: Path, view_js: str) -> Path:
+    """A copy of the report that opens ``view_js`` (a call on the report's own `app`) once loaded."""
+    html = report_path.read_text()
+    script = f"<script>window.addEventListener('load', function () {{ setTimeout(function () {{ {view_js} }}, 200); }});</script>"
+    at = html.rindex("</body>")
+    out.write_text(html[:at] + script + html[at:])
+    return out
+
+
+def browse(page: Path, tmp: Path, screenshot: Path | None = None) -> str:
+    args = [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp / 'chromium-profile'}", "--window-size=1500,1000", "--virtual-time-budget=8000"]
+    args += [f"--screenshot={screenshot}"] if screenshot else ["--dump-dom"]
+    proc = subprocess.run([*args, page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def ink(png: Path, box=None) -> float:
+    """Fraction of pixels (in ``box``) that differ clearly from the page's most common colour."""
+    from PIL import Image
+
+    image = np.asarray(Image.open(png).convert("RGB").crop(box) if box else Image.open(png).convert("RGB"), dtype=int)
+    flat = image.reshape(-1, 3)
+    values, counts = np.unique(flat, axis=0, return_counts=True)
+    background = values[counts.argmax()]
+    return float((np.abs(flat - background).sum(axis=1) > 60).mean())
+
+
+@pytest.fixture(scope="module")
+def shots(report_path, tmp_path_factory):
+    """Screenshots and rendered DOMs of three views; kept under results/screenshots for a person."""
+    tmp = tmp_path_factory.mktemp("chromium")
+    out = report_path.parent / "screenshots"
+    out.mkdir(exist_ok=True)
+    risk = "results/figures/tiny/s0/risk.svg"
+    table = "results/figures/verdicts.html"
+    views = {
+        "landing": "",
+        "figure": f"app.setView({{navbarMode: 'resultinfo', resultPath: '{risk}', content: 'img', contentPath: results['{risk}'].data_uri}});",
+        "verdicts": f"app.setView({{navbarMode: 'resultinfo', resultPath: '{table}', content: 'html', contentPath: results['{table}'].data_uri}});",
+    }
+    taken = {}
+    for name, js in views.items():
+        page = with_view(report_path, tmp / f"{name}.html", js)
+        png = out / f"{name}.png"
+        browse(page, tmp, screenshot=png)
+        taken[name] = (png, browse(page, tmp))
+    return taken
+
+
+def test_report_renders_in_chromium_with_visible_figures_and_captions(shots, report_data):
+    png, dom = shots["landing"]
+    assert png.stat().st_size > 20_000 and ink(png) > 0.01
+    assert "Do the heads of a multi-head softmax attention split the tasks" in dom
+    assert "Verdicts of this run" in dom
+
+    png, dom = shots["figure"]
+    dom_text = text_of(dom)
+    expected = caption(report_data, "results/figures/tiny/s0/risk.svg")
+    assert expected[:120] in dom_text  # the caption, numbers included, is on the page
+    assert "data:image/svg+xml" in dom  # and the figure itself
+    from PIL import Image
+
+    width, height = Image.open(png).size
+    assert ink(png, (width // 2, 0, width, height)) > 0.02  # the figure half of the page is not blank
+
+    png, dom = shots["verdicts"]
+    width, height = Image.open(png).size
+    assert "<iframe" in dom and ink(png, (width // 2, 0, width, height)) > 0.01

@@ -1,0 +1,33 @@
+# Optimality (issue 5, claims C5 and C6): for each experiment with `optimality: true`, the trained
+# limit of every configuration against the best attention in its class, the best single head, one
+# head per task, and the baselines (Bayes, OLS, linear attention, debiased GD). Reads only train.nc.
+
+FINAL_OUTPUTS["optimality"] = expand(
+    "results/optimality/{experiment}.nc", experiment=OPTIMALITY_EXPERIMENTS
+)
+
+
+rule optimality:
+    input:
+        train=optimality_train_files,
+    output:
+        optimality="results/optimality/{experiment}.nc",
+    log:
+        "logs/optimality/{experiment}.log",
+    benchmark:
+        "benchmarks/optimality/{experiment}.tsv"
+    wildcard_constraints:
+        experiment="|".join(OPTIMALITY_EXPERIMENTS) or "(?!)",
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=30,
+    params:
+        runs=optimality_runs,
+        settings=OPTIMALITY_SETTINGS,
+    message:
+        "Best in class, baselines and optimality ratios of experiment {wildcards.experiment}"
+    script:
+        "../scripts/optimality.py"
