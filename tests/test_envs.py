@@ -65,3 +65,15 @@ def test_lock_file_agrees_with_pyproject():
     lock = {k.lower(): v for k, v in lock.items()}
     for name, version in pypi_pins().items():
         assert lock.get(name.lower()) == version, f"requirements.lock has {name}=={lock.get(name.lower())}, pyproject {version}"
+
+
+def test_figure_stages_do_not_need_torch():
+    """envs/plotting.yaml has no pytorch: importing and using what the figure rules use must not load it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import multihead_icl.stages, multihead_icl.plots, multihead_icl.verdicts, multihead_icl.report;"
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

@@ -108,6 +108,7 @@ def make_run(
     emer = np.array([t0 + 2 * i + math.log(9) / RATE for i in range(tasks)])
     at_em = [int(np.argmin(np.abs(TIMES - e))) for e in emer]
     omega_ode = omega * (1 + ode_error)
+    cleanest = int(np.argmax(share.max(axis=1).min(axis=1)))
     signal_ode = (mu * omega_ode).sum(axis=1)
     spectral = xr.Dataset(
         {
@@ -132,6 +133,9 @@ def make_run(
             "signal_ode": (("time", "task"), signal_ode),
             "ode_signal_gap": ("task", np.abs(signal_ode - p).max(axis=0)),
             "ode_agreement": ((), float(np.abs(signal_ode - p).max())),
+            "ode_agreement_emergence": ((), float(np.abs(signal_ode - p)[TIMES <= emer.max()].max())),
+            "winner_at_cleanest": ("task", np.argmax(share[cleanest], axis=0)),
+            "cleanest_purity": ((), float(share[cleanest].max(axis=0).min())),
             "n_eff_ratio": (("time", "head"), np.full((T, heads), n_eff)),
         },
         coords={"time": TIMES, "head": np.arange(heads), "task": np.arange(tasks)},
@@ -312,7 +316,7 @@ def test_verdicts_decide_by_their_thresholds():
     assert verdict_of(rows, "C3").verdict == PARTLY  # clean at the end of emergence only
     assert verdict_of(rows, "C4").verdict == FAILS  # 0/6 right, chance is 1/2
     assert verdict_of(rows, "C7").verdict == FAILS
-    assert "0/3 runs agree" in verdict_of(rows, "C7").measurement
+    assert "0/3 runs agree through emergence" in verdict_of(rows, "C7").measurement
 
     stricter = verdicts.build_verdicts(good, {}, settings, {"ode_gap": 1e-6, "purity": 0.999})
     assert verdict_of(stricter, "C7").verdict == FAILS and verdict_of(stricter, "C3").verdict == FAILS

@@ -9,12 +9,23 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
+from importlib import metadata
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 import xarray as xr
 
 from . import __version__
-from .data import Prompts
+
+if TYPE_CHECKING:  # torch is imported only where tensors are made: plotting jobs never load it
+    from .data import Prompts
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def provenance_attrs(config: Mapping[str, Any]) -> dict[str, str]:
@@ -23,7 +34,7 @@ def provenance_attrs(config: Mapping[str, Any]) -> dict[str, str]:
         "config": json.dumps(dict(config), sort_keys=True, default=str),
         "package_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "torch_version": torch.__version__,
+        "torch_version": _version("torch"),
         "xarray_version": xr.__version__,
         "numpy_version": np.__version__,
         "python_version": platform.python_version(),
@@ -65,6 +76,10 @@ def prompts_to_dataset(prompts: Prompts, attrs: Mapping[str, Any]) -> xr.Dataset
 
 
 def dataset_to_prompts(ds: xr.Dataset) -> Prompts:
+    import torch
+
+    from .data import Prompts
+
     def tensor(name: str) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(ds[name].values, dtype=np.float32))
 

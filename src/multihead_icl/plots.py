@@ -480,7 +480,7 @@ def winner_figure(runs: Sequence[V.RunData], experiment: str) -> tuple[Figure, d
     left.set_xticks(range(heads))
     left.set_yticks(range(heads))
     left.grid(False)
-    left.set_xlabel("observed winner head (end of training)")
+    left.set_xlabel("observed winner head (cleanest allocation)")
     left.set_ylabel("predicted winner head (t = 0)")
     left.set_title(f"{win['agree']}/{win['total']} (run, task) pairs agree")
     for k, r in enumerate(win["pairs"]):

@@ -9,17 +9,24 @@ import logging
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import torch
-
 from . import io
-from .data import TaskSpec, sample_eval_set
-from .training import train
 
+# Each stage imports its heavy dependencies (torch, scipy, matplotlib) itself, so that a plotting
+# job never loads torch and the conda envs stay per stage.
 log = logging.getLogger(__name__)
+
+
+def _set_threads(threads: int) -> None:
+    """Use the threads Snakemake granted the job (it also sets OMP_NUM_THREADS to that)."""
+    import torch
+
+    torch.set_num_threads(max(int(threads), 1))
 
 
 def make_eval_set(params: Mapping[str, Any], output: str | Path) -> None:
     """Write the fixed evaluation set for one set of data parameters (design.md data contract)."""
+    from .data import TaskSpec, sample_eval_set
+
     spec = TaskSpec.from_params(params)
     prompts = sample_eval_set(spec, int(params["eval_prompts"]), int(params["eval_seed"]))
     log.info("evaluation set: %d prompts, L=%d, d=%d, I=%d", len(prompts), spec.context_length, spec.dim, spec.num_tasks)
@@ -37,7 +44,9 @@ def train_run(
 ) -> str:
     """Train one run and write train.nc; returns the run's status. The checkpoint (beside the output,
     never the output itself) is removed once train.nc is complete."""
-    torch.set_num_threads(max(int(threads), 1))
+    from .training import train
+
+    _set_threads(threads)
     prompts = io.dataset_to_prompts(io.load_dataset(eval_set))
     checkpoint = Path(checkpoint) if checkpoint is not None else None
     if checkpoint is not None:
@@ -68,7 +77,7 @@ def spectral(train: str | Path, eval_set: str | Path, output: str | Path, settin
     n_eff / L uses the first ``n_eff_prompts`` prompts of the run's evaluation set."""
     from .spectral import SpectralSettings, analyse_run
 
-    torch.set_num_threads(max(int(threads), 1))
+    _set_threads(threads)
     resolved = SpectralSettings.from_config(settings)
     run = io.load_dataset(train)
     prompts = io.dataset_to_prompts(io.load_dataset(eval_set))
@@ -80,11 +89,10 @@ def surrogate_check(settings: Mapping[str, Any] | None, output: str | Path, thre
     """Finite-L risk surrogate versus Monte Carlo on a grid (surrogate_check.nc)."""
     from .theory import SurrogateCheckSettings, surrogate_check as check
 
-    torch.set_num_threads(max(int(threads), 1))
+    _set_threads(threads)
     ds = check(SurrogateCheckSettings.from_config(settings))
     log.info("surrogate check: %s", ds.attrs["summary"])
     io.write_netcdf(ds, output)
-
 
 
 # --- optimality (issue 5) -------------------------------------------------------------------------
@@ -97,7 +105,7 @@ def optimality(train: Sequence[str | Path], runs: Sequence[str], settings: Mappi
 
     from .optimality import final_state, measure_experiment
 
-    torch.set_num_threads(max(int(threads), 1))
+    _set_threads(threads)
     if len(train) != len(runs):
         raise ValueError(f"{len(train)} train files for {len(runs)} runs")
     params, finals, weights = {}, {}, {}

@@ -474,23 +474,35 @@ def snapshot_times(train: xr.Dataset, spectral: xr.Dataset | None) -> list[dict[
     return snaps
 
 
+def observed_winner_name(spectral: xr.Dataset) -> str:
+    """The observed winner C4 compares with: the winner when the allocation was cleanest
+    (``winner_at_cleanest``), since allocation forms after emergence and may drift later; files
+    without it fall back to the winner at the end of training."""
+    return "winner_at_cleanest" if "winner_at_cleanest" in spectral else "winner"
+
+
 def measure_winners(runs: Sequence[RunData]) -> dict[str, Any]:
-    """Predicted (spectral.nc ``predicted_winner``) against observed winner over runs and tasks."""
+    """Predicted (spectral.nc ``predicted_winner``) against observed winner over runs and tasks,
+    and how clean the allocation was where the observed winner was read."""
     pairs, heads = [], 1
     for r in runs:
         if r.spectral is None or "winner" not in r.spectral or "predicted_winner" not in r.spectral:
             continue
         heads = max(heads, r.spectral.sizes.get("head", 1))
-        for i, (obs, pred) in enumerate(zip(r.spectral["winner"].values.reshape(-1), r.spectral["predicted_winner"].values.reshape(-1))):
+        observed = r.spectral[observed_winner_name(r.spectral)].values.reshape(-1)
+        cleanest = _opt(r.spectral["cleanest_purity"].values) if "cleanest_purity" in r.spectral else None
+        for i, (obs, pred) in enumerate(zip(observed, r.spectral["predicted_winner"].values.reshape(-1))):
             if _finite(obs) and _finite(pred):
-                pairs.append({"run": r.run, "task": i, "observed": int(obs), "predicted": int(pred)})
+                pairs.append({"run": r.run, "task": i, "observed": int(obs), "predicted": int(pred), "cleanest_purity": cleanest})
     confusion = np.zeros((heads, heads), dtype=int)
     for p in pairs:
         confusion[p["predicted"], p["observed"]] += 1
     agree = sum(p["observed"] == p["predicted"] for p in pairs)
+    purities = [p["cleanest_purity"] for p in pairs if p["cleanest_purity"] is not None]
     return {
         "pairs": pairs, "heads": heads, "confusion": confusion.tolist(), "agree": int(agree), "total": len(pairs),
         "agreement": agree / len(pairs) if pairs else math.nan, "chance": 1.0 / heads, "runs": sorted({p["run"] for p in pairs}),
+        "median_cleanest_purity": float(np.median(purities)) if purities else None,
     }
 
 
@@ -785,7 +797,8 @@ def verdict_c2(phase_runs: Sequence[RunData], warmup_runs: Sequence[RunData], th
 
 
 def verdict_c3(runs: Sequence[RunData], th: Mapping[str, float], plan=None) -> Verdict:
-    thr = f"every task's purity ≥ {th['purity']:g} with distinct winners (H ≥ I): clean at the end of training in all runs = holds; clean at the end of emergence, or in ≥ {th['partly_fraction']:.0%} of runs = holds partly"
+    thr = (f"every task's purity ≥ {th['purity']:g} with distinct winners (H ≥ I): clean at the end of training in all runs = holds; "
+           f"clean at the end of emergence or during part of training (in all runs, or in ≥ {th['partly_fraction']:.0%} of runs) = holds partly")
     allocs = [(r.run, measure_allocation(r.spectral, th["purity"])) for r in runs if r.spectral is not None and "share" in r.spectral]
     if not allocs:
         return _row("C3", "no allocation experiment", thr, UNMEASURED, plan)
@@ -794,15 +807,35 @@ def verdict_c3(runs: Sequence[RunData], th: Mapping[str, float], plan=None) -> V
     emer = sum(bool(a["clean_emergence"]) for _, a in allocs)
     min_end = min(a["min_purity_end"] for _, a in allocs)
     em_values = [a["min_purity_emergence"] for _, a in allocs if a["min_purity_emergence"] is not None]
+    windows = [clean_window(r.spectral, th["purity"]) for r in runs if r.spectral is not None and "share" in r.spectral]
+    ever = sum(w is not None for w in windows)
+    spans = ", ".join(f"t = {fmt(w[0])}–{fmt(w[1])}" for w in windows if w is not None)
     text = (f"clean at the end of training in {end}/{n} runs (lowest purity {fmt(min_end)}), "
-            f"at the end of emergence in {emer}/{n} (lowest purity {fmt(min(em_values) if em_values else math.nan)})")
+            f"at the end of emergence in {emer}/{n} (lowest purity {fmt(min(em_values) if em_values else math.nan)}), "
+            f"clean during part of training in {ever}/{n}" + (f" ({spans}; final t = {fmt(float(runs[0].spectral['time'].values[-1]))})" if spans else ""))
     if end == n:
         verdict = HOLDS
-    elif emer == n or end / n >= th["partly_fraction"] or emer / n >= th["partly_fraction"]:
+    elif emer == n or ever == n or max(end, emer, ever) / n >= th["partly_fraction"]:
         verdict = PARTLY
     else:
         verdict = FAILS
-    return _row("C3", text, thr, verdict, plan, {"runs": n, "clean_end": end, "clean_emergence": emer, "min_purity_end": min_end})
+    return _row("C3", text, thr, verdict, plan, {"runs": n, "clean_end": end, "clean_emergence": emer, "clean_ever": ever, "min_purity_end": min_end})
+
+
+def clean_window(spectral: xr.Dataset, purity_threshold: float) -> tuple[float, float] | None:
+    """First and last recorded time at which every task's purity is >= the threshold (with distinct
+    winners for H >= I): the window in which the allocation is clean (None if it never is)."""
+    share = spectral["share"].transpose("time", "head", "task").values
+    heads, tasks = share.shape[1], share.shape[2]
+    purity = np.nanmax(share, axis=1)
+    winners = np.nanargmax(np.where(np.isfinite(share), share, -np.inf), axis=1)
+    distinct = np.array([len(set(w)) == tasks for w in winners]) if heads >= tasks else np.ones(len(share), dtype=bool)
+    clean = (np.nan_to_num(purity, nan=-1.0) >= purity_threshold).all(axis=1) & distinct
+    if not clean.any():
+        return None
+    times = np.asarray(spectral["time"].values, dtype=float)
+    index = np.flatnonzero(clean)
+    return float(times[index[0]]), float(times[index[-1]])
 
 
 def verdict_c4(runs: Sequence[RunData], th: Mapping[str, float], plan=None) -> Verdict:
@@ -812,7 +845,9 @@ def verdict_c4(runs: Sequence[RunData], th: Mapping[str, float], plan=None) -> V
         return _row("C4", "no run with predicted and observed winners", thr, UNMEASURED, plan)
     a = win["agreement"]
     verdict = HOLDS if a >= th["winner_agreement"] else (PARTLY if a > win["chance"] else FAILS)
-    text = f"predicted winner = observed winner for {win['agree']}/{win['total']} (run, task) pairs ({a:.0%}; chance {win['chance']:.0%}) over {len(win['runs'])} runs"
+    text = (f"predicted winner = observed winner (read where the allocation was cleanest, median lowest purity there "
+            f"{fmt(win['median_cleanest_purity'])}) for {win['agree']}/{win['total']} (run, task) pairs ({a:.0%}; chance {win['chance']:.0%}) "
+            f"over {len(win['runs'])} runs")
     return _row("C4", text, thr, verdict, plan, {k: v for k, v in win.items() if k != "pairs"})
 
 
@@ -855,9 +890,12 @@ def ode_applies(params: Mapping[str, Any]) -> bool:
 
 
 def verdict_c7(runs: Sequence[RunData], th: Mapping[str, float], plan=None, surrogate: xr.Dataset | None = None) -> Verdict:
-    thr = (f"largest gap over time between trained and ODE task signal p_i ≤ {th['ode_gap']:g} in every run the ODE describes "
+    thr = (f"largest gap between trained and ODE task signal p_i, from t = 0 to the end of emergence, ≤ {th['ode_gap']:g} in every run the ODE describes "
            f"(decomposable init, gradient descent, linear target, reduced or linear model); holds partly when ≥ {th['partly_fraction']:.0%} do")
-    gaps = [(r.run, measure_ode(r.spectral)["max_signal_gap"]) for r in runs if r.spectral is not None]
+    full = {r.run: measure_ode(r.spectral)["max_signal_gap"] for r in runs if r.spectral is not None}
+    full = {run: g for run, g in full.items() if g is not None}
+    gaps = [(r.run, _opt(r.spectral["ode_agreement_emergence"].values)) for r in runs
+            if r.spectral is not None and "ode_agreement_emergence" in r.spectral and r.run in full]
     gaps = [(run, g) for run, g in gaps if g is not None]
     sur = measure_surrogate(surrogate)
     note = (f"; the surrogate the ODE integrates is within {fmt(sur['tolerance'])} of Monte Carlo at {sur['agree']}/{sur['total']} grid points"
@@ -866,7 +904,8 @@ def verdict_c7(runs: Sequence[RunData], th: Mapping[str, float], plan=None, surr
         return _row("C7", "no run with an ODE overlay" + note, thr, UNMEASURED, plan)
     passed = sum(g <= th["ode_gap"] for _, g in gaps)
     worst = max(gaps, key=lambda x: x[1])
-    text = f"{passed}/{len(gaps)} runs agree (median gap {fmt(np.median([g for _, g in gaps]))}, largest {fmt(worst[1])} in {worst[0]})" + note
+    text = (f"{passed}/{len(gaps)} runs agree through emergence (median gap {fmt(np.median([g for _, g in gaps]))}, largest {fmt(worst[1])} in {worst[0]}); "
+            f"over the whole run, where the leading heads leave the surrogate's valid region, the median gap is {fmt(np.median(list(full.values())))}" + note)
     return _row("C7", text, thr, _verdict_from_fraction(passed, len(gaps), th["partly_fraction"]), plan,
                 {"gaps": dict(gaps), "surrogate_agree": sur["agree"], "surrogate_total": sur["total"]})
 
