@@ -4,10 +4,15 @@
 # Cancels the cluster's remaining jobs, then stops exactly the daemons whose PIDs up.sh recorded in
 # $SLURM_CI_STATE_DIR (slurmd, slurmctld, munged, in that order): SIGTERM, then SIGKILL after 15 s.
 # A recorded PID that no longer runs that program (exited, or recycled) is only forgotten.
-# Idempotent: with nothing running it does nothing. Packages, config and logs are left in place.
+# Idempotent: with nothing running it does nothing. Packages and logs are left in place; the
+# slurm.conf that up.sh wrote is removed once the daemons are down, because with a config but no
+# controller every `scontrol` call waits ~9 s (and the Snakemake SLURM plugin makes one whenever
+# snakemake starts). A slurm.conf that up.sh did not write is never touched.
 set -euo pipefail
 
 STATE_DIR="${SLURM_CI_STATE_DIR:-/run/multihead-icl-slurm}"
+CONF=/etc/slurm/slurm.conf
+MARKER="# Written by multihead-icl ci/slurm/up.sh"
 
 say() { echo "[slurm-down] $*"; }
 
@@ -68,4 +73,8 @@ for name in slurmd slurmctld munged; do
     fi
 done
 [ "$stopped" -gt 0 ] || [ "$status" -ne 0 ] || say "nothing was running"
+if [ "$status" -eq 0 ] && [ -e "$CONF" ] && grep -qF "$MARKER" "$CONF"; then
+    rm -f "$CONF"
+    say "removed $CONF (written by up.sh)"
+fi
 exit "$status"

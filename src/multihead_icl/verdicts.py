@@ -587,15 +587,20 @@ def _first(opt: xr.Dataset, *names: str) -> np.ndarray | None:
     return None if var is None else np.asarray(var.values, dtype=float)
 
 
+def _ratio_with_interval(opt: xr.Dataset, name: str, numerator: str, denominator: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A ratio of optimality.nc with its interval; for a file without it, numerator / denominator of
+    the excess risks, with no interval (low = high = ratio)."""
+    ratio, low, high = (_first(opt, f"{name}{suffix}") for suffix in ("", "_low", "_high"))
+    if ratio is None:
+        top, bottom = _first(opt, numerator), _first(opt, denominator)
+        ratio = top / bottom if top is not None and bottom is not None else np.full(x.shape, math.nan)
+    return ratio, (ratio if low is None else low), (ratio if high is None else high)
+
+
 def measure_optimality(opt: xr.Dataset, max_ratio: float) -> dict[str, Any]:
     """excess(trained) / excess(best in class) per configuration with its interval."""
     x_name, x = _swept(opt)
-    ratio, low, high = (_first(opt, f"optimality_ratio{suffix}") for suffix in ("", "_low", "_high"))
-    if ratio is None:  # a file without the ratio: from the excess risks, without an interval
-        trained, best = _first(opt, "excess_trained"), _first(opt, "excess_best_in_class")
-        ratio = trained / best if trained is not None and best is not None else np.full(x.shape, math.nan)
-    low = ratio if low is None else low
-    high = ratio if high is None else high
+    ratio, low, high = _ratio_with_interval(opt, "optimality_ratio", "excess_trained", "excess_best_in_class", x)
     order = np.argsort(x, kind="stable")
     # within the factor, and not significantly below 1 (that would mean the search missed the best)
     passed = [bool(1.0 <= h <= max_ratio) for h in high[order] if math.isfinite(h)]
@@ -629,12 +634,7 @@ def measure_baselines(opt: xr.Dataset) -> dict[str, Any]:
 def measure_separation(opt: xr.Dataset, min_ratio: float) -> dict[str, Any]:
     """excess(best single head) / excess(multi-head) per number of tasks with its interval."""
     x_name, x = _swept(opt, prefer=("tasks",))
-    ratio, low, high = (_first(opt, f"separation_ratio{suffix}") for suffix in ("", "_low", "_high"))
-    if ratio is None:  # a file without the ratio: from the excess risks, without an interval
-        single, multi = _first(opt, "excess_single_head"), _first(opt, "excess_best_in_class")
-        ratio = single / multi if single is not None and multi is not None else np.full(x.shape, math.nan)
-    low = ratio if low is None else low
-    high = ratio if high is None else high
+    ratio, low, high = _ratio_with_interval(opt, "separation_ratio", "excess_single_head", "excess_best_in_class", x)
     order = np.argsort(x, kind="stable")
     multi_task = [k for k in order if x_name != "tasks" or x[k] >= 2]
     passed = [bool(low[k] > min_ratio) for k in multi_task if math.isfinite(low[k])]
