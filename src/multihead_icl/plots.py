@@ -424,19 +424,23 @@ def warmup_figure(runs: Sequence[V.RunData], experiment: str, slope_rtol: float)
 
 
 def purity_figure(runs: Sequence[V.RunData], experiment: str, purity_threshold: float) -> tuple[Figure, dict]:
-    """C3 across a sweep: the lowest purity over tasks at the end of emergence and at the end of
-    training against the swept parameter, and the time at which a clean allocation starts to
-    drift (never: drawn at the end of training, hollow)."""
+    """C3 across a sweep: the lowest purity over tasks at the end of emergence, at the cleanest
+    record and at the end of training against the swept parameter; and when the allocation became
+    clean and when it started to drift (never: drawn at the end of training, hollow)."""
     setup_style()
     pur = V.measure_purity(runs, purity_threshold)
     rows = pur["runs"]
     labels = list(dict.fromkeys(str(r["x"]) for r in rows))
     xs = [float(r["x"]) if pur["numeric"] else labels.index(str(r["x"])) for r in rows]
     fig, (left, right) = plt.subplots(1, 2, figsize=(FIG_WIDTH, 3.8))
-    for key, color, text in (("purity_emergence", head_color(1), "end of emergence"), ("purity_end", head_color(0), "end of training")):
+    for key, color, text in (("purity_emergence", head_color(1), "end of emergence"), ("purity_cleanest", head_color(2), "cleanest record"),
+                             ("purity_end", head_color(0), "end of training")):
         ys = [_num(r[key]) for r in rows]
         mark(left.scatter(xs, ys, color=color, label=text, zorder=3))
     left.axhline(purity_threshold, color="k", ls=":", lw=1, label=f"purity threshold {purity_threshold:g}")
+    onsets = [(x, r["clean_from"]) for x, r in zip(xs, rows) if r.get("clean_from") is not None]
+    if onsets:
+        mark(right.scatter(*zip(*onsets), color=head_color(2), marker="^", label="allocation becomes clean", zorder=3))
     drifted = [(x, r["drift_time"]) for x, r in zip(xs, rows) if r["drift_time"] is not None]
     kept = [(x, r["final_time"]) for x, r in zip(xs, rows) if r["drift_time"] is None]
     if drifted:
@@ -457,8 +461,8 @@ def purity_figure(runs: Sequence[V.RunData], experiment: str, purity_threshold: 
     left.set_ylim(0, 1.05)
     left.set_ylabel("lowest purity over tasks (fraction)")
     left.set_title(f"clean at the end: {pur['clean_end']}/{pur['total']} runs")
-    right.set_ylabel("drift time (gradient-flow time)")
-    right.set_title("when a clean allocation starts to drift")
+    right.set_ylabel("gradient-flow time")
+    right.set_title("when allocation becomes clean, and when it drifts")
     left.legend(fontsize=7.5)
     right.legend(fontsize=7.5)
     fig.suptitle(f"{experiment}: allocation purity across the sweep", fontsize=10.5)

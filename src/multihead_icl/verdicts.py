@@ -416,9 +416,18 @@ def measure_allocation(spectral: xr.Dataset, purity_threshold: float) -> dict[st
 
 
 def drift_time(spectral: xr.Dataset, purity_threshold: float) -> float | None:
-    """First recorded time after the last task's emergence end at which some task's share held by
-    its head at emergence falls below ``purity_threshold``: when a clean allocation starts to
-    drift (None if it never does, or never was clean)."""
+    """When a clean allocation starts to drift: the first time after the allocation was last clean
+    (every task's purity >= ``purity_threshold``, distinct winners) at which it is no longer clean;
+    None if it never was clean or stays clean to the end. Allocation often becomes clean only after
+    emergence, so this is read from the clean window, not from the end of emergence (files without
+    ``share`` over time fall back to the winners at emergence)."""
+    if "share" in spectral and spectral["share"].ndim == 3:
+        window = clean_window(spectral, purity_threshold)
+        if window is None:
+            return None
+        times = np.asarray(spectral["time"].values, dtype=float)
+        after = times[times > window[1]]
+        return float(after[0]) if after.size else None
     needed = ("share", "emergence_end", "winner_at_emergence", "purity_at_emergence")
     if any(name not in spectral for name in needed):
         return None
@@ -445,10 +454,13 @@ def measure_purity(runs: Sequence[RunData], purity_threshold: float) -> dict[str
         if r.spectral is None or "purity" not in r.spectral:
             continue
         alloc = measure_allocation(r.spectral, purity_threshold)
+        window = clean_window(r.spectral, purity_threshold) if "share" in r.spectral else None
         rows.append({
             "run": r.run, "x": r.params.get(key), "purity_emergence": alloc["min_purity_emergence"], "purity_end": alloc["min_purity_end"],
-            "clean_emergence": alloc["clean_emergence"], "clean_end": alloc["clean_end"], "drift_time": drift_time(r.spectral, purity_threshold),
-            "final_time": float(r.spectral["time"].values[-1]),
+            "purity_cleanest": _opt(r.spectral["cleanest_purity"].values) if "cleanest_purity" in r.spectral else None,
+            "clean_emergence": alloc["clean_emergence"], "clean_end": alloc["clean_end"],
+            "clean_from": window[0] if window else None, "clean_until": window[1] if window else None,
+            "drift_time": drift_time(r.spectral, purity_threshold), "final_time": float(r.spectral["time"].values[-1]),
         })
     numeric = all(isinstance(row["x"], (int, float)) and not isinstance(row["x"], bool) for row in rows)
     return {"x_name": key, "varied": varied, "numeric": numeric, "runs": rows, "threshold": purity_threshold,
