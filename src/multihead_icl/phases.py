@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import isotonic_regression
 
+from .convergence import relative_change_last_tenth
+
 DIRECTIONS = ("increase", "decrease")
 # MAD -> standard deviation for Gaussian noise; successive differences have twice the variance
 _MAD_TO_SD = 1.4826
@@ -128,10 +130,6 @@ def convergence_evidence(times: np.ndarray, grad_norm: np.ndarray, parameters: n
     grad_norm = np.asarray(grad_norm, dtype=float)
     if len(times) == 0:
         return ConvergenceEvidence(math.nan, math.nan, math.nan)
-    flat = np.asarray(parameters, dtype=float).reshape(len(times), -1)
     last_tenth = times >= 0.9 * times[-1]
-    earlier = int(np.searchsorted(times, 0.9 * times[-1], side="right")) - 1
-    earlier = min(max(earlier, 0), len(times) - 2) if len(times) > 1 else 0
-    norm = float(np.linalg.norm(flat[-1]))
-    change = float(np.linalg.norm(flat[-1] - flat[earlier]) / norm) if norm > 0 and len(times) > 1 else math.inf
+    change = relative_change_last_tenth(times, parameters)
     return ConvergenceEvidence(float(grad_norm[-1]), float(np.median(grad_norm[last_tenth])), change)

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from .convergence import flat_parameters, relative_change_last_tenth
 from .data import PromptSampler, Prompts, TaskSpec
 from .model import ReducedAttention, build_model, initialise, reduced_view
 
@@ -229,19 +230,6 @@ def train(
     return TrainResult(dataset, status)
 
 
-def relative_change_last_tenth(ds: xr.Dataset) -> float:
-    """||theta(T) - theta(0.9 T)|| / ||theta(T)|| over the reduced view (W, U): the C1 convergence
-    evidence. Infinite when the run has fewer than two records."""
-    if ds.sizes["time"] < 2:
-        return math.inf
-    times = ds["time"].values
-    earlier = int(np.searchsorted(times, 0.9 * times[-1], side="right")) - 1
-    earlier = min(max(earlier, 0), len(times) - 2)
-    flat = np.concatenate([ds["W"].values.reshape(len(times), -1), ds["U"].values.reshape(len(times), -1)], axis=1)
-    norm = np.linalg.norm(flat[-1])
-    return float(np.linalg.norm(flat[-1] - flat[earlier]) / norm) if norm > 0 else math.inf
-
-
 def _to_dataset(recorder: _Recorder, spec: TaskSpec, params: Mapping[str, Any], lr: float, status: str, wall: float, device: torch.device) -> xr.Dataset:
     from .io import provenance_attrs
 
@@ -284,7 +272,8 @@ def _to_dataset(recorder: _Recorder, spec: TaskSpec, params: Mapping[str, Any], 
     for name in ("train_risk", "eval_risk", "eval_risk_se", "eval_risk_task"):
         ds[name].attrs["units"] = "squared output units"
     done = int(steps[-1]) if len(steps) else 0
-    if status == "max_steps" and relative_change_last_tenth(ds) < float(params.get("converged_rtol", 0.01)):
+    change = relative_change_last_tenth(ds["time"].values, flat_parameters(ds))
+    if status == "max_steps" and change < float(params.get("converged_rtol", 0.01)):
         status = "converged"
     ds.attrs.update(provenance_attrs(params))
     ds.attrs.update(

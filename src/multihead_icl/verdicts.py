@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from . import convergence
 from .report import CLAIMS, DEFAULT_THRESHOLDS, FIGURE_KINDS, as_list, thresholds
 
 if TYPE_CHECKING:
@@ -200,16 +201,8 @@ def varied_keys(runs: Sequence[RunData], ignore: Iterable[str] = ("seed",)) -> l
 
 
 def relative_change_last_tenth(train: xr.Dataset) -> float:
-    """||theta(T) - theta(0.9 T)|| / ||theta(T)|| over (W, U), the record at or before 0.9 T
-    (training.relative_change_last_tenth, in numpy so that figures need no torch)."""
-    times = np.asarray(train["time"].values, dtype=float)
-    if times.size < 2:
-        return math.inf
-    earlier = int(np.searchsorted(times, 0.9 * times[-1], side="right")) - 1
-    earlier = min(max(earlier, 0), times.size - 2)
-    flat = np.concatenate([train["W"].values.reshape(times.size, -1), train["U"].values.reshape(times.size, -1)], axis=1)
-    norm = np.linalg.norm(flat[-1])
-    return float(np.linalg.norm(flat[-1] - flat[earlier]) / norm) if norm > 0 else math.inf
+    """||theta(T) - theta(0.9 T)|| / ||theta(T)|| over (W, U) of a train.nc (convergence module)."""
+    return convergence.relative_change_last_tenth(train["time"].values, convergence.flat_parameters(train))
 
 
 def measure_convergence(train: xr.Dataset) -> dict[str, Any]:
