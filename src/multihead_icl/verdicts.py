@@ -529,6 +529,7 @@ def measure_ode(spectral: xr.Dataset | None) -> dict[str, Any]:
     return {
         "available": True,
         "max_signal_gap": float(np.nanmax(per_task)),
+        "gap_through_emergence": _opt(spectral["ode_agreement_emergence"].values) if "ode_agreement_emergence" in spectral else None,
         "per_task": [_opt(v) for v in per_task],
         "final_signal": [_opt(v) for v in signal[-1]] if signal is not None else [],
         "final_signal_ode": [_opt(v) for v in signal_ode[-1]] if signal_ode is not None else [],
