@@ -911,7 +911,7 @@ def verdict_c7(runs: Sequence[RunData], th: Mapping[str, float], plan=None, surr
     passed = sum(g <= th["ode_gap"] for _, g in gaps)
     worst = max(gaps, key=lambda x: x[1])
     text = (f"{passed}/{len(gaps)} runs agree through emergence (median gap {fmt(np.median([g for _, g in gaps]))}, largest {fmt(worst[1])} in {worst[0]}); "
-            f"over the whole run, where the leading heads leave the surrogate's valid region, the median gap is {fmt(np.median(list(full.values())))}" + note)
+            f"over the whole run the median gap is {fmt(np.median(list(full.values())))}" + note)
     return _row("C7", text, thr, _verdict_from_fraction(passed, len(gaps), th["partly_fraction"]), plan,
                 {"gaps": dict(gaps), "surrogate_agree": sur["agree"], "surrogate_total": sur["total"]})
 
