@@ -18,26 +18,30 @@ import torch
 
 from multihead_icl.data import PromptSampler, TaskSpec
 from multihead_icl.model import ReducedAttention, initialise
+from multihead_icl.stream import PromptStream, draws_ahead_by_default
 from multihead_icl.training import risk
 
 SPEC = TaskSpec(task_dims=(4, 4, 4), noise_std=0.3, signal=(1.0, 1.0, 1.0), context_length=200)
 HEADS, BATCH, LR = 3, 1024, 0.5
 
 
-def pipeline_steps(steps: int) -> float:
-    """The loop of training.train, stripped of recording: sample on device, autograd, foreach update."""
+def pipeline_steps(steps: int, ahead: bool) -> float:
+    """The loop of training.train, stripped of recording: the prompt stream (drawing ahead in a
+    background thread when ``ahead``, as train does on a CPU with >= 2 threads), autograd, foreach update."""
     model = ReducedAttention(HEADS, SPEC.dim, SPEC.num_tasks)
     initialise(model, SPEC, "decomposable", 0.01, torch.Generator().manual_seed(0))
     params = list(model.parameters())
     sampler, gen = PromptSampler(SPEC), torch.Generator().manual_seed(1)
-    start = time.perf_counter()
-    for _ in range(steps):
-        p = sampler.sample(BATCH, gen)
-        loss = risk(model(p.x, p.y, p.x_query), p.y_query)
-        grads = torch.autograd.grad(loss, params)
-        with torch.no_grad():
-            torch._foreach_add_(params, grads, alpha=-LR)
-    return (time.perf_counter() - start) / steps
+    with PromptStream(sampler, BATCH, gen, ahead=ahead) as stream:
+        start = time.perf_counter()
+        for _ in range(steps):
+            p = stream.next()
+            loss = risk(model(p.x, p.y, p.x_query), p.y_query)
+            grads = torch.autograd.grad(loss, params)
+            with torch.no_grad():
+                torch._foreach_add_(params, grads, alpha=-LR)
+        elapsed = time.perf_counter() - start
+    return elapsed / steps
 
 
 def sampling_only(steps: int) -> float:
@@ -93,17 +97,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    pipeline_steps(5), reference_steps(3), sampling_only(5)  # warm-up
+    ahead = draws_ahead_by_default(torch.device("cpu"))
+    pipeline_steps(5, ahead), pipeline_steps(5, False), reference_steps(3), sampling_only(5)  # warm-up
     # interleave the measurements so machine noise hits both alike
-    ours, ref, draw, normals = [], [], [], []
+    ours, foreground, ref, draw, normals = [], [], [], [], []
     for _ in range(3):
-        ours.append(pipeline_steps(args.steps))
+        ours.append(pipeline_steps(args.steps, ahead))
+        foreground.append(pipeline_steps(args.steps, False))
         ref.append(reference_steps(max(args.steps // 3, 5)))
         draw.append(sampling_only(args.steps))
         normals.append(randn_only(args.steps))
-    t_ours, t_ref, t_draw, t_normals = min(ours), min(ref), min(draw), min(normals)
+    t_ours, t_fg, t_ref, t_draw, t_normals = min(ours), min(foreground), min(ref), min(draw), min(normals)
     print(f"setting: I=3, d_i=4, H={HEADS}, L=200, batch {BATCH}, reduced, GD, {args.threads} threads (best of 3)")
-    print(f"pipeline trainer : {1 / t_ours:8.1f} steps/s  ({1e3 * t_ours:.2f} ms/step)")
+    print(f"pipeline trainer : {1 / t_ours:8.1f} steps/s  ({1e3 * t_ours:.2f} ms/step; draws ahead in a background thread: {ahead})")
+    print(f"  same, drawing in the foreground: {1 / t_fg:8.1f} steps/s  ({1e3 * t_fg:.2f} ms/step)")
     print(f"reference trainer: {1 / t_ref:8.1f} steps/s  ({1e3 * t_ref:.2f} ms/step)")
     print(f"speed-up         : {t_ref / t_ours:8.2f} x   (goal >= 5)")
     print(f"drawing a step's random numbers (randn only): {1e3 * t_normals:.2f} ms = {100 * t_normals / t_ours:.0f}% of a step; "

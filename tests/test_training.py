@@ -88,8 +88,24 @@ def test_training_reduces_the_risk():
     assert ds.eval_risk.values[-1] < 0.8 * ds.eval_risk.values[0]
 
 
+def test_drawing_ahead_with_two_threads_trains_the_same_run():
+    # two threads: batches are drawn in a background thread (stream.py); one: in the loop
+    params = tiny_params()
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        foreground = train(params, eval_set(params)).dataset
+        torch.set_num_threads(2)
+        ahead = train(params, eval_set(params)).dataset
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    xr.testing.assert_allclose(data_only(foreground), data_only(ahead), rtol=1e-6, atol=1e-9)
+
+
 @pytest.mark.slow
-def test_killed_run_resumes_from_checkpoint_and_ends_with_the_same_numbers(tmp_path):
+@pytest.mark.parametrize("threads", ["1", "2"])  # 2: the checkpoint is taken while the next batch is drawn ahead
+def test_killed_run_resumes_from_checkpoint_and_ends_with_the_same_numbers(tmp_path, threads):
     params = tiny_params(steps=4000, record_points=40, batch_size=64)
     params_file = tmp_path / "run.json"
     params_file.write_text(json.dumps(params))
@@ -98,11 +114,11 @@ def test_killed_run_resumes_from_checkpoint_and_ends_with_the_same_numbers(tmp_p
     subprocess.run([*cli, "eval-set", str(params_file), str(data)], check=True, cwd=ROOT)
 
     reference = tmp_path / "reference.nc"
-    subprocess.run([*cli, "train", str(params_file), str(data), str(reference)], check=True, cwd=ROOT)
+    subprocess.run([*cli, "train", str(params_file), str(data), str(reference), "--threads", threads], check=True, cwd=ROOT)
 
     output, checkpoint = tmp_path / "train.nc", tmp_path / "train.ckpt"
     train_cmd = [*cli, "--log", str(tmp_path / "log1"), "train", str(params_file), str(data), str(output),
-                 "--checkpoint", str(checkpoint), "--checkpoint-seconds", "0.2"]
+                 "--checkpoint", str(checkpoint), "--checkpoint-seconds", "0.2", "--threads", threads]
     proc = subprocess.Popen(train_cmd, cwd=ROOT)
     deadline = time.monotonic() + 60
     while not checkpoint.exists() and time.monotonic() < deadline and proc.poll() is None:

@@ -119,6 +119,17 @@ class Prompts:
         return Prompts(*(t.to(device=device, dtype=dtype) for t in (self.x, self.y, self.x_query, self.y_query, self.coef)))
 
 
+@dataclass
+class Normals:
+    """The standard normals one batch of prompts is made of: covariates (B, L+1, d), coefficients
+    (B, d) and noise (B, L+1, I). Drawing them is most of an online step on the CPU, so they are
+    drawn apart from the arithmetic that turns them into prompts (see ``stream.PromptStream``)."""
+
+    x: torch.Tensor
+    coef: torch.Tensor
+    noise: torch.Tensor
+
+
 class PromptSampler:
     """Draws batches of prompts for one ``TaskSpec`` on a device (no host round trips)."""
 
@@ -136,15 +147,25 @@ class PromptSampler:
 
     def sample(self, batch: int, generator: torch.Generator, context_length: int | None = None) -> Prompts:
         """``batch`` fresh prompts; ``context_length`` overrides L (for length generalisation)."""
-        spec, dev, dt = self.spec, self.device, self.dtype
-        length = spec.context_length if context_length is None else int(context_length)
-        d, tasks = spec.dim, spec.num_tasks
-        x_all = torch.randn(batch, length + 1, d, generator=generator, device=dev, dtype=dt)
-        g = torch.randn(batch, d, generator=generator, device=dev, dtype=dt) * self._coef_std
-        noise = torch.randn(batch, length + 1, tasks, generator=generator, device=dev, dtype=dt)
-        coef = g[:, None, :] * self._mask  # (B, I, d), zero off each task's block
-        latent = torch.einsum("bld,bid->bli", x_all, coef)
-        y_all = _apply_target(latent, spec.target) + spec.noise_std * noise
+        return self.build(self.draw(batch, generator, context_length))
+
+    def draw(self, batch: int, generator: torch.Generator, context_length: int | None = None) -> Normals:
+        """The random part of ``sample``: every normal of ``batch`` prompts, in the generator's order."""
+        length = self.spec.context_length if context_length is None else int(context_length)
+        shape, dev, dt = (batch, length + 1), self.device, self.dtype
+        x_all = torch.randn(*shape, self.spec.dim, generator=generator, device=dev, dtype=dt)
+        coef = torch.randn(batch, self.spec.dim, generator=generator, device=dev, dtype=dt)
+        noise = torch.randn(*shape, self.spec.num_tasks, generator=generator, device=dev, dtype=dt)
+        return Normals(x_all, coef, noise)
+
+    def build(self, normals: Normals) -> Prompts:
+        """The deterministic part of ``sample``: targets, and the task bases when ``rotate``."""
+        spec, x_all = self.spec, normals.x
+        length = x_all.shape[1] - 1
+        coef = (normals.coef * self._coef_std)[:, None, :] * self._mask  # (B, I, d), zero off each task's block
+        # latent_bli = <coef_bi, x_bl>; (I x d) @ (d x L) is twice as fast on the CPU as (L x d) @ (d x I)
+        latent = torch.bmm(coef, x_all.transpose(1, 2)).transpose(1, 2)
+        y_all = torch.add(_apply_target(latent, spec.target), normals.noise, alpha=spec.noise_std)
         if self._phi is not None:
             # observed x = Phi x_latent; observed y = Psi y_latent (noise is isotropic, so Psi eps ~ eps)
             x_all = x_all @ self._phi.T

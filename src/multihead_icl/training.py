@@ -8,6 +8,7 @@ The risk is R = (1/I) E||y_hat - y_q||^2, noise included. ``optimizer: adam`` is
 
 The loop keeps everything on the device: samples are drawn there, records stay tensors until the
 end, and the host only looks at a number at record points (divergence check) and progress ticks.
+On a CPU with two or more threads the next batch is drawn in a background thread (``stream``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import xarray as xr
 from .convergence import flat_parameters, relative_change_last_tenth
 from .data import PromptSampler, Prompts, TaskSpec
 from .model import ReducedAttention, build_model, initialise, reduced_view
+from .stream import PromptStream, draws_ahead_by_default
 
 log = logging.getLogger(__name__)
 
@@ -171,58 +173,59 @@ def train(
     status = "max_steps"
     last_progress = last_checkpoint = time.monotonic()
     progress_step = first_step
-    for step in range(first_step, steps + 1):
-        now = time.monotonic()
-        if checkpoint is not None and now - last_checkpoint >= checkpoint_seconds:
-            _save_checkpoint(
-                checkpoint,
-                {
-                    "fingerprint": fingerprint,
-                    "step": step,
-                    "model": model.state_dict(),
-                    "optimizer": None if optimizer is None else optimizer.state_dict(),
-                    "generator": generator.get_state(),
-                    "records": recorder.to_cpu(),
-                    "wall_seconds": wall_before + now - started,
-                },
-            )
-            last_checkpoint = now
-        batch_prompts = sampler.sample(batch, generator)
-        loss = risk(model(batch_prompts.x, batch_prompts.y, batch_prompts.x_query), batch_prompts.y_query)
-        grads = torch.autograd.grad(loss, parameters)
-        if is_record[step]:
-            if not torch.isfinite(loss):
-                status = "diverged"
-                log.error("training diverged: non-finite risk at step %d (t = %.4g); stopping, %d records kept", step, lr * step, len(recorder))
+    with PromptStream(sampler, batch, generator, ahead=draws_ahead_by_default(device)) as stream:
+        for step in range(first_step, steps + 1):
+            now = time.monotonic()
+            if checkpoint is not None and now - last_checkpoint >= checkpoint_seconds:
+                _save_checkpoint(
+                    checkpoint,
+                    {
+                        "fingerprint": fingerprint,
+                        "step": step,
+                        "model": model.state_dict(),
+                        "optimizer": None if optimizer is None else optimizer.state_dict(),
+                        "generator": stream.resume_state(),
+                        "records": recorder.to_cpu(),
+                        "wall_seconds": wall_before + now - started,
+                    },
+                )
+                last_checkpoint = now
+            batch_prompts = stream.next()
+            loss = risk(model(batch_prompts.x, batch_prompts.y, batch_prompts.x_query), batch_prompts.y_query)
+            grads = torch.autograd.grad(loss, parameters)
+            if is_record[step]:
+                if not torch.isfinite(loss):
+                    status = "diverged"
+                    log.error("training diverged: non-finite risk at step %d (t = %.4g); stopping, %d records kept", step, lr * step, len(recorder))
+                    break
+                view = reduced_view(model)
+                eval_risk, eval_se, eval_task = evaluate(model, eval_on_device)
+                grad_norm = torch.sqrt(sum(g.square().sum() for g in grads))
+                recorder.add(
+                    step=step, W=view.W, U=view.U, score_leak=view.score_leak, value_leak=view.value_leak,
+                    train_risk=loss.detach(), grad_norm=grad_norm, eval_risk=eval_risk, eval_risk_se=eval_se, eval_risk_task=eval_task,
+                )
+            if step == steps:
                 break
-            view = reduced_view(model)
-            eval_risk, eval_se, eval_task = evaluate(model, eval_on_device)
-            grad_norm = torch.sqrt(sum(g.square().sum() for g in grads))
-            recorder.add(
-                step=step, W=view.W, U=view.U, score_leak=view.score_leak, value_leak=view.value_leak,
-                train_risk=loss.detach(), grad_norm=grad_norm, eval_risk=eval_risk, eval_risk_se=eval_se, eval_risk_task=eval_task,
-            )
-        if step == steps:
-            break
-        with torch.no_grad():
-            if optimizer is None:
-                torch._foreach_add_(parameters, grads, alpha=-lr)
-            else:
-                for p, g in zip(parameters, grads):
-                    p.grad = g
-                optimizer.step()
-        if now - last_progress >= progress_seconds:
-            rate = (step - progress_step) / max(now - last_progress, 1e-9)
-            current = float(loss.detach())
-            log.info(
-                "step %d/%d (%.0f%%)  t=%.4g  train_risk=%.4g  %.0f steps/s  ETA %.0f s",
-                step, steps, 100 * step / steps, lr * step, current, rate, (steps - step) / max(rate, 1e-9),
-            )
-            if not math.isfinite(current):
-                status = "diverged"
-                log.error("training diverged: non-finite risk at step %d (t = %.4g); stopping", step, lr * step)
-                break
-            last_progress, progress_step = now, step
+            with torch.no_grad():
+                if optimizer is None:
+                    torch._foreach_add_(parameters, grads, alpha=-lr)
+                else:
+                    for p, g in zip(parameters, grads):
+                        p.grad = g
+                    optimizer.step()
+            if now - last_progress >= progress_seconds:
+                rate = (step - progress_step) / max(now - last_progress, 1e-9)
+                current = float(loss.detach())
+                log.info(
+                    "step %d/%d (%.0f%%)  t=%.4g  train_risk=%.4g  %.0f steps/s  ETA %.0f s",
+                    step, steps, 100 * step / steps, lr * step, current, rate, (steps - step) / max(rate, 1e-9),
+                )
+                if not math.isfinite(current):
+                    status = "diverged"
+                    log.error("training diverged: non-finite risk at step %d (t = %.4g); stopping", step, lr * step)
+                    break
+                last_progress, progress_step = now, step
 
     wall = wall_before + time.monotonic() - started
     dataset = _to_dataset(recorder, spec, params, lr, status, wall, device)
