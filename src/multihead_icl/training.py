@@ -28,7 +28,7 @@ import xarray as xr
 
 from .convergence import flat_parameters, relative_change_last_tenth
 from .data import PromptSampler, Prompts, TaskSpec
-from .model import ReducedAttention, build_model, initialise, reduced_view
+from .model import build_model, initialise, reduced_view
 from .stream import PromptStream, draws_ahead_by_default
 
 log = logging.getLogger(__name__)
