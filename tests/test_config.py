@@ -61,6 +61,7 @@ BAD = [
     ({"experiments": {"e": {"base": {"model": "transformer"}}}}, "experiments.e.base.model: 'transformer' is not one of"),
     ({"experiments": {"e": {"base": {"init": "orthogonal"}}}}, "experiments.e.base.init: 'orthogonal' is not one of"),
     ({"experiments": {"e": {"base": {"heads": 2, "tasks": 2, "init_mu": [[1, 2]]}}}}, "init_mu: must be 2 lists (heads) of 2 numbers"),
+    ({"experiments": {"e": {"base": {"model": "full", "eval_lengths": [50]}}}}, "eval_lengths: length generalisation needs model = reduced or linear"),
     ({"experiments": {}}, "experiments: {} should be non-empty"),
 ]
 

@@ -137,6 +137,9 @@ def _cross_checks(run: Mapping[str, Any], where: str) -> None:
             raise ConfigError(f"{where}.{key}: must be {heads} lists (heads) of {tasks} numbers (tasks), got {json.dumps(value)}")
     if run["init"] != "decomposable" and (run["init_omega"] is not None or run["init_mu"] is not None):
         raise ConfigError(f"{where}.init: init_omega/init_mu need init = decomposable, got {run['init']!r}")
+    if run["eval_lengths"] and run["model"] == "full":
+        # train.nc keeps the reduced view (W, U) of a full model, which is not its whole predictor
+        raise ConfigError(f"{where}.eval_lengths: length generalisation needs model = reduced or linear, got 'full'")
 
 
 def load_suite(config: Mapping[str, Any], schema: Mapping[str, Any]) -> Suite:

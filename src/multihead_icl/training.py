@@ -65,10 +65,12 @@ def risk(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, prompts: Prompts, chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Risk on a fixed set with its Monte-Carlo standard error, and the per-task risks (on the device)."""
+    """Risk on a fixed set with its Monte-Carlo standard error, and the per-task risks (on the device).
+    Each chunk is moved to the model's device and dtype (a no-op when the set is already there)."""
+    weight = next(model.parameters())
     per_prompt, per_task = [], []
     for start in range(0, len(prompts), chunk):
-        part = prompts.slice(start, start + chunk)
+        part = prompts.slice(start, start + chunk).to(weight.device, weight.dtype)
         err = (model(part.x, part.y, part.x_query) - part.y_query).square()
         per_prompt.append(err.mean(dim=1))
         per_task.append(err.sum(dim=0))
