@@ -69,7 +69,7 @@ def prompts_to_dataset(prompts: Prompts, attrs: Mapping[str, Any]) -> xr.Dataset
             "y": (("prompt", "position", "task"), prompts.y.numpy(), {"long_name": "context outputs (noisy)"}),
             "x_query": (("prompt", "feature"), prompts.x_query.numpy(), {"long_name": "query covariates"}),
             "y_query": (("prompt", "task"), prompts.y_query.numpy(), {"long_name": "query targets (noisy)"}),
-            "coef": (("prompt", "task", "feature"), prompts.coef.numpy(), {"long_name": "task coefficients (zero off each block)"}),
+            "coef": (("prompt", "task", "feature"), prompts.coef.numpy(), {"long_name": "task coefficients g_i in the observed basis (zero off each task block unless the data are rotated)"}),
         },
         attrs=dict(attrs),
     )

@@ -42,6 +42,7 @@ from scipy.stats import norm
 from .baselines import BASELINES
 from .data import TaskSpec
 from .model import decomposable_weights
+from .spectral import to_latent
 
 log = logging.getLogger(__name__)
 
@@ -502,8 +503,7 @@ def final_state(train: xr.Dataset) -> tuple[tuple[float, float], tuple[np.ndarra
     risk = float(train["eval_risk"].values[-1])
     if train.attrs.get("status") == "diverged":
         risk = math.nan
-    phi, psi = train["basis_x"].values, train["basis_y"].values
-    latent = (phi.T @ train["W"].values[-1] @ phi, psi.T @ train["U"].values[-1] @ psi)
+    latent = to_latent(train["W"].values[-1], train["U"].values[-1], train["basis_x"].values, train["basis_y"].values)
     return (risk, float(train["eval_risk_se"].values[-1])), latent
 
 
