@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from multihead_icl.phases import convergence_evidence, crossing_time, detect_transition, monotone_fit, robust_noise
+from multihead_icl.convergence import convergence_evidence
+from multihead_icl.phases import crossing_time, detect_transition, monotone_fit, robust_noise
 
 # the training record schedule: t = lr x steps at log-spaced steps (lr 0.5, 2000 steps, 100 points)
 TIMES = 0.5 * np.unique(np.concatenate([[0], np.round(np.geomspace(1, 2000, 100))]))

@@ -4,6 +4,7 @@ table all use it; the figure jobs must not need torch or scipy)."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
@@ -26,3 +27,23 @@ def relative_change_last_tenth(times: np.ndarray, parameters: np.ndarray) -> flo
     earlier = min(max(earlier, 0), times.size - 2)
     norm = float(np.linalg.norm(flat[-1]))
     return float(np.linalg.norm(flat[-1] - flat[earlier]) / norm) if norm > 0 else math.inf
+
+
+@dataclass(frozen=True)
+class ConvergenceEvidence:
+    """Claim C1's observables: does the run stop moving at its end?"""
+
+    final_grad_norm: float  # batch gradient norm at the last record (includes sampling noise)
+    median_grad_norm_last_tenth: float  # over the records in the last tenth of the time axis
+    relative_change_last_tenth: float  # ||theta(T) - theta(0.9 T)|| / ||theta(T)|| on (W, U)
+
+
+def convergence_evidence(times: np.ndarray, grad_norm: np.ndarray, parameters: np.ndarray) -> ConvergenceEvidence:
+    """``parameters`` (T, ...) is the recorded state (e.g. W and U flattened); times ascending."""
+    times = np.asarray(times, dtype=float)
+    grad_norm = np.asarray(grad_norm, dtype=float)
+    if len(times) == 0:
+        return ConvergenceEvidence(math.nan, math.nan, math.nan)
+    last_tenth = times >= 0.9 * times[-1]
+    change = relative_change_last_tenth(times, parameters)
+    return ConvergenceEvidence(float(grad_norm[-1]), float(np.median(grad_norm[last_tenth])), change)

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import isotonic_regression
 
-from .convergence import relative_change_last_tenth
 
 DIRECTIONS = ("increase", "decrease")
 # MAD -> standard deviation for Gaussian noise; successive differences have twice the variance
@@ -113,23 +112,3 @@ def detect_transition(
     start = crossing_time(times, fitted, initial + fractions[0] * change, increasing)
     end = crossing_time(times, fitted, initial + fractions[1] * change, increasing)
     return Transition(True, start, end, initial, final, noise, snr)
-
-
-@dataclass(frozen=True)
-class ConvergenceEvidence:
-    """Claim C1's observables: does the run stop moving at its end?"""
-
-    final_grad_norm: float  # batch gradient norm at the last record (includes sampling noise)
-    median_grad_norm_last_tenth: float  # over the records in the last tenth of the time axis
-    relative_change_last_tenth: float  # ||theta(T) - theta(0.9 T)|| / ||theta(T)|| on (W, U)
-
-
-def convergence_evidence(times: np.ndarray, grad_norm: np.ndarray, parameters: np.ndarray) -> ConvergenceEvidence:
-    """``parameters`` (T, ...) is the recorded state (e.g. W and U flattened); times ascending."""
-    times = np.asarray(times, dtype=float)
-    grad_norm = np.asarray(grad_norm, dtype=float)
-    if len(times) == 0:
-        return ConvergenceEvidence(math.nan, math.nan, math.nan)
-    last_tenth = times >= 0.9 * times[-1]
-    change = relative_change_last_tenth(times, parameters)
-    return ConvergenceEvidence(float(grad_norm[-1]), float(np.median(grad_norm[last_tenth])), change)

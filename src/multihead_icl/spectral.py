@@ -36,7 +36,8 @@ import xarray as xr
 from . import io
 from .data import Prompts, TaskSpec
 from .model import ReducedAttention
-from .phases import convergence_evidence, detect_transition
+from .convergence import convergence_evidence, flat_parameters
+from .phases import detect_transition
 from .spectral_settings import SpectralSettings
 from .theory import (
     SpectralProblem,
@@ -336,8 +337,7 @@ def analyse_run(train: xr.Dataset, eval_prompts: Prompts | None, settings: Spect
         n_eff = np.full((len(times), heads), np.nan)
     else:
         n_eff = effective_token_ratio(train["W"].values, eval_prompts)
-    parameters = np.concatenate([train["W"].values.reshape(len(times), -1), train["U"].values.reshape(len(times), -1)], axis=1)
-    convergence = convergence_evidence(times, train["grad_norm"].values, parameters)
+    convergence = convergence_evidence(times, train["grad_norm"].values, flat_parameters(train))
 
     th, thi, ti = ("time", "head"), ("time", "head", "task"), ("time", "task")
     data_vars: Variables = {
