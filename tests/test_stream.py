@@ -64,3 +64,15 @@ def test_an_error_in_the_drawing_thread_reaches_the_caller():
     with pytest.raises(RuntimeError, match="out of memory"):
         with PromptStream(FailingSampler(SPEC), 8, torch.Generator(), ahead=True) as stream:
             stream.next()
+
+
+@pytest.mark.parametrize("ahead", [True, False])
+def test_the_stream_refuses_use_outside_its_with_block(ahead):
+    # after exit a drawing-ahead stream has drawn one batch it never returned: reading on would skip it
+    stream = PromptStream(PromptSampler(SPEC), 8, torch.Generator(), ahead=ahead)
+    with pytest.raises(RuntimeError, match="outside its `with` block"):
+        stream.next()
+    with stream:
+        stream.next()
+    with pytest.raises(RuntimeError, match="outside its `with` block"):
+        stream.resume_state()

@@ -23,36 +23,46 @@ def draws_ahead_by_default(device: torch.device) -> bool:
 
 
 class PromptStream:
-    """``next()`` returns a new batch of ``batch`` prompts each call; use it as a context manager.
+    """``next()`` returns a new batch of ``batch`` prompts each call, inside a ``with`` block only
+    (on exit the generator has drawn one batch that was never returned).
 
-    With ``ahead``, the torch intra-op threads are one fewer inside the ``with`` block (the
-    drawing thread takes that core) and restored on exit.
+    With ``ahead``, the torch intra-op threads (a process-wide setting) are one fewer inside the
+    ``with`` block, since the drawing thread takes that core, and restored on exit.
     """
 
     def __init__(self, sampler: PromptSampler, batch: int, generator: torch.Generator, ahead: bool):
         self.sampler, self.batch, self.generator, self.ahead = sampler, int(batch), generator, bool(ahead)
         self._executor: ThreadPoolExecutor | None = None
         self._pending: Future | None = None
-        self._threads = torch.get_num_threads()
+        self._threads = 0
+        self._open = False
 
     def _draw(self) -> tuple[torch.Tensor, Normals]:
         state = self.generator.get_state()
         return state, self.sampler.draw(self.batch, self.generator)
 
     def __enter__(self) -> "PromptStream":
+        self._open = True
         if self.ahead:
+            self._threads = torch.get_num_threads()
             torch.set_num_threads(max(self._threads - 1, 1))
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prompt-draws")
             self._pending = self._executor.submit(self._draw)
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._open = False
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor, self._pending = None, None
             torch.set_num_threads(self._threads)
 
+    def _check_open(self) -> None:
+        if not self._open:
+            raise RuntimeError("PromptStream is used outside its `with` block")
+
     def next(self) -> Prompts:
+        self._check_open()
         if self._pending is None:
             return self.sampler.sample(self.batch, self.generator)
         _, normals = self._pending.result()
@@ -61,6 +71,7 @@ class PromptStream:
 
     def resume_state(self) -> torch.Tensor:
         """The generator state from which the next batch is drawn (what a checkpoint must save)."""
+        self._check_open()
         if self._pending is None:
             return self.generator.get_state()
         return self._pending.result()[0]
