@@ -167,6 +167,30 @@ class RunData:
         return self.run.split("/")[0]
 
 
+EVALUATION_ONLY_KEYS = ("eval_prompts", "eval_seed", "eval_lengths")
+
+
+def training_key(run: RunData) -> str:
+    """Runs whose parameters differ only in how they are evaluated follow one trajectory (same seed,
+    same data stream), so claims that count runs count each trajectory once. Without parameters a run
+    stands for itself."""
+    if not run.params:
+        return run.run
+    return json.dumps({k: v for k, v in run.params.items() if k not in EVALUATION_ONLY_KEYS}, sort_keys=True, default=str)
+
+
+def distinct_runs(runs: Sequence[RunData]) -> list[RunData]:
+    """The first run of each training configuration (see ``training_key``), in the given order."""
+    seen: set[str] = set()
+    out = []
+    for r in runs:
+        key = training_key(r)
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
+
+
 def load_run(run: str, train: str | Path | None, spectral: str | Path | None = None, lengths: str | Path | None = None) -> RunData:
     import xarray as xr
 
@@ -229,6 +253,9 @@ def measure_convergence(train: xr.Dataset) -> dict[str, Any]:
 
 
 def measure_suite_convergence(runs: Sequence[RunData], rtol: float) -> dict[str, Any]:
+    """Every run's convergence evidence (``runs``, for the figure); the counts are over distinct
+    training configurations (``distinct_runs``)."""
+    distinct = {r.run for r in distinct_runs(runs)}
     rows = []
     for r in runs:
         c = measure_convergence(r.train)
@@ -237,13 +264,15 @@ def measure_suite_convergence(runs: Sequence[RunData], rtol: float) -> dict[str,
             "run": r.run, "experiment": r.experiment, "optimizer": optimizer,
             "relative_change": c["relative_change"], "grad_norm": c["grad_norm"], "status": c["status"],
             "converged": bool(c["status"] != "diverged" and c["relative_change"] < rtol),
+            "distinct": r.run in distinct,
         })
-    gd = [r for r in rows if r["optimizer"] == "gd"]
+    gd = [r for r in rows if r["optimizer"] == "gd" and r["distinct"]]
     changes = [r["relative_change"] for r in gd if math.isfinite(r["relative_change"])]
     worst = max(gd, key=lambda r: r["relative_change"]) if gd else None
     return {
         "runs": rows,
         "gd_runs": len(gd),
+        "repeated_runs": len(rows) - len(distinct),
         "converged": sum(r["converged"] for r in gd),
         "diverged": sum(r["status"] == "diverged" for r in gd),
         "median_change": float(np.median(changes)) if changes else math.nan,
@@ -616,7 +645,15 @@ def measure_optimality(opt: xr.Dataset, max_ratio: float) -> dict[str, Any]:
         "max_high": float(np.nanmax(high)) if np.isfinite(high).any() else math.nan, "threshold": max_ratio,
         "below_one": int(sum(h < 1.0 for h in high if math.isfinite(h))),
         "confidence": _opt(opt.attrs.get("confidence")), "sanity_violations": str(opt.attrs.get("sanity_violations", "not recorded")),
+        "keys": [_configuration_key(opt, k) for k in order],
     }
+
+
+def _configuration_key(opt: xr.Dataset, index: int) -> str:
+    """What identifies one configuration across optimality files: its class parameters (the
+    non-index coordinates on ``config``) and its trained excess risk (equal only for the same runs)."""
+    coords = {name: np.asarray(c.values)[index].item() for name, c in opt.coords.items() if c.dims == ("config",) and name != "config"}
+    return json.dumps({**coords, "excess_trained": float(opt["excess_trained"].values[index])}, sort_keys=True, default=str)
 
 
 def measure_baselines(opt: xr.Dataset) -> dict[str, Any]:
@@ -649,7 +686,15 @@ def measure_separation(opt: xr.Dataset, min_ratio: float) -> dict[str, Any]:
         "passed": sum(passed), "total": len(passed), "threshold": min_ratio,
         "increasing": bool(np.all(np.diff(ratio[order]) > 0)) if len(order) > 1 else None,
         "confidence": _opt(opt.attrs.get("confidence")), "sanity_violations": str(opt.attrs.get("sanity_violations", "not recorded")),
+        "keys": [_configuration_key(opt, k) for k in order],
     }
+
+
+def _configuration_key(opt: xr.Dataset, index: int) -> str:
+    """What identifies one configuration across optimality files: its class parameters (the
+    non-index coordinates on ``config``) and its trained excess risk (equal only for the same runs)."""
+    coords = {name: np.asarray(c.values)[index].item() for name, c in opt.coords.items() if c.dims == ("config",) and name != "config"}
+    return json.dumps({**coords, "excess_trained": float(opt["excess_trained"].values[index])}, sort_keys=True, default=str)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -767,7 +812,8 @@ def verdict_c1(runs: Sequence[RunData], th: Mapping[str, float], plan=None) -> V
     if n == 0:
         return _row("C1", "no gradient-descent run in the suite", thr, UNMEASURED, plan, conv)
     text = (f"{k}/{n} gradient-descent runs converged (median relative change {fmt(conv['median_change'])}, "
-            f"largest {fmt(conv['worst_change'])} in {conv['worst_run']}; {conv['diverged']} diverged)")
+            f"largest {fmt(conv['worst_change'])} in {conv['worst_run']}; {conv['diverged']} diverged)"
+            + (f"; {conv['repeated_runs']} run(s) repeating another's training configuration not counted again" if conv["repeated_runs"] else ""))
     return _row("C1", text, thr, _verdict_from_fraction(k, n, th["partly_fraction"]), plan, {k2: v for k2, v in conv.items() if k2 != "runs"})
 
 
@@ -862,17 +908,25 @@ def verdict_c5(optimality: Mapping[str, xr.Dataset], th: Mapping[str, float], pl
            f"(an interval entirely below 1 means the best-in-class search missed, and fails); holds partly when ≥ {th['partly_fraction']:.0%} pass")
     if not optimality:
         return _row("C5", "no optimality experiment", thr, UNMEASURED, plan)
-    passed = total = 0
-    parts, numbers = [], {}
+    passed = total = repeated = 0
+    parts, numbers, seen = [], {}, set()
     for name, ds in optimality.items():
         gap = measure_optimality(ds, th["optimality_ratio"])
-        passed += gap["passed"]
-        total += gap["total"]
+        for key, high in zip(gap["keys"], gap["high"]):  # a configuration in two sweeps counts once
+            if not math.isfinite(high):
+                continue
+            if key in seen:
+                repeated += 1
+                continue
+            seen.add(key)
+            total += 1
+            passed += 1.0 <= high <= th["optimality_ratio"]
         numbers[name] = {k: gap[k] for k in ("x_name", "x", "ratio", "low", "high")}
         parts.append(f"{name}: ratio {fmt(min(gap['ratio']) if gap['ratio'] else math.nan)}–{fmt(gap['max_ratio'])} over {gap['x_name']} = "
                      f"{', '.join(fmt(v) for v in gap['x'])} (largest upper end {fmt(gap['max_high'])}; {gap['below_one']} interval(s) below 1; "
                      f"sanity checks: {gap['sanity_violations']})")
-    text = f"{passed}/{total} configurations within the factor; " + "; ".join(parts)
+    text = (f"{passed}/{total} configurations within the factor" + (f" ({repeated} configuration(s) in two sweeps counted once)" if repeated else "")
+            + "; " + "; ".join(parts))
     return _row("C5", text, thr, _verdict_from_fraction(passed, total, th["partly_fraction"]), plan, numbers)
 
 
@@ -980,8 +1034,8 @@ def build_verdicts(
         return [r for n in names for r in by_exp.get(n, [])]
 
     allocation, warmup = exp("allocation"), exp("warmup")
-    phase_runs = list({r.run: r for r in allocation + warmup}.values())
-    ode_runs = [r for r in runs if ode_applies(r.params)]
+    phase_runs = distinct_runs(allocation + warmup)
+    ode_runs = distinct_runs([r for r in runs if ode_applies(r.params)])
     opt_names = [n for n in as_list(settings.get("optimality")) if n in optimality]
     sep_name = settings.get("separation")
     return [
