@@ -92,6 +92,11 @@ def test_dry_runs_list_the_whole_chain_for_the_paper_suite_and_the_slurm_profile
     assert jobs["train"] == runs and jobs["spectral"] == runs, jobs
     assert jobs["optimality"] == sum(bool(e.get("optimality")) for e in suite["experiments"].values())
     assert jobs["verdicts"] == 1 and any(name.startswith("figure_") for name in jobs)
+    # an experiment's target builds that experiment only (`allocation` is also a figure kind of other runs)
+    default = load_suite_file(ROOT / "config.yaml", schema)
+    proc = run_snakemake(tmp_path / "one", "-n", "experiment_allocation", config=ROOT / "config.yaml")
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
+    assert int(counts["train"]) == len(default.experiments["allocation"]), counts
     # the SLURM profile parses and plans the same chain (a dry run needs no scheduler)
     proc = run_snakemake(tmp_path / "slurm", "-n", "--workflow-profile", str(ROOT / "profiles" / "slurm"), config=ROOT / "config.yaml")
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))

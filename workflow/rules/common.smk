@@ -47,12 +47,13 @@ def run_length_eval_sets(wildcards):
 
 
 def experiment_outputs(name):
-    """The final outputs that belong to one experiment (runs under results/*/<name>/, files <name>.*)."""
+    """The final outputs that belong to one experiment: results/<stage>/<name>/... and
+    results/optimality/<name>.nc (not figures of another experiment that share its name as a kind)."""
     return [
         path
         for paths in FINAL_OUTPUTS.values()
         for path in paths
-        if f"/{name}/" in path or Path(path).stem == name
+        if Path(path).parts[2:3] == (name,) or path == f"results/optimality/{name}.nc"
     ]
 
 
