@@ -589,6 +589,8 @@ def measure_surrogate(check: xr.Dataset | None) -> dict[str, Any]:
         "conclusive": sum(p["conclusive"] for p in points), "summary": str(check.attrs.get("summary", "")),
         "max_saturation_agreeing": max((p["saturation_index"] for p in agree if p["saturation_index"] is not None), default=None),
         "min_saturation_failing": min((p["saturation_index"] for p in fail if p["saturation_index"] is not None), default=None),
+        "max_omega_agreeing": max((p["omega"] for p in agree if p["omega"] is not None), default=None),
+        "min_omega_failing": min((p["omega"] for p in fail if p["omega"] is not None), default=None),
     }
 
 
