@@ -286,22 +286,6 @@ def measure_suite_convergence(runs: Sequence[RunData], rtol: float) -> dict[str,
 # C2 phases
 
 
-def loss_phases(train: xr.Dataset, low: float = 0.1, high: float = 0.9) -> dict[str, Any]:
-    """Fallback for spectral files without loss-based phases: first times the evaluation risk has
-    fallen by 10% and 90% of its total drop (None when it never drops by more than 2 SE)."""
-    t = np.asarray(train["time"].values, dtype=float)
-    risk = np.asarray(train["eval_risk"].values, dtype=float)
-    se = np.asarray(train["eval_risk_se"].values, dtype=float)
-    drop = risk[0] - risk.min() if risk.size else 0.0
-    out = {"warmup_end": None, "emergence_end": None, "source": "eval_risk (10% / 90% of the drop)"}
-    if risk.size < 2 or drop <= 2 * max(float(se[0]), 1e-12):
-        return {"loss": out, "tasks": []}
-    fallen = risk[0] - risk
-    out["warmup_end"] = float(t[np.argmax(fallen >= low * drop)])
-    out["emergence_end"] = float(t[np.argmax(fallen >= high * drop)])
-    return {"loss": out, "tasks": []}
-
-
 def phase_fractions(spectral: xr.Dataset | None) -> tuple[float, float]:
     """The fractions of its rise at which spectral.nc ends a task's warm-up and emergence."""
     settings = json.loads(spectral.attrs.get("spectral_settings", "{}")) if spectral is not None else {}
@@ -313,8 +297,8 @@ def measure_phases(spectral: xr.Dataset | None, train: xr.Dataset | None, speedu
     emergence's speed-up, the mean rise rate of p_i during emergence over that during warm-up:
     ((f_e - f_w) / (t_e - t_w)) / (f_w / t_w) with the fractions f of spectral.nc (0.1, 0.9), so
     8 t_w / (t_e - t_w); sharp when at least ``speedup``. Plus the loss-based phase ends
-    (spectral.nc ``loss_warmup_end`` / ``loss_emergence_end``, else from train.nc's eval risk)."""
-    phases = loss_phases(train) if train is not None else {"loss": {}, "tasks": []}
+    (spectral.nc ``loss_warmup_end`` / ``loss_emergence_end``, read at the same fractions)."""
+    phases: dict[str, Any] = {"loss": {"warmup_end": None, "emergence_end": None, "source": "no spectral.nc"}}
     if spectral is not None and "loss_warmup_end" in spectral and "loss_emergence_end" in spectral:
         phases["loss"] = {
             "warmup_end": _opt(spectral["loss_warmup_end"].values),
@@ -373,6 +357,7 @@ def measure_warmup_law(runs: Sequence[RunData], slope_rtol: float) -> dict[str, 
         "law_slopes_differ": bool(finite_slopes and np.ptp(finite_slopes) > 1e-9 * max(abs(law_slope), 1)),
         "law_intercept": math.nan, "relative_slope_error": math.nan, "agrees": None,
         "missing": len(points) - len(good), "threshold": slope_rtol,
+        "warmup_fraction": phase_fractions(next((r.spectral for r in runs if r.spectral is not None), None))[0],
     }
     if len(scales) >= 2 and len(good) >= 3:
         A = np.vstack([np.ones_like(x), x]).T
@@ -564,6 +549,7 @@ def measure_ode(spectral: xr.Dataset | None) -> dict[str, Any]:
         "final_signal_ode": [_opt(v) for v in signal_ode[-1]] if signal_ode is not None else [],
         "status": str(spectral.attrs.get("ode_status", "")),
         "model": str(spectral.attrs.get("ode_model", "")),
+        "judged_for_c7": ode_applies(json.loads(spectral.attrs.get("config", "{}"))),
     }
 
 
@@ -677,7 +663,7 @@ def measure_baselines(opt: xr.Dataset) -> dict[str, Any]:
 
 
 def measure_separation(opt: xr.Dataset, min_ratio: float) -> dict[str, Any]:
-    """excess(best single head) / excess(multi-head) per number of tasks with its interval."""
+    """excess(best single head) / excess(best multi-head, the best in class) per number of tasks with its interval."""
     x_name, x = _swept(opt, prefer=("tasks",))
     ratio, low, high = _ratio_with_interval(opt, "separation_ratio", "excess_single_head", "excess_best_in_class", x)
     order = np.argsort(x, kind="stable")
@@ -933,7 +919,7 @@ def verdict_c5(optimality: Mapping[str, xr.Dataset], th: Mapping[str, float], pl
 
 
 def verdict_c6(optimality: xr.Dataset | None, th: Mapping[str, float], plan=None) -> Verdict:
-    thr = f"lower end of the interval of excess(single head) / excess(multi-head) > {th['separation_ratio']:g} for every number of tasks ≥ 2"
+    thr = f"lower end of the interval of excess(best single head) / excess(best multi-head) > {th['separation_ratio']:g} for every number of tasks ≥ 2"
     if optimality is None:
         return _row("C6", "no task-count sweep", thr, UNMEASURED, plan)
     sep = measure_separation(optimality, th["separation_ratio"])
