@@ -181,10 +181,6 @@ def _log_span(ax, values: Sequence[float], axis: str = "x") -> None:
         ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
-def _fmt(x: Any, digits: int = 3) -> str:
-    return V.fmt(x, digits)
-
-
 # ---------------------------------------------------------------------------------------------
 # per-run figures
 
@@ -299,7 +295,7 @@ def allocation_figure(spectral: xr.Dataset, run: str, purity_threshold: float) -
                 ax.axvline(value, color=task_color(i), ls=style, lw=1)
         _log_time(ax)
         ax.set_ylim(-0.03, 1.03)
-        ax.set_title(f"task {i}: winner head {task['winner']}, purity {_fmt(task['purity_end'])}")
+        ax.set_title(f"task {i}: winner head {task['winner']}, purity {V.fmt(task['purity_end'])}")
         if i == 0:
             ax.set_ylabel("allocation share a_h,i (fraction)")
     axes[0, 0].legend(loc="center left", fontsize=7.5)
@@ -334,7 +330,7 @@ def heatmaps_figure(train: xr.Dataset, spectral: xr.Dataset | None, run: str) ->
             if col == 0:
                 ax.set_ylabel(f"head {h}", color=head_color(h))
             if h == 0:
-                ax.set_title(f"{snap['label']}\nt = {_fmt(snap['time'])}")
+                ax.set_title(f"{snap['label']}\nt = {V.fmt(snap['time'])}")
         bar = fig.colorbar(image, ax=axes[:, col], shrink=0.6, aspect=30, label="W entry (dimensionless)" if col == len(snaps) - 1 else None)
         bar.ax.set_gid(f"colorbar-{col}")  # a colour scale, not an axes of data (see empty_axes)
     fig.suptitle(f"{run}: key-query matrices W_h in the task basis (task blocks boxed)", fontsize=10.5)
@@ -418,9 +414,9 @@ def warmup_figure(runs: Sequence[V.RunData], experiment: str, slope_rtol: float)
     if law["fit"] is not None:
         xs = np.linspace(min(p["log_inv_scale"] for p in pts), max(p["log_inv_scale"] for p in pts), 50)
         fit = law["fit"]
-        ax.plot(xs, fit["intercept"] + fit["slope"] * xs, color="0.2", label=f"fit: slope {_fmt(fit['slope'])} ± {_fmt(fit['slope_se'], 2)}")
+        ax.plot(xs, fit["intercept"] + fit["slope"] * xs, color="0.2", label=f"fit: slope {V.fmt(fit['slope'])} ± {V.fmt(fit['slope_se'], 2)}")
         if math.isfinite(law["law_intercept"]):
-            ax.plot(xs, law["law_intercept"] + law["law_slope"] * xs, color="0.2", ls="--", label=f"warm-up law: slope 2/λ = {_fmt(law['law_slope'])}")
+            ax.plot(xs, law["law_intercept"] + law["law_slope"] * xs, color="0.2", ls="--", label=f"warm-up law: slope 2/λ = {V.fmt(law['law_slope'])}")
     ax.set_xlabel("ln(1 / init scale s) (dimensionless)")
     ax.set_ylabel("warm-up end t* (gradient-flow time)")
     ax.set_title(f"{experiment}: warm-up time against init scale")
@@ -440,7 +436,7 @@ def purity_figure(runs: Sequence[V.RunData], experiment: str, purity_threshold: 
     fig, (left, right) = plt.subplots(1, 2, figsize=(FIG_WIDTH, 3.8))
     for key, color, text in (("purity_emergence", head_color(1), "end of emergence"), ("purity_cleanest", head_color(2), "cleanest record"),
                              ("purity_end", head_color(0), "end of training")):
-        ys = [_num(r[key]) for r in rows]
+        ys = [V.num(r[key]) for r in rows]
         mark(left.scatter(xs, ys, color=color, label=text, zorder=3))
     left.axhline(purity_threshold, color="k", ls=":", lw=1, label=f"purity threshold {purity_threshold:g}")
     onsets = [(x, r["clean_from"]) for x, r in zip(xs, rows) if r.get("clean_from") is not None]
@@ -576,14 +572,14 @@ def regimes_figure(runs: Sequence[V.RunData], experiment: str, min_corr: float) 
     pts = reg["points"]
     for i in sorted({p["task"] for p in pts}):
         mine = [p for p in pts if p["task"] == i]
-        mark(left.scatter([p["noise_std"] for p in mine], [_num(p["neff_over_L"]) for p in mine], color=task_color(i), label=f"task {i}", zorder=3))
+        mark(left.scatter([p["noise_std"] for p in mine], [V.num(p["neff_over_L"]) for p in mine], color=task_color(i), label=f"task {i}", zorder=3))
         mark(right.scatter([p["noise_std"] for p in mine], [p["omega2d"] for p in mine], color=task_color(i), label=f"task {i}", zorder=3))
     for L in sorted({p["context_length"] for p in pts if p["context_length"] > 0}):
         right.axhline(math.log(L), color="0.3", ls="--", lw=1, label=f"ln L = {math.log(L):.2f}")
     left.set_ylim(0, 1.05)
     left.set_xlabel("noise σ (output units)")
     left.set_ylabel("n_eff / L of the winning head (fraction)")
-    left.set_title(f"Spearman ρ(σ, n_eff/L) = {_fmt(reg['spearman'])}")
+    left.set_title(f"Spearman ρ(σ, n_eff/L) = {V.fmt(reg['spearman'])}")
     right.set_xlabel("noise σ (output units)")
     right.set_ylabel("ω² d_i of the winning head (dimensionless)")
     right.set_title("above ln L: saturated softmax")
@@ -653,10 +649,6 @@ def comparison_figure(runs: Sequence[V.RunData], experiment: str, purity_thresho
     right.legend(fontsize=7.5, loc="lower right")
     fig.suptitle(title, fontsize=10.5)
     return _check(fig), {"experiment": experiment, **comp}
-
-
-def _num(value: Any) -> float:
-    return math.nan if value is None else float(value)
 
 
 # ---------------------------------------------------------------------------------------------

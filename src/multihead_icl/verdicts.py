@@ -75,7 +75,7 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def _num(value: Any) -> float:
+def num(value: Any) -> float:
     """A float, NaN for None or anything missing."""
     try:
         out = float(value)
@@ -85,18 +85,18 @@ def _num(value: Any) -> float:
 
 
 def _finite(value: Any) -> bool:
-    return math.isfinite(_num(value))
+    return math.isfinite(num(value))
 
 
 def _opt(value: Any) -> float | None:
-    value = _num(value)
+    value = num(value)
     return value if math.isfinite(value) else None
 
 
 def fmt(value: Any, digits: int = 3) -> str:
     """How every number is written in the report (the captions' Jinja macro ``n`` does the same):
     ``digits`` significant digits, whole numbers from 1000 on, "–" for a missing value."""
-    value = _num(value)
+    value = num(value)
     if not math.isfinite(value):
         return "–"
     if 1000 <= abs(value) < 1e7:
@@ -235,19 +235,17 @@ def measure_convergence(train: xr.Dataset) -> dict[str, Any]:
     t = np.asarray(train["time"].values, dtype=float)
     risk = np.asarray(train["eval_risk"].values, dtype=float)
     se = np.asarray(train["eval_risk_se"].values, dtype=float)
-    floor = _num(train.attrs.get("noise_floor"))
-    tenth = max(int(np.searchsorted(t, 0.9 * t[-1], side="right")) - 1, 0) if t.size else 0
+    floor = num(train.attrs.get("noise_floor"))
     return {
         "status": str(train.attrs.get("status", "unknown")),
         "relative_change": relative_change_last_tenth(train),
-        "grad_norm": _num(train["grad_norm"].values[-1]) if t.size else math.nan,
-        "initial_risk": _num(risk[0]) if t.size else math.nan,
-        "final_risk": _num(risk[-1]) if t.size else math.nan,
-        "final_risk_se": _num(se[-1]) if t.size else math.nan,
+        "grad_norm": num(train["grad_norm"].values[-1]) if t.size else math.nan,
+        "initial_risk": num(risk[0]) if t.size else math.nan,
+        "final_risk": num(risk[-1]) if t.size else math.nan,
+        "final_risk_se": num(se[-1]) if t.size else math.nan,
         "noise_floor": floor,
-        "final_excess": _num(risk[-1]) - floor if t.size else math.nan,
-        "risk_change_last_tenth": _num(risk[-1] - risk[tenth]) if t.size else math.nan,
-        "final_time": _num(t[-1]) if t.size else math.nan,
+        "final_excess": num(risk[-1]) - floor if t.size else math.nan,
+        "final_time": num(t[-1]) if t.size else math.nan,
         "steps": int(train["step"].values[-1]) if t.size else 0,
     }
 
@@ -333,7 +331,7 @@ def measure_warmup_law(runs: Sequence[RunData], slope_rtol: float) -> dict[str, 
     for r in runs:
         if r.spectral is None or "warmup_end" not in r.spectral:
             continue
-        scale = _num(r.params.get("init_scale"))
+        scale = num(r.params.get("init_scale"))
         if not (scale > 0):
             continue
         measured = np.asarray(r.spectral["warmup_end"].values, dtype=float).reshape(-1)
@@ -426,29 +424,13 @@ def drift_time(spectral: xr.Dataset, purity_threshold: float) -> float | None:
     """When a clean allocation starts to drift: the first time after the allocation was last clean
     (every task's purity >= ``purity_threshold``, distinct winners) at which it is no longer clean;
     None if it never was clean or stays clean to the end. Allocation often becomes clean only after
-    emergence, so this is read from the clean window, not from the end of emergence (files without
-    ``share`` over time fall back to the winners at emergence)."""
-    if "share" in spectral and spectral["share"].ndim == 3:
-        window = clean_window(spectral, purity_threshold)
-        if window is None:
-            return None
-        times = np.asarray(spectral["time"].values, dtype=float)
-        after = times[times > window[1]]
-        return float(after[0]) if after.size else None
-    needed = ("share", "emergence_end", "winner_at_emergence", "purity_at_emergence")
-    if any(name not in spectral for name in needed):
-        return None
-    emer = np.asarray(spectral["emergence_end"].values, dtype=float)
-    winners = np.asarray(spectral["winner_at_emergence"].values).astype(int)
-    at_em = np.asarray(spectral["purity_at_emergence"].values, dtype=float)
-    if not np.isfinite(emer).all() or (winners < 0).any() or not (at_em >= purity_threshold).all():
+    emergence, so this is read from the clean window, not from the end of emergence."""
+    window = clean_window(spectral, purity_threshold) if "share" in spectral else None
+    if window is None:
         return None
     times = np.asarray(spectral["time"].values, dtype=float)
-    share = spectral["share"].transpose("time", "head", "task").values
-    held = share[:, winners, np.arange(winners.size)]  # (time, task)
-    after = times > emer.max()
-    below = after & (np.nanmin(held, axis=1) < purity_threshold)
-    return float(times[np.argmax(below)]) if below.any() else None
+    after = times[times > window[1]]
+    return float(after[0]) if after.size else None
 
 
 def measure_purity(runs: Sequence[RunData], purity_threshold: float) -> dict[str, Any]:
@@ -708,10 +690,10 @@ def measure_regimes(runs: Sequence[RunData], min_corr: float) -> dict[str, Any]:
                 continue
             d_i = float(dims[i] if isinstance(dims, list) else dims)
             points.append({
-                "run": r.run, "task": i, "head": h, "noise_std": _num(r.params.get("noise_std")), "context_length": L,
+                "run": r.run, "task": i, "head": h, "noise_std": num(r.params.get("noise_std")), "context_length": L,
                 "neff_over_L": _opt(final[h]), "omega2d": float(omega[h, i] ** 2 * d_i),
             })
-    rho = _spearman([p["noise_std"] for p in points], [_num(p["neff_over_L"]) for p in points])
+    rho = _spearman([p["noise_std"] for p in points], [num(p["neff_over_L"]) for p in points])
     levels = sorted({p["noise_std"] for p in points})
     by_noise = []
     for level in levels:
