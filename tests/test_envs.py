@@ -49,7 +49,7 @@ def test_env_is_pinned_on_conda_forge_and_agrees_with_pyproject(path):
         assert match, f"{path.name}: {dep!r} is not pinned as `name =version`"
         name, version = match.groups()
         if name == "python":
-            assert version.startswith("3.11") or version >= "3.11"
+            assert tuple(int(v) for v in version.split(".")[:2]) >= (3, 11), f"{path.name}: python ={version}"
             continue
         pypi = CONDA_TO_PYPI.get(name, name).lower()
         assert pypi in pins, f"{path.name}: {name} is not a pinned dependency in pyproject.toml"

@@ -39,7 +39,7 @@ import xarray as xr
 from scipy.optimize import minimize
 from scipy.stats import norm
 
-from .baselines import BASELINES
+from .baselines import BASELINES, baseline_excess
 from .data import TaskSpec
 from .model import decomposable_weights
 from .spectral import to_latent
@@ -593,7 +593,6 @@ def measure_experiment(runs: Mapping[str, Mapping[str, Any]], finals: Mapping[st
     from train.nc: that is the trained limit of the ratios. ``weights`` (run id -> final (W, U) in
     the latent basis, optional) adds a cross-check, the trained models re-measured on the fresh
     sample. Classes sharing a task suite are searched once (e.g. across a heads sweep)."""
-    from .baselines import baseline_excess
     from .io import provenance_attrs
 
     measure = MeasureSettings.from_mapping(settings)
@@ -609,7 +608,9 @@ def measure_experiment(runs: Mapping[str, Mapping[str, Any]], finals: Mapping[st
         heads, normalise = int(params["heads"]), normalisation_of(str(params.get("model", "reduced")))
         suite_key = (spec.task_dims, spec.noise_std, spec.signal, spec.context_length)
         started = time.monotonic()
-        search = searches.setdefault(suite_key + (normalise,), BestInClass(spec, measure.search, normalise))
+        if suite_key + (normalise,) not in searches:  # built once: it draws the optimisation sample
+            searches[suite_key + (normalise,)] = BestInClass(spec, measure.search, normalise)
+        search = searches[suite_key + (normalise,)]
         fits = search.classes(heads)
         per_prompt = search.fresh_excess(fits)
         if suite_key not in baselines:
