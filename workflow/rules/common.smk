@@ -48,7 +48,7 @@ def run_length_eval_sets(wildcards):
 
 def experiment_outputs(name):
     """The final outputs that belong to one experiment: results/<stage>/<name>/... and
-    results/optimality/<name>.nc (not figures of another experiment that share its name as a kind)."""
+    results/optimality/<name>.nc (not other runs' figures of a kind named like it)."""
     return [
         path
         for paths in FINAL_OUTPUTS.values()
