@@ -105,6 +105,18 @@ def _netcdf_files(workdir: Path) -> set[Path]:
     return {path.relative_to(workdir) for path in (workdir / "results").rglob("*.nc")}
 
 
+def _non_local_rules() -> set[str]:
+    """Rules of workflow/rules/*.smk that do not declare ``localrule: True``: every job of these must
+    go through sbatch (read from the rule files, so a rule wrongly made local fails the test)."""
+    rules = set()
+    for path in (ROOT / "workflow" / "rules").glob("*.smk"):
+        for block in re.split(r"^rule ", path.read_text(), flags=re.M)[1:]:
+            name = block.split(":", 1)[0].strip()
+            if not re.search(r"^\s+localrule:\s*True", block, flags=re.M):
+                rules.add(name)
+    return rules
+
+
 def _squeue_states(run_id: str) -> dict[str, str]:
     """SLURM job id -> state for the jobs of one Snakemake run (finished ones stay for MinJobAge)."""
     out = subprocess.run(["squeue", "--states=all", "--noheader", "--name", run_id, "--format=%i|%T"],
@@ -129,7 +141,9 @@ def test_tiny_suite_through_slurm_equals_local_run(slurm_cluster, tiny_workdir, 
     finished = dict(re.findall(r"Finished jobid: (\d+) \(Rule: (\S+)\)", log))  # snakemake id -> rule
     remote_rules = {finished.get(job) for job in submitted}
     assert "train" in remote_rules, f"training did not go through SLURM (submitted: {remote_rules}):\n{log[-4000:]}"
-    not_submitted = sorted(f"{rule} (job {job})" for job, rule in finished.items() if rule in remote_rules and job not in submitted)
+    non_local = _non_local_rules()
+    assert "train" in non_local and "eval_set" not in non_local, non_local
+    not_submitted = sorted(f"{rule} (job {job})" for job, rule in finished.items() if rule in non_local and job not in submitted)
     assert not not_submitted, f"jobs of rules run through SLURM ran locally: {not_submitted}"
     print(f"[slurm] {len(submitted)} jobs through sbatch ({', '.join(sorted(remote_rules))}), {len(finished) - len(submitted)} local")
     run_id = re.search(r"SLURM run ID: (\S+)", log).group(1)
