@@ -181,6 +181,20 @@ def load_suite(config: Mapping[str, Any], schema: Mapping[str, Any]) -> Suite:
     return suite
 
 
+def section_settings(config: Mapping[str, Any], schema: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """A top-level settings section of the config with every key the schema defaults filled in, so a
+    rule's params change exactly when a setting (given or default) changes."""
+    properties = schema["properties"][name]["properties"]
+    defaults = {key: copy.deepcopy(sub["default"]) for key, sub in properties.items() if "default" in sub}
+    return {**defaults, **dict(config.get(name) or {})}
+
+
+def flow_applies(params: Mapping[str, Any]) -> bool:
+    """The exact spectral flow exists for the reduced and linear models with a linear target (any
+    init: it starts from the read-out omega(0), mu(0), the decomposable part of W(0), U(0))."""
+    return str(params.get("model", "reduced")) in ("reduced", "linear") and str(params.get("target", "linear")) == "linear"
+
+
 def load_suite_file(config_path: str | Path, schema_path: str | Path) -> Suite:
     with open(config_path) as handle:
         return load_suite(yaml.safe_load(handle) or {}, load_schema(schema_path))

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import isotonic_regression
+from scipy.optimize import curve_fit, isotonic_regression
 
 
 DIRECTIONS = ("increase", "decrease")
@@ -112,3 +112,56 @@ def detect_transition(
     start = crossing_time(times, fitted, initial + fractions[0] * change, increasing)
     end = crossing_time(times, fitted, initial + fractions[1] * change, increasing)
     return Transition(True, start, end, initial, final, noise, snr)
+
+
+def _logistic(t: np.ndarray, rise: float, midpoint: float, width: float, base: float) -> np.ndarray:
+    return base + rise / (1.0 + np.exp(-(t - midpoint) / width))
+
+
+def logistic_transition(
+    times: np.ndarray,
+    values: np.ndarray,
+    fractions: tuple[float, float] = (0.1, 0.9),
+    min_snr: float = 5.0,
+    min_change: float = 0.0,
+    noise_floor: float = 0.0,
+    edge_fraction: float = 0.1,
+) -> Transition:
+    """Warm-up and emergence ends of a rising curve from the logistic phase itself.
+
+    The rise is detected as in ``detect_transition``; then p(t) = base + rise / (1 + e^{-(t - t_m)/w})
+    is fitted to the records up to t_m + 6 w (99.75% of the logistic rise; refitted until that
+    cutoff settles), so a slow drift after the plateau does not move the plateau, and the ends are
+    the fit's crossings of ``fractions`` of its own rise: t_m -+ w ln((1 - f)/f). Reading the rise
+    from the end of the run instead makes "emergence end" move with the run's length. Falls back
+    to ``detect_transition``'s times when the fit fails or has fewer than 6 records."""
+    base = detect_transition(times, values, "increase", fractions, min_snr, min_change, noise_floor=noise_floor, edge_fraction=edge_fraction)
+    if not base.detected or not (math.isfinite(base.start) and math.isfinite(base.end)):
+        return base
+    times, values = np.asarray(times, dtype=float), np.asarray(values, dtype=float)
+    keep = np.isfinite(times) & np.isfinite(values)
+    times, values = times[keep], values[keep]
+    level = base.initial_level
+    guess = [base.final_level - level, 0.5 * (base.start + base.end), max((base.end - base.start) / (2 * math.log(9)), 1e-9)]
+    cutoff = math.inf
+    fitted = None
+    for _ in range(6):
+        inside = times <= cutoff
+        if inside.sum() < 6:
+            break
+        try:
+            params, _ = curve_fit(lambda t, a, m, w: _logistic(t, a, m, w, level), times[inside], values[inside], p0=guess,
+                                  bounds=([0.0, times[0] - 1e9, 1e-9], [np.inf, np.inf, np.inf]), maxfev=4000)
+        except (RuntimeError, ValueError):
+            break
+        fitted, guess = params, list(params)
+        new_cutoff = params[1] + 6 * params[2]
+        if math.isfinite(cutoff) and abs(new_cutoff - cutoff) <= 0.01 * max(abs(cutoff), 1e-9):
+            break
+        cutoff = new_cutoff
+    if fitted is None:
+        return base
+    rise, midpoint, width = (float(v) for v in fitted)
+    start = midpoint - width * math.log((1 - fractions[0]) / fractions[0])
+    end = midpoint + width * math.log(fractions[1] / (1 - fractions[1]))
+    return Transition(True, max(start, float(times[0])), end, level, level + rise, base.noise, base.snr)

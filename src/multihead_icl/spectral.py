@@ -37,7 +37,7 @@ from . import io
 from .data import Prompts, TaskSpec
 from .model import ReducedAttention
 from .convergence import convergence_evidence, flat_parameters
-from .phases import detect_transition
+from .phases import detect_transition, logistic_transition
 from .spectral_settings import SpectralSettings
 from .theory import (
     SpectralProblem,
@@ -175,7 +175,7 @@ def _phase_variables(times: np.ndarray, signal: np.ndarray, train: xr.Dataset, s
     """Warm-up and emergence ends per task from p_i, and the same from the evaluation risk."""
     fractions = (settings.warmup_fraction, settings.emergence_fraction)
     per_task = [
-        detect_transition(times, signal[:, i], "increase", fractions, settings.min_change_snr, min_change=settings.min_signal_rise)
+        logistic_transition(times, signal[:, i], fractions, settings.min_change_snr, min_change=settings.min_signal_rise)
         for i in range(signal.shape[1])
     ]
     eval_se = float(np.nanmedian(train["eval_risk_se"].values)) if len(times) else 0.0
@@ -186,8 +186,9 @@ def _phase_variables(times: np.ndarray, signal: np.ndarray, train: xr.Dataset, s
     warm, emerge = f"{settings.warmup_fraction:g}", f"{settings.emergence_fraction:g}"
     return {
         "emerged": (("task",), np.array([p.detected for p in per_task]), {"long_name": "the task signal rose significantly (else phase times are NaN)"}),
-        "warmup_end": (("task",), np.array([p.start for p in per_task]), {"long_name": f"warm-up end: p_i first covers {warm} of its rise", **TIME_UNITS}),
-        "emergence_end": (("task",), np.array([p.end for p in per_task]), {"long_name": f"emergence end: p_i first covers {emerge} of its rise", **TIME_UNITS}),
+        "warmup_end": (("task",), np.array([p.start for p in per_task]), {"long_name": f"warm-up end: the logistic fit of p_i covers {warm} of its rise", **TIME_UNITS}),
+        "emergence_end": (("task",), np.array([p.end for p in per_task]), {"long_name": f"emergence end: the logistic fit of p_i covers {emerge} of its rise", **TIME_UNITS}),
+        "emergence_plateau": (("task",), np.array([p.final_level for p in per_task]), {"long_name": "plateau of the logistic fit of p_i (the level its fast rise tends to)", **UNITLESS}),
         "loss_emerged": ((), loss.detected, {"long_name": "the evaluation risk dropped significantly"}),
         "loss_warmup_end": ((), loss.start, {"long_name": f"eval risk first covers {warm} of its total drop", **TIME_UNITS}),
         "loss_emergence_end": ((), loss.end, {"long_name": f"eval risk first covers {emerge} of its total drop", **TIME_UNITS}),

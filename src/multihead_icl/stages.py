@@ -85,6 +85,16 @@ def spectral(train: str | Path, eval_set: str | Path, output: str | Path, settin
     io.write_netcdf(analyse_run(run, prompts, resolved), output)
 
 
+def flow(spectral: str | Path, output: str | Path, settings: Mapping[str, Any], threads: int = 1) -> None:
+    """The exact spectral flow of one run (flow.nc) from its spectral.nc; ``settings`` is the
+    config's ``flow`` section with every default filled in."""
+    from .flow import FlowSettings, analyse_flow
+
+    _set_threads(threads)
+    ds = analyse_flow(io.load_dataset(spectral), FlowSettings.from_mapping(settings), progress=log.info)
+    io.write_netcdf(ds, output)
+
+
 def surrogate_check(settings: Mapping[str, Any] | None, output: str | Path, threads: int = 1) -> None:
     """Finite-L risk surrogate versus Monte Carlo on a grid (surrogate_check.nc)."""
     from .theory import SurrogateCheckSettings, surrogate_check as check
