@@ -1,5 +1,5 @@
 """Baselines: every reported excess (closed form or exact Monte Carlo) against the predictor itself
-scored on prompts from the data module, and against the calibration numbers of science.md §6."""
+scored on prompts from the data module, and against the calibration numbers of docs/science.md §6."""
 
 from __future__ import annotations
 
@@ -102,7 +102,7 @@ def test_ordering_and_limits_of_the_baselines():
     [(50, 0.0079, 0.097), (200, 0.0018, 0.026), (800, 0.00046, 0.0068)],
 )
 def test_single_task_calibration_of_science_md(length, bayes, linear):
-    """science.md §6: d = 4, sigma^2 = 0.09, numbers quoted to two significant digits."""
+    """docs/science.md §6: d = 4, sigma^2 = 0.09, numbers quoted to two significant digits."""
     spec = TaskSpec(task_dims=(4,), noise_std=0.3, signal=(1.0,), context_length=length)
     assert B.bayes_excess(spec, 50_000).mean == pytest.approx(bayes, rel=0.04)
     assert B.gd_excess(spec).mean == pytest.approx(linear, rel=0.04)

@@ -24,7 +24,7 @@ import yaml
 from conftest import ROOT, SCHEMA
 from multihead_icl import plots, report, stages, verdicts
 from multihead_icl.report import CaptionData, FIGURE_KINDS
-from multihead_icl.verdicts import FAILS, HOLDS, PARTLY, UNMEASURED, RunData
+from multihead_icl.verdicts import FAILS, HOLDS, INCONCLUSIVE, PARTLY, UNMEASURED, RunData
 
 TIMES = np.concatenate([[0.0], np.geomspace(0.5, 200.0, 24)])
 RUN_DEFAULTS = {k: v.get("default") for k, v in yaml.safe_load(SCHEMA.read_text())["$defs"]["run_parameters"]["properties"].items()}
@@ -153,6 +153,51 @@ def make_run(
     return RunData(run, train, spectral, params, lengths)
 
 
+def with_flow(run: RunData, end_class=1, end_class_check=None, train_gd_gap=0.05, mc_gap=0.02, n_eff=None, horizon=1e4, exponents=(-0.22, 0.24)) -> RunData:
+    """``run`` with a flow.nc after flow.py: the same logistic rise as the run, then (end_class) a
+    finite limit (0), a power-law drift (1) or an unresolved approach (2)."""
+    T = np.concatenate([[0.0], np.geomspace(0.5, horizon, 40)])
+    s = run.spectral
+    heads, tasks = s.sizes["head"], s.sizes["task"]
+    base_omega, base_mu = s["omega"].values[-1], s["mu"].values[-1]
+    rise = np.stack([logistic(T, t0=T0 + 2 * i) for i in range(tasks)], axis=1)[:, None, :]
+    late = np.clip(T / 200.0, 1.0, None)[:, None, None]
+    w_exp, m_exp = exponents if end_class == 1 else ((0.0, 0.0) if end_class == 0 else (0.05, -0.02))
+    omega = base_omega[None] * np.sqrt(rise) * late**w_exp * (1 + 1e-6 * (run.params["seed"] % 997))  # each seed its own init
+    mu = base_mu[None] * np.sqrt(rise) * late**m_exp
+    signal = (omega * mu).sum(axis=1)
+    share = (omega * mu) ** 2 / ((omega * mu) ** 2).sum(axis=1, keepdims=True)
+    neff = np.full((T.size, heads), run.spectral["n_eff_ratio"].values[-1, 0] if n_eff is None else n_eff)
+    gd_t = np.arange(0, 41) * 0.5
+    warm = np.array([T0 + 2 * i - math.log(9) / RATE for i in range(tasks)])
+    rt = s["time"].values
+    flags = {"flag_values": np.array([0, 1, 2], dtype=np.int8), "flag_meanings": "finite_limit drifting not_resolved"}
+    check = end_class if end_class_check is None else end_class_check
+    flow = xr.Dataset(
+        {
+            "omega": (("time", "head", "task"), omega), "mu": (("time", "head", "task"), mu), "signal": (("time", "task"), signal),
+            "signal_check": (("time", "task"), signal + 0.5 * mc_gap),
+            "excess": ("time", 0.05 + (1 - signal.mean(axis=1)) ** 2), "grad_norm": ("time", 1e-2 / (1 + T)),
+            "n_eff_ratio": (("time", "head"), neff), "purity": (("time", "task"), share.max(axis=1)),
+            "winner": (("time", "task"), share.argmax(axis=1)), "mc_gap": ((), mc_gap), "mc_gap_long": ((), mc_gap),
+            "signal_gd": (("gd_time", "task"), np.stack([logistic(gd_t, t0=T0 + 2 * i) for i in range(tasks)], axis=1)),
+            "omega_gd": (("gd_time", "head", "task"), np.zeros((gd_t.size, heads, tasks))),
+            "mu_gd": (("gd_time", "head", "task"), np.zeros((gd_t.size, heads, tasks))),
+            "flow_gd_gap": ((), 0.08), "train_gd_gap": ((), train_gd_gap), "train_flow_gap": ((), train_gd_gap + 0.05),
+            "train_flow_gap_run": ((), train_gd_gap + 0.1),
+            "trained_grad_norm": ("run_time", np.full(rt.size, 0.02)), "trained_excess": ("run_time", np.full(rt.size, 0.06)),
+            "warmup_end": ("task", warm), "emergence_end": ("task", warm + 2 * math.log(9) / RATE),
+            "clean_onset": ((), 30.0), "clean_end": ((), 300.0),
+            "end_class": ((), np.int8(end_class), flags), "end_class_check": ((), np.int8(check), flags),
+            "relative_change_last_decade": ((), {0: 1e-4, 1: 0.4, 2: 0.1}[end_class]),
+            "omega_exponent": ((), w_exp), "mu_exponent": ((), m_exp), "omega_exponent_check": ((), w_exp), "mu_exponent_check": ((), m_exp),
+        },
+        coords={"time": T, "gd_time": gd_t, "run_time": rt, "head": np.arange(heads), "task": np.arange(tasks)},
+        attrs={"config": json.dumps(run.params), "run_end_time": float(rt[-1]), "gd_status": "test"},
+    )
+    return RunData(run.run, run.train, run.spectral, run.params, run.lengths, flow)
+
+
 def make_optimality(x_name="context_length", x=(16, 32, 64), ratio=(1.2, 1.3, 1.4), half_width=0.1, single_over_multi=(1.0, 1.8, 2.5)):
     """An optimality.nc after design.md: one row per configuration, excess risks, SEs, ratios."""
     x = np.asarray(x)
@@ -191,7 +236,7 @@ def make_surrogate_check(tolerance=0.1):
 
 @pytest.fixture(scope="module")
 def runs():
-    return [make_run(f"exp/s{k}", t0=T0 + k) for k in range(3)]
+    return [with_flow(make_run(f"exp/s{k}", t0=T0 + k)) for k in range(3)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -213,7 +258,9 @@ def test_plan_draws_only_figures_whose_experiment_exists():
     plan = report.report_plan(settings, experiments)
     kinds = {(f.kind, f.target) for f in plan}
     assert ("winner", "alloc") in kinds and ("convergence", "suite") in kinds
-    assert {k for k, _ in kinds} == {"convergence", "surrogate", "risk", "allocation", "heatmaps", "trajectories", "winner"}
+    assert {k for k, _ in kinds} == {"convergence", "surrogate", "risk", "allocation", "heatmaps", "trajectories", "winner", "flow", "limit"}
+    without_flows = {f.kind for f in report.report_plan(settings, experiments, flows=[])}
+    assert "flow" not in without_flows and "limit" not in without_flows
     assert {t for k, t in kinds if k == "risk"} == {"alloc/s0"}  # runs: null -> first run of `allocation`
     assert next(f for f in plan if f.kind == "winner").runs == ("alloc/s0", "alloc/s1")
     both = report.report_plan({**settings, "runs": ["other", "alloc/s1"]}, experiments)
@@ -302,30 +349,81 @@ def verdict_of(rows, claim):
 
 
 def test_verdicts_decide_by_their_thresholds():
-    good = [make_run(f"alloc/s{k}") for k in range(3)]
+    finite = [with_flow(make_run(f"alloc/s{k}"), end_class=0) for k in range(3)]
     settings = {"allocation": "alloc", "winner": "alloc", "warmup": None}
-    rows = verdicts.build_verdicts(good, {}, settings, None)
+    rows = verdicts.build_verdicts(finite, {}, settings, None)
     assert [r.claim for r in rows] == [f"C{k}" for k in range(1, 10)]
-    assert verdict_of(rows, "C1").verdict == HOLDS
+    assert verdict_of(rows, "C1").verdict == HOLDS and verdict_of(rows, "C1").judged_on == verdicts.FLOW
     assert verdict_of(rows, "C3").verdict == HOLDS
     assert verdict_of(rows, "C4").verdict == HOLDS
-    assert verdict_of(rows, "C7").verdict == HOLDS
-    assert verdict_of(rows, "C2").verdict == PARTLY  # phases sharp enough? the law is not measured
+    assert verdict_of(rows, "C7").verdict == HOLDS  # gaps 0.05 within the fixed 0.1 (no streams)
+    assert verdict_of(rows, "C2").verdict == PARTLY  # phases sharp; the law is not measured
+    assert "exact flows emerge sharply" in verdict_of(rows, "C2").measurement
     assert "warm-up law not measured" in verdict_of(rows, "C2").measurement
     for claim in ("C5", "C6", "C8", "C9"):
         assert verdict_of(rows, claim).verdict == UNMEASURED
 
+    drifting = [with_flow(make_run(f"alloc/s{k}"), end_class=1) for k in range(3)]
+    c1 = verdict_of(verdicts.build_verdicts(drifting, {}, settings, None), "C1")
+    assert c1.verdict == FAILS and "no finite limit" in c1.measurement and "t^-0.22" in c1.measurement
+    mixed = finite[:1] + drifting[1:]
+    assert verdict_of(verdicts.build_verdicts(mixed, {}, settings, None), "C1").verdict == PARTLY
+    unresolved = [with_flow(make_run(f"alloc/s{k}"), end_class=2) for k in range(3)]
+    assert verdict_of(verdicts.build_verdicts(unresolved, {}, settings, None), "C1").verdict == INCONCLUSIVE
+    disagree = [with_flow(make_run(f"alloc/s{k}"), end_class=1, end_class_check=2) for k in range(3)]
+    assert verdict_of(verdicts.build_verdicts(disagree, {}, settings, None), "C1").verdict == INCONCLUSIVE
+    no_flow = [make_run(f"alloc/s{k}") for k in range(3)]
+    assert verdict_of(verdicts.build_verdicts(no_flow, {}, settings, None), "C1").verdict == UNMEASURED
+
+    # C7: against the seed-to-seed spread of training when the suite measures it, else inconclusive above the fixed threshold
+    far = [with_flow(make_run(f"alloc/s{k}"), end_class=0, train_gd_gap=0.3) for k in range(3)]
+    assert verdict_of(verdicts.build_verdicts(far, {}, settings, None), "C7").verdict == INCONCLUSIVE
+    streams = [make_run(f"streams/stream{k}", t0=T0 + 0.2 * k) for k in range(3)]
+    for r in streams:
+        r.params["seed"] = far[0].params["seed"]
+    with_streams = {**settings, "streams": "streams"}
+    spread = verdicts.measure_stream_spread(streams)["median_gap"]
+    assert 0 < spread < 0.3
+    c7 = verdict_of(verdicts.build_verdicts(far + streams, {}, with_streams, None), "C7")
+    assert c7.verdict == FAILS and "seed-to-seed spread" in c7.noise_floor
+    near = [with_flow(make_run(f"alloc/s{k}"), end_class=0, train_gd_gap=spread / 2) for k in range(3)]
+    assert verdict_of(verdicts.build_verdicts(near + streams, {}, with_streams, None), "C7").verdict == HOLDS
+
     drifted = [make_run(f"alloc/s{k}", leak_end=0.8, predicted=[1, 0], frozen_end=False, ode_error=0.5) for k in range(3)]
     rows = verdicts.build_verdicts(drifted, {}, settings, None)
-    assert verdict_of(rows, "C1").verdict == FAILS
     assert verdict_of(rows, "C3").verdict == PARTLY  # clean at the end of emergence only
     assert verdict_of(rows, "C4").verdict == FAILS  # 0/6 right, chance is 1/2
-    assert verdict_of(rows, "C7").verdict == FAILS
-    assert "0/3 runs agree through emergence" in verdict_of(rows, "C7").measurement
 
-    stricter = verdicts.build_verdicts(good, {}, settings, {"ode_gap": 1e-6, "purity": 0.999})
-    assert verdict_of(stricter, "C7").verdict == FAILS and verdict_of(stricter, "C3").verdict == FAILS
+    stricter = verdicts.build_verdicts(finite, {}, settings, {"purity": 0.999})
+    assert verdict_of(stricter, "C3").verdict == FAILS
     assert "0.999" in verdict_of(stricter, "C3").threshold
+
+
+def test_flow_verdicts_of_regimes_and_optimality():
+    """C8 on the flow's n_eff / L and C5 on the flow's end state: each verdict state from small inputs."""
+    levels = [0.1, 0.3, 0.6, 1.0]
+    rising = [with_flow(make_run(f"noise/s{k}", noise_std=s, n_eff=0.9), n_eff=0.5 + 0.3 * s) for k, s in enumerate(levels)]
+    falling = [with_flow(make_run(f"noise/s{k}", noise_std=s, n_eff=0.2 + s), n_eff=0.9 - 0.3 * s) for k, s in enumerate(levels)]
+    settings = {"regimes": "noise"}
+    c8 = verdict_of(verdicts.build_verdicts(rising, {}, settings, None), "C8")
+    assert c8.verdict == HOLDS and c8.judged_on == verdicts.FLOW and "trained runs" in c8.measurement
+    assert verdict_of(verdicts.build_verdicts(falling, {}, settings, None), "C8").verdict == FAILS
+
+    def with_flow_ratio(opt, ratio, half_width=0.1):
+        opt = opt.copy()
+        ratio = np.asarray(ratio, dtype=float)
+        for suffix, value in (("", ratio), ("_low", ratio - half_width), ("_high", ratio + half_width)):
+            opt[f"optimality_ratio_flow{suffix}"] = ("config", value)
+        return opt
+
+    settings = {"optimality": ["L"]}
+    runs = rising[:1]
+    holds = verdict_of(verdicts.build_verdicts(runs, {"L": with_flow_ratio(make_optimality(), (1.1, 1.2, 1.5))}, settings, None), "C5")
+    assert holds.verdict == HOLDS and holds.judged_on == verdicts.FLOW and "3/3 configurations" in holds.measurement
+    fails = verdict_of(verdicts.build_verdicts(runs, {"L": with_flow_ratio(make_optimality(), (2.5, 3.0, 3.5))}, settings, None), "C5")
+    assert fails.verdict == FAILS
+    straddles = verdict_of(verdicts.build_verdicts(runs, {"L": with_flow_ratio(make_optimality(), (1.95, 2.0, 2.05))}, settings, None), "C5")
+    assert straddles.verdict == INCONCLUSIVE
 
 
 def test_regime_length_and_optimality_verdicts():
@@ -334,8 +432,8 @@ def test_regime_length_and_optimality_verdicts():
     opt = {"L": make_optimality(), "tasks": make_optimality("tasks", (1, 2, 3), single_over_multi=(1.0, 1.8, 2.5))}
     settings = {"regimes": "noise", "length": "noise", "optimality": ["L"], "separation": "tasks"}
     rows = verdicts.build_verdicts(noise, opt, settings, None)
-    assert verdict_of(rows, "C8").verdict == HOLDS
-    assert "ρ = 1" in verdict_of(rows, "C8").measurement
+    assert verdict_of(rows, "C8").verdict == HOLDS  # no flows: judged on the trained runs
+    assert verdict_of(rows, "C8").judged_on == verdicts.TRAINED and "ρ = 1" in verdict_of(rows, "C8").measurement
     assert verdict_of(rows, "C5").verdict == HOLDS and "3/3 configurations" in verdict_of(rows, "C5").measurement
     assert verdict_of(rows, "C6").verdict == HOLDS and "2/2 configurations" in verdict_of(rows, "C6").measurement
     assert verdict_of(rows, "C9").verdict == PARTLY  # length passes, linear and nonlinear not measured
@@ -482,6 +580,8 @@ def test_caption_renders_and_quotes_the_summary(kind, runs, tmp_path):
         "allocation": lambda d: verdicts.fmt(d["allocation"]["min_purity_end"]),
         "heatmaps": lambda d: verdicts.fmt(d["snapshots"][-1]["time"]),
         "convergence": lambda d: verdicts.fmt(d["median_change"]),
+        "limit": lambda d: "^" + verdicts.fmt(d["flows"][0]["omega_exponent"], 2),
+        "flow": lambda d: verdicts.fmt(d["flows"][0]["train_gd_gap"], 2),
         "warmup": lambda d: str(d["scales"][0]),
         "winner": lambda d: f"{d['agree']} of {d['total']}",
         "purity": lambda d: f"training in {d['clean_end']} of {d['total']}",

@@ -110,7 +110,7 @@ def test_softmax_surrogate_agrees_with_monte_carlo_for_small_omega_and_fails_whe
     without_bias = np.array([finite_length_risk(no_bias, o, m) - infinite_length_risk(prob, o, m) for o, m in points])
     assert np.all(se < 0.05 * np.abs(mc))  # the control variate keeps Monte Carlo precise
     assert np.all(np.abs(surrogate[:3] / mc[:3] - 1) < 0.1)
-    # at p = 0.5 the ratio-bias term (left out by science.md) is needed for that agreement
+    # at p = 0.5 the ratio-bias term (left out of earlier notes) is needed for that agreement
     assert abs(without_bias[1] / mc[1] - 1) > 0.08
     # omega = 0.6: the weights' moments blow up and the surrogate overshoots by a factor > 2
     assert surrogate[3] > 2 * mc[3]

@@ -1,4 +1,4 @@
-"""Predictors that attention is measured against (science.md §5): Bayes, OLS, one-step and debiased GD.
+"""Predictors that attention is measured against (docs/science.md §6): Bayes, OLS, one-step and debiased GD.
 
 Each comes twice: as a predictor acting on prompts (so it can be scored like a model, and so the
 tests can score it) and as its excess risk per task in closed form or exact Monte Carlo, which is
@@ -119,7 +119,7 @@ def gd_excess(spec: TaskSpec, step: np.ndarray | float | None = None, centred: b
 
 
 def baseline_excess(spec: TaskSpec, samples: int = 100_000, seed: int = 0) -> dict[str, Excess]:
-    """Every baseline of science.md §5 for one task suite (linear target), keyed as in ``BASELINES``."""
+    """Every baseline of docs/science.md §6 for one task suite (linear target), keyed as in ``BASELINES``."""
     if spec.target != "linear":
         raise ValueError(f"the baselines' closed forms assume a linear target, got {spec.target!r}")
     return {

@@ -26,7 +26,7 @@ DATA_KEYS = ("tasks", "task_dim", "noise_std", "signal", "context_length", "rota
 POST_TRAINING_KEYS = ("eval_lengths",)
 # short names for run ids; keys not listed appear in full
 ID_ABBREVIATIONS = {
-    "heads": "H", "tasks": "I", "task_dim": "d", "context_length": "L", "seed": "s", "noise_std": "noise",
+    "heads": "H", "tasks": "I", "task_dim": "d", "context_length": "L", "seed": "s", "data_stream": "stream", "noise_std": "noise",
     "init_scale": "init", "batch_size": "B", "signal": "kappa", "model": "", "optimizer": "", "init": "", "target": "",
 }
 

@@ -1,4 +1,4 @@
-"""Multi-task linear-regression prompts (science.md §2).
+"""Multi-task linear-regression prompts (docs/science.md §2).
 
 Task i reads its own block S_i of d_i covariates and writes output coordinate i. One prompt is
 L context pairs (x_l, y_l) and a query (x_q, y_q), all drawn afresh:

@@ -1,6 +1,6 @@
 """One-layer multi-head attention predictors for in-context regression, batched over heads.
 
-``reduced`` is the paper's object (science.md §2): head h has a key-query matrix W_h (d x d) and an
+``reduced`` is the paper's object (docs/science.md §2): head h has a key-query matrix W_h (d x d) and an
 output-value matrix U_h (I x I), and
 
     y_hat = sum_h U_h sum_l y_l softmax_l(x_l^T W_h x_q)        (softmax over the L context tokens)
@@ -155,7 +155,7 @@ def initialise(
     mu: np.ndarray | None = None,
     lead: float = 0.0,
 ) -> None:
-    """Set the parameters in place. ``decomposable``: explicit or drawn omega(0), mu(0) (science.md §2);
+    """Set the parameters in place. ``decomposable``: explicit or drawn omega(0), mu(0) (docs/science.md §2);
     ``gaussian``: every entry N(0, scale^2 / fan_in)."""
     heads = model.W.shape[0] if isinstance(model, ReducedAttention) else model.W_Q.shape[0]
     d, tasks = spec.dim, spec.num_tasks

@@ -1,4 +1,4 @@
-"""The best multi-head attention in its class: a search over the population risk (science.md §5, C5, C6).
+"""The best multi-head attention in its class: a search over the population risk (docs/science.md §6, C5, C6).
 
 The population risk is minimised on a fixed Monte-Carlo sample of covariates (common random
 numbers: every candidate sees the same prompts) by L-BFGS with torch gradients, from many starts,
@@ -242,7 +242,7 @@ class Fit:
 
 
 def structured_starts(heads: int, spec: TaskSpec) -> list[np.ndarray]:
-    """omega starts for the shapes the theory and our runs point at (science.md §4, §6), distinct:
+    """omega starts for the shapes the theory and our runs point at (docs/science.md §4, §6), distinct:
     one head per task, the sign-flipped superposition our trained runs end in, paired +- heads
     (debiasing), and heads that all serve every task (at different scales: identical heads would
     stay identical under any gradient method)."""
@@ -586,12 +586,15 @@ def _coordinate_value(value: Any) -> Any:
 
 def measure_experiment(runs: Mapping[str, Mapping[str, Any]], finals: Mapping[str, tuple[float, float]],
                        settings: Mapping[str, Any] | None = None,
-                       weights: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None) -> xr.Dataset:
+                       weights: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+                       flow_ends: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None) -> xr.Dataset:
     """The optimality file of one experiment (design.md): one row per configuration.
 
     ``runs`` maps run id -> resolved parameters, ``finals`` run id -> (final eval risk, its SE)
     from train.nc: that is the trained limit of the ratios. ``weights`` (run id -> final (W, U) in
     the latent basis, optional) adds a cross-check, the trained models re-measured on the fresh
+    sample. ``flow_ends`` (run id -> (omega, mu) of the exact flow at its long horizon, optional)
+    adds the gradient-flow end state's excess and its ratio to best in class, on the same fresh
     sample. Classes sharing a task suite are searched once (e.g. across a heads sweep)."""
     from .io import provenance_attrs
 
@@ -622,6 +625,9 @@ def measure_experiment(runs: Mapping[str, Mapping[str, Any]], finals: Mapping[st
             excess[name], se[name] = _mean_se(per_prompt[name]) if name in per_prompt else (math.nan, math.nan)
         trained_fresh = _trained_on_fresh(search, [(weights or {}).get(r) for r in ids], [finals[r][0] for r in ids],
                                           str(params.get("model", "reduced")))
+        ends = [(decomposable_W(w, spec), np.apply_along_axis(np.diag, 1, m)) for w, m in
+                ((flow_ends or {}).get(r, (None, None)) for r in ids) if w is not None and np.all(np.isfinite(w))]
+        flow_end = _trained_on_fresh(search, ends, [0.0] * len(ends), "reduced")
         for name, value in baselines[suite_key].items():
             excess[name], se[name] = value.mean, value.mean_se
         best = per_prompt["best_in_class"]
@@ -640,8 +646,9 @@ def measure_experiment(runs: Mapping[str, Mapping[str, Any]], finals: Mapping[st
                             {k: round(v, 6) for k, v in excess.items()})
         log.info("configuration %s (%d runs): trained %.4g +- %.2g, best %.4g +- %.2g, ratio %.3g [%.3g, %.3g], separation %.3g",
                  label, len(ids), excess["trained"], se["trained"], excess["best_in_class"], se["best_in_class"], *gap, separation[0])
+        flow_gap = ratio_interval(flow_end[0], flow_end[1], excess["best_in_class"], se["best_in_class"], confidence=measure.confidence)
         rows.append(dict(label=label, ids=ids, params=params, spec=spec, heads=heads, excess=excess, se=se, flags=flags, trained_fresh=trained_fresh,
-                         gap=gap, separation=separation, best=fits["best_in_class"], seconds=time.monotonic() - started))
+                         flow_end=flow_end, flow_gap=flow_gap, flows=len(ends), gap=gap, separation=separation, best=fits["best_in_class"], seconds=time.monotonic() - started))
     ds = _to_dataset(rows)
     ds.attrs.update(provenance_attrs({"optimality": {**asdict(measure.search), "baseline_samples": measure.baseline_samples,
                                                      "confidence": measure.confidence, "sanity_sigmas": measure.sanity_sigmas},
@@ -709,6 +716,16 @@ def _to_dataset(rows: Sequence[dict]) -> xr.Dataset:
                                                   "(mean over seeds; NaN for model full)", "units": units})
     data["excess_trained_fresh_se"] = (("config",), np.array([r["trained_fresh"][1] for r in rows]),
                                        {"long_name": "standard error of excess_trained_fresh", "units": units})
+    data["excess_flow"] = (("config",), np.array([r["flow_end"][0] for r in rows]),
+                           {"long_name": "excess risk of the exact gradient flow's end state at its long horizon (flow.nc), re-measured on "
+                                         "the fresh sample (mean over the configuration's flows; NaN: no flow)", "units": units})
+    data["excess_flow_se"] = (("config",), np.array([r["flow_end"][1] for r in rows]),
+                              {"long_name": "standard error of excess_flow (prompts and flow-to-flow spread)", "units": units})
+    for k, suffix in enumerate(("", "_low", "_high")):
+        data[f"optimality_ratio_flow{suffix}"] = (("config",), np.array([r["flow_gap"][k] for r in rows], dtype=float),
+                                                  {"long_name": "excess(exact flow at its horizon) / excess(best in class)"
+                                                                + ("" if not suffix else f", {suffix[1:]} end of the interval"), "units": "1"})
+    data["flows"] = (("config",), np.array([r["flows"] for r in rows], dtype=np.int64), {"long_name": "exact flows averaged in excess_flow"})
     data["noise_floor"] = (("config",), np.array([r["spec"].noise_std ** 2 for r in rows]), {"long_name": "sigma^2 (risk = excess + noise_floor)", "units": units})
     data["seeds"] = (("config",), np.array([len(r["ids"]) for r in rows], dtype=np.int64), {"long_name": "trained runs averaged"})
     data["runs"] = (("config",), np.array([",".join(r["ids"]) for r in rows], dtype=object), {"long_name": "run ids of the configuration"})

@@ -1,4 +1,4 @@
-"""Phase boundaries (warm-up end, emergence end) from a noisy recorded curve (science.md §3).
+"""Phase boundaries (warm-up end, emergence end) from a noisy recorded curve (docs/science.md §3).
 
 The start and end levels are medians of the raw curve over its first and last tenth of records
 (an isotonic fit alone is biased at its ends: its last block can be one low noisy point). The

@@ -568,8 +568,13 @@ def regimes_figure(runs: Sequence[V.RunData], experiment: str, min_corr: float) 
     and omega^2 d_i of it against ln L (saturation above)."""
     setup_style()
     reg = V.measure_regimes(runs, min_corr)
+    flow = V.measure_flow_regimes(runs)
     fig, (left, right) = plt.subplots(1, 2, figsize=(FIG_WIDTH, 3.8))
     pts = reg["points"]
+    for i in sorted({p["task"] for p in flow["points"]}):
+        mine = [p for p in flow["points"] if p["task"] == i]
+        mark(left.scatter([p["noise_std"] for p in mine], [V.num(p["neff_run_end"]) for p in mine], facecolor="none", edgecolor=task_color(i),
+                          marker="D", s=46, label=f"task {i}, exact flow" if i == 0 else None, zorder=4))
     for i in sorted({p["task"] for p in pts}):
         mine = [p for p in pts if p["task"] == i]
         mark(left.scatter([p["noise_std"] for p in mine], [V.num(p["neff_over_L"]) for p in mine], color=task_color(i), label=f"task {i}", zorder=3))
@@ -579,14 +584,92 @@ def regimes_figure(runs: Sequence[V.RunData], experiment: str, min_corr: float) 
     left.set_ylim(0, 1.05)
     left.set_xlabel("noise σ (output units)")
     left.set_ylabel("n_eff / L of the winning head (fraction)")
-    left.set_title(f"Spearman ρ(σ, n_eff/L) = {V.fmt(reg['spearman'])}")
+    left.set_title(f"ρ(σ, n_eff/L): trained {V.fmt(reg['spearman'])}" + (f", exact flow {V.fmt(flow['spearman_run_end'])} (◇)" if flow["points"] else ""))
     right.set_xlabel("noise σ (output units)")
     right.set_ylabel("ω² d_i of the winning head (dimensionless)")
     right.set_title("above ln L: saturated softmax")
     left.legend(fontsize=7.5)
     right.legend(fontsize=7.5)
     fig.suptitle(f"{experiment}: softmax regimes across the noise sweep", fontsize=10.5)
-    return _check(fig), {"experiment": experiment, **reg}
+    return _check(fig), {"experiment": experiment, **reg, "flow": flow}
+
+
+def flow_figure(runs: Sequence[V.RunData], experiment: str, gap_threshold: float) -> tuple[Figure, dict]:
+    """C7, like with like: per run, the trained task signals p_i(t) (solid), gradient descent on
+    the exact risk at the run's lr (dotted) and the exact flow (dashed), to the run's end."""
+    setup_style()
+    flows = [(r, V.measure_flow(r)) for r in runs if r.flow is not None and r.spectral is not None]
+    if not flows:
+        raise ValueError(f"{experiment}: no run with a flow.nc")
+    fig, axes = plt.subplots(1, len(flows), figsize=(FIG_WIDTH, 3.6), sharey=True, squeeze=False)
+    for ax, (r, m) in zip(axes[0], flows):
+        s, f = r.spectral, r.flow
+        t = s["time"].values.astype(float)
+        signal = s["signal"].transpose("time", "task").values
+        tf = f["time"].values.astype(float)
+        inside = (tf > 0) & (tf <= t[-1])
+        tg = f["gd_time"].values.astype(float)
+        for i in range(signal.shape[1]):
+            color = task_color(i)
+            mark(ax.plot(t[t > 0], signal[t > 0, i], color=color, lw=1.6, label=f"task {i}: trained"))
+            mark(ax.plot(tf[inside], f["signal"].values[inside, i], color=color, ls="--", lw=1.2))
+            if tg.size > 1:
+                mark(ax.plot(tg[tg > 0], f["signal_gd"].values[tg > 0, i], color=color, ls=":", lw=1.6))
+        _log_time(ax)
+        ax.set_title(f"{r.run}: trained − GD {V.fmt(m['train_gd_gap'], 2)}, flow − GD {V.fmt(m['flow_gd_gap'], 2)}", fontsize=9)
+        ax.set_ylim(-0.05, 1.1)
+    axes[0, 0].set_ylabel("task signal p_i (1 = solved)")
+    handles = [plt.Line2D([], [], color="0.2", lw=1.6), plt.Line2D([], [], color="0.2", ls=":", lw=1.6), plt.Line2D([], [], color="0.2", ls="--", lw=1.2)]
+    labels = ["trained (batch noise, lr)", "gradient descent on the exact risk at the run's lr", "exact gradient flow"]
+    fig.legend(handles, labels, loc="outside lower center", ncol=3)
+    fig.suptitle(f"{experiment}: training against the noiseless references from the same init (colours: tasks)", fontsize=10.5)
+    return _check(fig), {"experiment": experiment, "flows": [m for _, m in flows], "threshold": gap_threshold}
+
+
+def limit_figure(runs: Sequence[V.RunData], experiment: str) -> tuple[Figure, dict]:
+    """C1: the exact flow to its long horizon (log-log): each task's own-head omega and mu, the
+    other heads' |mu|, the excess risk and the population gradient norm, with the trained run's."""
+    setup_style()
+    flows = [(r, V.measure_flow(r)) for r in V.distinct_flows(runs)]
+    if not flows:
+        raise ValueError(f"{experiment}: no run with a flow.nc")
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(FIG_WIDTH, 3.7))
+    for k, (r, m) in enumerate(flows):
+        f = r.flow
+        t = f["time"].values.astype(float)
+        keep = t > 0
+        omega, mu = f["omega"].values, f["mu"].values
+        winners = f["winner"].values[-1]
+        tasks = omega.shape[2]
+        own_omega = np.mean([np.abs(omega[:, winners[i], i]) for i in range(tasks)], axis=0)
+        own_mu = np.mean([np.abs(mu[:, winners[i], i]) for i in range(tasks)], axis=0)
+        heads = omega.shape[1]
+        others = [np.abs(mu[:, h, i]) for i in range(tasks) for h in range(heads) if h != winners[i]]
+        color = head_color(k)
+        label = f"{r.run}: {m['end_class']}"
+        mark(left.plot(t[keep], own_omega[keep], color=color, label=label))
+        mark(left.plot(t[keep], own_mu[keep], color=color, ls="--"))
+        if others:
+            left.plot(t[keep], np.mean(others, axis=0)[keep], color=color, ls=":", lw=1)
+        excess = f["excess"].values
+        mark(middle.plot(t[keep], excess[keep], color=color, label=r.run))
+        rt = f["run_time"].values.astype(float)
+        middle.plot(rt[rt > 0], f["trained_excess"].values[rt > 0], color=color, lw=0.8, alpha=0.6)
+        mark(right.plot(t[keep], f["grad_norm"].values[keep], color=color))
+        right.plot(rt[rt > 0], f["trained_grad_norm"].values[rt > 0], color=color, lw=0.8, alpha=0.6)
+    for ax in (left, middle, right):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("gradient-flow time t (log scale)")
+    left.set_ylabel("own head: |ω| (solid), |μ| (dashed); others' |μ| (dotted)")
+    left.set_title("semi-singular values")
+    middle.set_ylabel(f"excess risk R − σ² ({RISK_UNITS})")
+    middle.set_title("excess: flow, trained (thin)")
+    right.set_ylabel("population gradient norm")
+    right.set_title("gradient norm: flow, trained (thin)")
+    left.legend(fontsize=7)
+    fig.suptitle(f"{experiment}: the exact gradient flow from each run's init to t = {V.fmt(flows[0][1]['horizon'])}", fontsize=10.5)
+    return _check(fig), {"experiment": experiment, "flows": [m for _, m in flows]}
 
 
 def length_figure(runs: Sequence[V.RunData], experiment: str, max_ratio: float) -> tuple[Figure, dict]:
@@ -669,6 +752,10 @@ def draw(
     th = thresholds(given)
     if kind == "risk":
         return risk_figure(runs[0].train, runs[0].spectral, target, th["emergence_speedup"])
+    if kind == "flow":
+        return flow_figure(runs, target, th["ode_gap"])
+    if kind == "limit":
+        return limit_figure(runs, target)
     if kind == "trajectories":
         return trajectories_figure(runs[0].spectral, target)
     if kind == "allocation":

@@ -45,13 +45,15 @@ class FigureKind:
     claim: str
     scope: str  # "run" (one figure per selected run), "experiment" or "suite"
     setting: str | None  # the key of the config's figures section naming the experiment(s)
-    needs: tuple[str, ...]  # files read: "train", "spectral", "lengths", "optimality", "surrogate"
+    needs: tuple[str, ...]  # files read: "train", "spectral", "lengths", "flow", "optimality", "surrogate"
     title: str  # short, for the report's labels
     thresholds: tuple[str, ...] = ()  # the verdict thresholds the figure draws (its rule's params)
+    flow_only: bool = False  # drawn only for experiments with runs that have an exact flow (flow.nc)
 
 
 FIGURE_KINDS: dict[str, FigureKind] = {
     "convergence": FigureKind("C1", "suite", None, ("train",), "convergence of every run", ("converged_rtol",)),
+    "limit": FigureKind("C1", "experiment", "allocation", ("spectral", "flow"), "the exact flow to its long horizon", flow_only=True),
     "risk": FigureKind("C2", "run", "runs", ("train", "spectral"), "risk against time with phases", ("emergence_speedup",)),
     "warmup": FigureKind("C2", "experiment", "warmup", ("train", "spectral"), "warm-up time against init scale", ("warmup_slope_rtol",)),
     "allocation": FigureKind("C3", "run", "runs", ("train", "spectral"), "allocation shares over time", ("purity",)),
@@ -62,8 +64,9 @@ FIGURE_KINDS: dict[str, FigureKind] = {
     "baselines": FigureKind("C5", "experiment", "baselines", ("optimality",), "every baseline against L"),
     "separation": FigureKind("C6", "experiment", "separation", ("optimality",), "separation against tasks", ("separation_ratio",)),
     "trajectories": FigureKind("C7", "run", "runs", ("train", "spectral"), "omega, mu with the spectral ODE", ("ode_gap",)),
+    "flow": FigureKind("C7", "experiment", "allocation", ("spectral", "flow"), "trained runs against the exact flow and GD at their lr", ("ode_gap",), flow_only=True),
     "surrogate": FigureKind("C7", "suite", None, ("surrogate",), "finite-L surrogate against Monte Carlo"),
-    "regimes": FigureKind("C8", "experiment", "regimes", ("train", "spectral"), "n_eff / L against noise", ("regime_correlation",)),
+    "regimes": FigureKind("C8", "experiment", "regimes", ("train", "spectral", "flow"), "n_eff / L against noise", ("regime_correlation",)),
     "length": FigureKind("C9", "experiment", "length", ("train", "lengths"), "length generalisation", ("length_ratio",)),
     "linear": FigureKind("C9", "experiment", "linear", ("train", "spectral"), "softmax versus linear attention", ("purity",)),
     "nonlinear": FigureKind("C9", "experiment", "nonlinear", ("train", "spectral"), "nonlinear target", ("purity",)),
@@ -139,10 +142,12 @@ def report_plan(
     experiments: Mapping[str, Sequence[str]],
     optimality: Sequence[str] | None = None,
     fmt: str | None = None,
+    flows: Sequence[str] | None = None,
 ) -> list[FigureSpec]:
     """Every figure the ``figures`` settings ask for and whose experiment exists; kinds that read
     an optimality file only for the experiments in ``optimality`` (those that have one; all when
-    None)."""
+    None), kinds that show the exact flow only for experiments with a run in ``flows`` (the runs
+    that have a flow.nc; all when None)."""
     fmt = fmt or settings.get("format") or "svg"
     all_runs = tuple(r for runs in experiments.values() for r in runs)
     plan = []
@@ -157,6 +162,8 @@ def report_plan(
                 names = [n for n in names if optimality is None or n in optimality]
                 targets = [(n, (), n) for n in names]
             else:
+                if spec.flow_only:
+                    names = [n for n in names if flows is None or set(experiments[n]) & set(flows)]
                 targets = [(n, tuple(experiments[n]), None) for n in names]
         for target, runs, experiment in targets:
             stem = f"results/figures/{target}/{kind}" if target != "suite" else f"results/figures/{kind}"

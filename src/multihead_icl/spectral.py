@@ -1,7 +1,7 @@
 """Spectral read-out of a training run: semi-singular values, task allocation, phases, regime, ODE overlay.
 
 Input is train.nc (W, U in the observed basis, with the bases Phi, Psi and the block mask); output is
-spectral.nc (design.md contract). The read-out (science.md §3), in the task basis:
+spectral.nc (design.md contract). The read-out (docs/science.md §3), in the task basis:
 
     omega_hi = tr(P_i Phi^T W_h Phi P_i) / d_i,     mu_hi = (Psi^T U_h Psi)_ii,     p_i = sum_h mu_hi omega_hi
     share_hi = (mu_hi omega_hi)^2 / sum_h' (mu_h'i omega_h'i)^2,  winner = argmax_h share,  purity = max_h share
@@ -229,7 +229,7 @@ def _allocation_variables(times: np.ndarray, share: np.ndarray, emergence_end: n
 
 def _clean_window(times: np.ndarray, purity_t: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """Per task, when allocation became clean and when it drifted away again after its peak: the two
-    time scales of science.md §4 (allocation forms after emergence, then sign-flipped copies grow)."""
+    time scales of docs/science.md §4 (allocation forms after emergence, then sign-flipped copies grow)."""
     tasks = purity_t.shape[1]
     onset, drift = np.full(tasks, np.nan), np.full(tasks, np.nan)
     for i in range(tasks):

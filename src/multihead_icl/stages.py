@@ -108,9 +108,11 @@ def surrogate_check(settings: Mapping[str, Any] | None, output: str | Path, thre
 # --- optimality (issue 5) -------------------------------------------------------------------------
 
 
-def optimality(train: Sequence[str | Path], runs: Sequence[str], settings: Mapping[str, Any] | None, output: str | Path, threads: int = 1) -> None:
+def optimality(train: Sequence[str | Path], runs: Sequence[str], settings: Mapping[str, Any] | None, output: str | Path, threads: int = 1,
+               flows: Mapping[str, str | Path] | None = None) -> None:
     """One experiment's optimality file from its runs' train.nc (``train`` aligned with ``runs``):
-    the final eval risk, its SE, the status, the resolved parameters and the final (W, U)."""
+    the final eval risk, its SE, the status, the resolved parameters and the final (W, U); and from
+    the runs' flow.nc (``flows``: run -> path, where a run has one) the flow's end state."""
     import xarray as xr
 
     from .optimality import final_state, measure_experiment
@@ -125,22 +127,28 @@ def optimality(train: Sequence[str | Path], runs: Sequence[str], settings: Mappi
             finals[run], weights[run] = final_state(ds)
         if ds.attrs.get("status") == "diverged":
             log.warning("run %s diverged: left out of its configuration's trained limit", run)
-    io.write_netcdf(measure_experiment(params, finals, settings, weights), output)
+    ends = {}
+    for run, path in (flows or {}).items():
+        with xr.open_dataset(path) as ds:
+            ends[run] = (ds["omega"].values[-1], ds["mu"].values[-1])
+    io.write_netcdf(measure_experiment(params, finals, settings, weights, ends), output)
 
 
 # --- figures and the report (issue 6) -------------------------------------------------------------
 
 
-def _runs_data(runs: Sequence[str], train: Sequence[str | Path], spectral: Sequence[str | Path], lengths: Mapping[str, str | Path] | None = None) -> list:
-    """Load each run's files (``train``/``spectral`` aligned with ``runs``; either may be empty)."""
+def _runs_data(runs: Sequence[str], train: Sequence[str | Path], spectral: Sequence[str | Path], lengths: Mapping[str, str | Path] | None = None,
+               flows: Mapping[str, str | Path] | None = None) -> list:
+    """Load each run's files (``train``/``spectral`` aligned with ``runs``; either may be empty;
+    ``lengths`` and ``flows`` map the runs that have one to its file)."""
     from .verdicts import load_run
 
-    train, spectral, lengths = list(train), list(spectral), dict(lengths or {})
+    train, spectral, lengths, flows = list(train), list(spectral), dict(lengths or {}), dict(flows or {})
     for name, files in (("train", train), ("spectral", spectral)):
         if files and len(files) != len(runs):
             raise ValueError(f"{len(files)} {name} files for {len(runs)} runs")
     return [
-        load_run(run, train[k] if train else None, spectral[k] if spectral else None, lengths.get(run))
+        load_run(run, train[k] if train else None, spectral[k] if spectral else None, lengths.get(run), flows.get(run))
         for k, run in enumerate(runs)
     ]
 
@@ -157,13 +165,14 @@ def plot_figure(
     optimality: str | Path | None = None,
     thresholds: Mapping[str, Any] | None = None,
     surrogate: str | Path | None = None,
+    flows: Mapping[str, str | Path] | None = None,
 ) -> dict:
     """Draw one report figure of ``kind`` (plots.draw) for ``target`` (a run id, an experiment or
     ``suite``) from the runs' train.nc / spectral.nc / lengths.nc, an optimality.nc or the
     surrogate check; write the figure and the JSON summary its caption quotes."""
     from . import plots
 
-    data = _runs_data(runs, train, spectral, lengths)
+    data = _runs_data(runs, train, spectral, lengths, flows)
     opt = io.load_dataset(optimality) if optimality else None
     check = io.load_dataset(surrogate) if surrogate else None
     fig, numbers = plots.draw(kind, data, opt, target, thresholds or {}, check)
@@ -186,12 +195,13 @@ def write_verdicts(
     thresholds: Mapping[str, Any] | None = None,
     plan: Sequence[Mapping[str, Any]] = (),
     surrogate: str | Path | None = None,
+    flows: Mapping[str, str | Path] | None = None,
 ) -> list:
     """The verdict table (HTML) and its JSON from every run's files, the optimality files and the
     surrogate check."""
     from . import plots, verdicts
 
-    data = _runs_data(runs, train, spectral, lengths)
+    data = _runs_data(runs, train, spectral, lengths, flows)
     opt = {name: io.load_dataset(path) for name, path in (optimality or {}).items()}
     check = io.load_dataset(surrogate) if surrogate else None
     rows = verdicts.build_verdicts(data, opt, settings or {}, thresholds, plan, check)

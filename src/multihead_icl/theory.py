@@ -1,4 +1,4 @@
-"""Risk of decomposable multi-head attention in closed form, and gradient flow on it (science.md §4).
+"""Risk of decomposable multi-head attention in closed form, and gradient flow on it (docs/science.md §4).
 
 Everything is written for decomposable weights in the task (latent) basis, W_h = sum_i omega_hi P_i
 and U_h = diag(mu_h), with p_i = sum_h mu_hi omega_hi the task signal. Derivations (ours):
@@ -16,8 +16,8 @@ and U_h = diag(mu_h), with p_i = sum_h mu_hi omega_hi the task signal. Derivatio
       C_i(h,h') = prod_j (1 - 2 c_j)^(-d_j/2) [kappa_i + sigma^2 + kappa_i c_i / (1 - 2 c_i)],
       c_j = omega_hj omega_h'j
 
-  (science.md's form), and the ratio bias E[-AB] = -(1/L) omega_hi <g_i, x_q> e^{|W_h x_q|^2}
-  gives a second term of the same order, which science.md leaves out:
+  (the form of earlier notes), and the ratio bias E[-AB] = -(1/L) omega_hi <g_i, x_q> e^{|W_h x_q|^2}
+  gives a second term of the same order, which earlier notes left out:
   (2/L) kappa_i (1 - p_i) sum_h mu_hi omega_hi prod_j (1 - 2 omega_hj^2)^(-d_j/2) / (1 - 2 omega_hi^2).
   It vanishes once p_i = 1 but matters during emergence, so it is kept (``bias_term``). Unlike the
   variance term (a Gram matrix, so >= 0) it is unbounded below as omega_hi^2 -> 1/2 where
@@ -35,7 +35,7 @@ and U_h = diag(mu_h), with p_i = sum_h mu_hi omega_hi the task signal. Derivatio
   b = (sqrt(d_i) omega - mu)/2 decays by the same factor for every head, p_i = sum_h (a^2 - b^2)/sqrt(d_i),
   and once b has decayed p_i is logistic with rate lambda_i = 4 kappa_i / (I sqrt(d_i)). The
   warm-up therefore lasts about (2/lambda_i) ln(1/s) = (I sqrt(d_i) / (2 kappa_i)) ln(1/s) for an
-  init of scale s (science.md's law lacks the 1/d_i of the matrix gradient flow).
+  init of scale s (an earlier form of the law lacked the 1/d_i of the matrix gradient flow).
 """
 
 from __future__ import annotations
@@ -460,7 +460,7 @@ def surrogate_check(settings: SurrogateCheckSettings) -> "xr.Dataset":
     ds = xr.Dataset(
         data_vars={
             "surrogate_excess": (dims, surrogate, {"long_name": "finite-L excess R_L - R_inf of the surrogate", "units": "squared output units"}),
-            "surrogate_excess_nobias": (dims, surrogate_nobias, {"long_name": "the same without the ratio-bias term (science.md's form)", "units": "squared output units"}),
+            "surrogate_excess_nobias": (dims, surrogate_nobias, {"long_name": "the same without the ratio-bias term (the form of earlier notes)", "units": "squared output units"}),
             "mc_excess": (dims, mc, {"long_name": "Monte-Carlo R_L - R_inf (real sampler and model)", "units": "squared output units"}),
             "mc_excess_se": (dims, se, {"long_name": "standard error of mc_excess", "units": "squared output units"}),
             "relative_gap": (dims, gap, {"long_name": "surrogate / Monte Carlo - 1", **unitless}),

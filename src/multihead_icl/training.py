@@ -52,9 +52,12 @@ def record_steps(steps: int, points: int) -> np.ndarray:
     return np.unique(np.concatenate([[0], grid, [steps]]))
 
 
-def stream_seeds(seed: int) -> tuple[int, int]:
-    """Independent seeds for the initialisation and the training-data stream of one run."""
+def stream_seeds(seed: int, data_stream: int | None = None) -> tuple[int, int]:
+    """Independent seeds for the initialisation and the training-data stream of one run; with
+    ``data_stream`` the same initialisation and another, independent data stream."""
     init_state, data_state = np.random.SeedSequence(int(seed)).spawn(2)
+    if data_stream is not None:
+        data_state = np.random.SeedSequence(int(seed), spawn_key=(2, int(data_stream)))
     return int(init_state.generate_state(1)[0]), int(data_state.generate_state(1)[0])
 
 
@@ -135,7 +138,7 @@ def train(
     if optimizer_name not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer_name!r}")
 
-    init_seed, data_seed = stream_seeds(int(params["seed"]))
+    init_seed, data_seed = stream_seeds(int(params["seed"]), params.get("data_stream"))
     model = build_model(str(params["model"]), heads, spec.dim, spec.num_tasks)
     initialise(
         model,

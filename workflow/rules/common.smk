@@ -87,9 +87,10 @@ FIGURE_FORMAT = REPORT_SETTINGS["format"]
 
 def figure_plan():
     """The figures to draw (called by figures.smk once common.smk is complete: the C5/C6 figures
-    need OPTIMALITY_EXPERIMENTS, the experiments that have an optimality file)."""
+    need OPTIMALITY_EXPERIMENTS, the experiments that have an optimality file, and the flow
+    figures FLOW_RUNS of flow.smk)."""
     try:
-        return report_plan(REPORT_SETTINGS, SUITE.experiments, OPTIMALITY_EXPERIMENTS)
+        return report_plan(REPORT_SETTINGS, SUITE.experiments, OPTIMALITY_EXPERIMENTS, flows=FLOW_RUNS)
     except ValueError as error:
         sys.stderr.write(f"Config error: {error}\n")
         sys.exit(1)
@@ -120,6 +121,8 @@ def figure_inputs(kind):
             files["spectral"] = [f"results/runs/{run}/spectral.nc" for run in spec.runs]
         if "lengths" in needs:
             files["lengths"] = [f"results/runs/{run}/lengths.nc" for run in length_runs(spec.runs)]
+        if "flow" in needs:
+            files["flow"] = [f"results/runs/{run}/flow.nc" for run in flow_runs(spec.runs)]
         if "optimality" in needs:
             files["optimality"] = f"results/optimality/{spec.experiment}.nc"
         if "surrogate" in needs:
@@ -132,6 +135,22 @@ def figure_inputs(kind):
 def length_runs(runs):
     """The runs among ``runs`` that are evaluated at other context lengths (have a lengths.nc)."""
     return [run for run in runs if run in SUITE.length_datasets]
+
+
+def flow_runs(runs):
+    """The runs among ``runs`` that have an exact flow (flow.smk's FLOW_RUNS)."""
+    return [run for run in runs if run in FLOW_RUNS]
+
+
+def figure_flow_runs(kind):
+    return lambda wildcards: flow_runs(figure_spec(kind, wildcards).runs)
+
+
+def figure_target(wildcard):
+    """The figure's target: the value of its wildcard (a run or an experiment), or ``suite``."""
+    if wildcard is None:
+        return "suite"
+    return lambda wildcards: wildcards[wildcard]
 
 
 def figure_runs(kind):
@@ -178,6 +197,7 @@ def verdict_inputs(wildcards):
         "train": [f"results/runs/{run}/train.nc" for run in RUNS],
         "spectral": [f"results/runs/{run}/spectral.nc" for run in RUNS],
         "lengths": [f"results/runs/{run}/lengths.nc" for run in length_runs(RUNS)],
+        "flow": [f"results/runs/{run}/flow.nc" for run in FLOW_RUNS],
         "optimality": [
             f"results/optimality/{name}.nc" for name in verdict_optimality_experiments()
         ],

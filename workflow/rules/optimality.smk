@@ -2,6 +2,11 @@
 # limit of every configuration against the best attention in its class, the best single head, one
 # head per task, and the baselines (Bayes, OLS, linear attention, debiased GD). Reads only train.nc.
 
+def optimality_flow_runs(wildcards):
+    """The experiment's runs that have an exact flow (flow.smk), whose end states the file compares."""
+    return [run for run in optimality_runs(wildcards) if run in FLOW_RUNS]
+
+
 FINAL_OUTPUTS["optimality"] = expand(
     "results/optimality/{experiment}.nc", experiment=OPTIMALITY_EXPERIMENTS
 )
@@ -10,6 +15,7 @@ FINAL_OUTPUTS["optimality"] = expand(
 rule optimality:
     input:
         train=optimality_train_files,
+        flows=lambda wildcards: [f"results/runs/{run}/flow.nc" for run in optimality_flow_runs(wildcards)],
     output:
         optimality="results/optimality/{experiment}.nc",
     log:
@@ -26,6 +32,7 @@ rule optimality:
         runtime=30,
     params:
         runs=optimality_runs,
+        flow_runs=lambda wildcards: optimality_flow_runs(wildcards),
         settings=OPTIMALITY_SETTINGS,
     message:
         "Best in class, baselines and optimality ratios of experiment {wildcards.experiment}"

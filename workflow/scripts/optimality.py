@@ -10,4 +10,5 @@ optimality(
     snakemake.params.settings,
     snakemake.output.optimality,
     threads=snakemake.threads,
+    flows=dict(zip(snakemake.params.flow_runs, snakemake.input.flows)),
 )

@@ -16,5 +16,6 @@ plot_figure(
     lengths=dict(zip(snakemake.params.length_runs, inputs.get("lengths", []))),
     optimality=inputs.get("optimality"),
     thresholds=snakemake.params.thresholds,
+    flows=dict(zip(snakemake.params.flow_runs, inputs.get("flow", []))),
     surrogate=inputs.get("surrogate"),
 )

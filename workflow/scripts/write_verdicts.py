@@ -14,6 +14,7 @@ write_verdicts(
     optimality=dict(zip(snakemake.params.optimality, snakemake.input.optimality)),
     settings=snakemake.params.settings,
     thresholds=snakemake.params.thresholds,
+    flows=dict(zip(snakemake.params.flow_runs, snakemake.input.flow)),
     plan=snakemake.params.plan,
     surrogate=snakemake.input.get("surrogate"),
 )
