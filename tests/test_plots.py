@@ -22,9 +22,10 @@ import xarray as xr
 import yaml
 
 from conftest import ROOT, SCHEMA
-from multihead_icl import plots, report, stages, verdicts
+from multihead_icl import measurements, plots, report, stages, verdict_table, verdicts
 from multihead_icl.report import CaptionData, FIGURE_KINDS
-from multihead_icl.verdicts import FAILS, HOLDS, INCONCLUSIVE, PARTLY, UNMEASURED, RunData
+from multihead_icl.measurements import RunData
+from multihead_icl.verdicts import FAILS, HOLDS, INCONCLUSIVE, PARTLY, UNMEASURED
 
 TIMES = np.concatenate([[0.0], np.geomspace(0.5, 200.0, 24)])
 RUN_DEFAULTS = {k: v.get("default") for k, v in yaml.safe_load(SCHEMA.read_text())["$defs"]["run_parameters"]["properties"].items()}
@@ -294,19 +295,19 @@ def test_convergence_measurement_matches_a_hand_computation(runs):
         final = np.concatenate([r.train.W.values[-1].ravel(), r.train.U.values[-1].ravel()])
         before = np.concatenate([r.train.W.values[earlier].ravel(), r.train.U.values[earlier].ravel()])
         expected = np.linalg.norm(final - before) / np.linalg.norm(final)
-        assert verdicts.relative_change_last_tenth(r.train) == pytest.approx(expected)
+        assert measurements.relative_change_last_tenth(r.train) == pytest.approx(expected)
     moving = make_run(frozen_end=False)
-    assert verdicts.relative_change_last_tenth(moving.train) > 0.1
-    assert verdicts.relative_change_last_tenth(runs[0].train) < 1e-3
+    assert measurements.relative_change_last_tenth(moving.train) > 0.1
+    assert measurements.relative_change_last_tenth(runs[0].train) < 1e-3
 
 
 def test_allocation_and_phases_are_read_from_the_spectral_file():
     r = make_run(leak=0.2, leak_end=0.8)
-    alloc = verdicts.measure_allocation(r.spectral, 0.9)
+    alloc = measurements.measure_allocation(r.spectral, 0.9)
     assert alloc["min_purity_emergence"] == pytest.approx(1 / (1 + 0.2**4), rel=1e-6)
     assert alloc["min_purity_end"] == pytest.approx(1 / (1 + 0.8**4), rel=1e-6)
     assert alloc["clean_emergence"] and not alloc["clean_end"]
-    phases = verdicts.measure_phases(r.spectral, r.train, speedup=2.0)
+    phases = measurements.measure_phases(r.spectral, r.train, speedup=2.0)
     w, e = T0 - math.log(9) / RATE, T0 + math.log(9) / RATE
     speedup = (0.8 / (e - w)) / (0.1 / w)
     assert phases["tasks"][0]["speedup"] == pytest.approx(speedup)
@@ -315,11 +316,11 @@ def test_allocation_and_phases_are_read_from_the_spectral_file():
 
 def test_drift_time_is_the_first_record_where_a_clean_allocation_loses_purity():
     clean = make_run(leak=0.2)
-    assert verdicts.drift_time(clean.spectral, 0.9) is None
+    assert measurements.drift_time(clean.spectral, 0.9) is None
     drifted = make_run(leak=0.2, leak_end=0.8)
-    assert verdicts.drift_time(drifted.spectral, 0.9) == pytest.approx(TIMES[-1])
+    assert measurements.drift_time(drifted.spectral, 0.9) == pytest.approx(TIMES[-1])
     sweep = [make_run(f"L/L{L}", context_length=L, leak_end=0.8 if L < 64 else None) for L in (16, 32, 64)]
-    pur = verdicts.measure_purity(sweep, 0.9)
+    pur = measurements.measure_purity(sweep, 0.9)
     assert pur["x_name"] == "context_length" and [r["x"] for r in pur["runs"]] == [16, 32, 64]
     assert [r["drift_time"] is None for r in pur["runs"]] == [False, False, True]
     assert (pur["clean_emergence"], pur["clean_end"]) == (3, 1)
@@ -332,12 +333,12 @@ def test_warmup_law_fit_recovers_a_known_slope():
         r = make_run(f"init/s{k}", init_scale=s)
         r.spectral["warmup_end"] = ("task", np.array([5.0, 6.0]) + slope * math.log(1 / s))
         runs.append(r)
-    law = verdicts.measure_warmup_law(runs, 0.3)
+    law = measurements.measure_warmup_law(runs, 0.3)
     assert law["fit"]["slope"] == pytest.approx(slope) and law["law_slope"] == pytest.approx(slope)
     assert law["agrees"] and law["fit"]["r2"] > 0.9
     for r in runs:
         r.spectral["warmup_end"] = r.spectral["warmup_end"] * 0 + 10.0  # flat: no dependence on s
-    assert not verdicts.measure_warmup_law(runs, 0.3)["agrees"]
+    assert not measurements.measure_warmup_law(runs, 0.3)["agrees"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -382,7 +383,7 @@ def test_verdicts_decide_by_their_thresholds():
     for r in streams:
         r.params["seed"] = far[0].params["seed"]
     with_streams = {**settings, "streams": "streams"}
-    spread = verdicts.measure_stream_spread(streams)["median_gap"]
+    spread = measurements.measure_stream_spread(streams)["median_gap"]
     assert 0 < spread < 0.3
     c7 = verdict_of(verdicts.build_verdicts(far + streams, {}, with_streams, None), "C7")
     assert c7.verdict == FAILS and "seed-to-seed spread" in c7.noise_floor
@@ -446,11 +447,11 @@ def test_regime_length_and_optimality_verdicts():
 
 def test_verdict_table_html_lists_every_claim_with_its_threshold(runs):
     rows = verdicts.build_verdicts(runs, {}, {"allocation": "exp", "winner": "exp"}, None, [{"kind": "winner", "path": "results/figures/exp/winner.svg"}])
-    page = verdicts.verdicts_html(rows)
+    page = verdict_table.verdicts_html(rows)
     for row in rows:
         assert f"<td class='c'>{row.claim}</td>" in page
     assert "results/figures/exp/winner.svg" in page and "≥ 0.9 = holds" in page
-    data = verdicts.verdicts_json(rows)
+    data = verdict_table.verdicts_json(rows)
     assert sum(data["counts"].values()) == 9 and data["by_claim"]["C4"] == HOLDS
 
 
@@ -543,7 +544,7 @@ def test_the_real_spectral_file_feeds_the_figures(runs, tmp_path):
     for kind in ("risk", "trajectories", "allocation", "heatmaps", "winner"):
         fig, _ = plots.draw(kind, [real], None, "exp/s0" if FIGURE_KINDS[kind].scope == "run" else "exp", {})
         assert plots.empty_axes(fig) == []
-    alloc = verdicts.measure_allocation(ds, 0.9)
+    alloc = measurements.measure_allocation(ds, 0.9)
     assert alloc["min_purity_end"] == pytest.approx(1 / (1 + 0.2**4), rel=1e-3)
     assert [t["winner"] for t in alloc["tasks"]] == [0, 1]
 
@@ -574,24 +575,24 @@ def test_caption_renders_and_quotes_the_summary(kind, runs, tmp_path):
     text = render_caption(kind, path)
     data = json.loads(path.read_text())
     expected = {
-        "risk": lambda d: verdicts.fmt(d["convergence"]["final_risk"]),
-        "trajectories": lambda d: verdicts.fmt(d["ode"]["max_signal_gap"]),
+        "risk": lambda d: measurements.fmt(d["convergence"]["final_risk"]),
+        "trajectories": lambda d: measurements.fmt(d["ode"]["max_signal_gap"]),
         "surrogate": lambda d: f"{d['agree']} of {d['total']}",
-        "allocation": lambda d: verdicts.fmt(d["allocation"]["min_purity_end"]),
-        "heatmaps": lambda d: verdicts.fmt(d["snapshots"][-1]["time"]),
-        "convergence": lambda d: verdicts.fmt(d["median_change"]),
-        "limit": lambda d: "^" + verdicts.fmt(d["flows"][0]["omega_exponent"], 2),
-        "flow": lambda d: verdicts.fmt(d["flows"][0]["train_gd_gap"], 2),
+        "allocation": lambda d: measurements.fmt(d["allocation"]["min_purity_end"]),
+        "heatmaps": lambda d: measurements.fmt(d["snapshots"][-1]["time"]),
+        "convergence": lambda d: measurements.fmt(d["median_change"]),
+        "limit": lambda d: "^" + measurements.fmt(d["flows"][0]["omega_exponent"], 2),
+        "flow": lambda d: measurements.fmt(d["flows"][0]["train_gd_gap"], 2),
         "warmup": lambda d: str(d["scales"][0]),
         "winner": lambda d: f"{d['agree']} of {d['total']}",
         "purity": lambda d: f"training in {d['clean_end']} of {d['total']}",
-        "optimality": lambda d: verdicts.fmt(d["ratio"][1]),
-        "baselines": lambda d: verdicts.fmt(d["predictors"]["bayes"]["excess"][0]),
-        "separation": lambda d: verdicts.fmt(d["ratio"][2]),
-        "regimes": lambda d: verdicts.fmt(d["by_noise"][0]["mean_neff_over_L"]),
-        "length": lambda d: verdicts.fmt(d["runs"][0]["excess"][0]),
-        "linear": lambda d: verdicts.fmt(d["runs"][0]["final_risk"]),
-        "nonlinear": lambda d: verdicts.fmt(d["runs"][0]["final_excess"]),
+        "optimality": lambda d: measurements.fmt(d["ratio"][1]),
+        "baselines": lambda d: measurements.fmt(d["predictors"]["bayes"]["excess"][0]),
+        "separation": lambda d: measurements.fmt(d["ratio"][2]),
+        "regimes": lambda d: measurements.fmt(d["by_noise"][0]["mean_neff_over_L"]),
+        "length": lambda d: measurements.fmt(d["runs"][0]["excess"][0]),
+        "linear": lambda d: measurements.fmt(d["runs"][0]["final_risk"]),
+        "nonlinear": lambda d: measurements.fmt(d["runs"][0]["final_excess"]),
     }[kind](data)
     assert expected in text, (expected, text)
     plots.plt.close(fig)
@@ -601,7 +602,7 @@ def test_verdict_caption_links_each_measured_claim_to_its_category(runs, tmp_pat
     plan = [{"kind": "winner", "path": "results/figures/exp/winner.svg"}]
     rows = verdicts.build_verdicts(runs, {}, {"allocation": "exp", "winner": "exp"}, None, plan)
     path = tmp_path / "verdicts.json"
-    plots.write_summary(verdicts.verdicts_json(rows), path)
+    plots.write_summary(verdict_table.verdicts_json(rows), path)
     text = render_caption("verdicts", path)
     assert "C4: holds." in text and "C5: not measured." in text
     assert "Figures: C4 Winner prediction" in text

@@ -26,7 +26,7 @@ import yaml
 
 from conftest import SCHEMA, TINY_CONFIG, run_snakemake
 from multihead_icl import report as plan_module
-from multihead_icl.verdicts import fmt
+from multihead_icl.measurements import fmt
 
 pytestmark = pytest.mark.slow
 
@@ -178,10 +178,12 @@ def test_verdict_table_is_complete_and_agrees_with_the_files(report_data, tiny_w
     assert [c for c, _ in rows] == [f"C{k}" for k in range(1, 10)]
     verdict = dict(rows)
     assert verdict["C6"] == verdict["C8"] == "not measured"  # no such experiment in tiny
-    with xr.open_dataset(results / "optimality" / "tiny.nc") as opt:  # C5: the ratio's upper end in [1, 2]
-        high = opt.optimality_ratio_high.values
-    assert high.size == 1 and verdict["C5"] == ("holds" if 1 <= high[0] <= 2 else "does not hold")
-    assert f"largest upper end {fmt(high.max())}" in table
+    with xr.open_dataset(results / "optimality" / "tiny.nc") as opt:  # C5 on the exact flow's end state
+        ratio, low, high = (opt[f"optimality_ratio_flow{s}"].values for s in ("", "_low", "_high"))
+    assert high.size == 1
+    expected_c5 = "holds" if 1 <= high[0] <= 2 else ("does not hold" if low[0] > 2 else "inconclusive")
+    assert verdict["C5"] == expected_c5
+    assert f"flow {fmt(ratio[0])} [{fmt(low[0])}, {fmt(high[0])}]" in table
     # C4 recomputed from the spectral files: agreement of predicted and observed winners
     agree = total = 0
     for path in sorted((results / "runs" / "tiny").glob("*/spectral.nc")):

@@ -2,7 +2,7 @@
 
 Every ``*_figure`` function takes loaded datasets (train.nc, spectral.nc, optimality.nc, see
 design.md) and returns ``(figure, summary)``: the matplotlib figure and a JSON-able dict with the
-numbers that the figure's caption quotes. The numbers come from ``verdicts.measure_*`` (the same
+numbers that the figure's caption quotes. The numbers come from ``measurements.measure_*`` (the same
 functions the verdict table uses), so a caption and a verdict can never disagree.
 
 Conventions: gradient-flow time t = lr x steps on a log axis (t = 0 is left out of it); risks are
@@ -30,7 +30,7 @@ import seaborn as sns  # noqa: E402
 import xarray as xr  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from . import verdicts as V  # noqa: E402
+from . import measurements as M  # noqa: E402
 from .report import FIGURE_KINDS, thresholds  # noqa: E402
 
 HEAD_COLORS = sns.color_palette("colorblind", 10)
@@ -40,6 +40,26 @@ TIME_LABEL = "gradient-flow time t = lr × steps (log scale)"
 RISK_UNITS = "squared output units"
 SVG_SALT = "multihead-icl"
 FIG_WIDTH = 10.0  # inches: about the report's content width at 100 dpi
+AXIS_LABELS = {
+    "context_length": "training context length L (tokens)",
+    "L": "context length L (tokens)",
+    "heads": "number of heads H",
+    "tasks": "number of tasks I",
+    "noise_std": "noise σ (output units)",
+    "task_dim": "task dimension d_i",
+}
+PREDICTOR_LABELS = {
+    "trained": "trained (at its last record)",
+    "best": "best multi-head in class",
+    "best_in_class": "best multi-head in class",
+    "single_head": "best single head",
+    "allocated": "one head per task",
+    "linear_attention": "linear attention / one-step GD",
+    "debiased_gd": "debiased GD",
+    "bayes": "Bayes optimal",
+    "ols_block": "OLS per block",
+    "ols_full": "OLS on all covariates",
+}
 
 
 def setup_style() -> None:
@@ -88,7 +108,7 @@ def write_summary(summary: Mapping[str, Any], path: str | os.PathLike) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(V.jsonable(summary), indent=1, sort_keys=True, allow_nan=False) + "\n")
+    tmp.write_text(json.dumps(M.jsonable(summary), indent=1, sort_keys=True, allow_nan=False) + "\n")
     os.replace(tmp, path)
 
 
@@ -197,8 +217,8 @@ def risk_figure(train: xr.Dataset, spectral: xr.Dataset | None, run: str, speedu
     the training-batch risk with the loss-based phase bands; right the risk of each task with its
     own warm-up and emergence ends (from the task signal)."""
     setup_style()
-    conv = V.measure_convergence(train)
-    phases = V.measure_phases(spectral, train, speedup)
+    conv = M.measure_convergence(train)
+    phases = M.measure_phases(spectral, train, speedup)
     t = np.asarray(train["time"].values, dtype=float)
     keep = t > 0
     floor = float(train.attrs.get("noise_floor", np.nan))
@@ -242,7 +262,7 @@ def trajectories_figure(spectral: xr.Dataset, run: str) -> tuple[Figure, dict]:
     """omega_{h,i}(t) and mu_{h,i}(t): trained (solid, one colour per head) and the spectral ODE
     from the same initial values (dashed), one column per task."""
     setup_style()
-    ode = V.measure_ode(spectral)
+    ode = M.measure_ode(spectral)
     omega = spectral["omega"].transpose("time", "head", "task").values
     mu = spectral["mu"].transpose("time", "head", "task").values
     heads, tasks = omega.shape[1:]
@@ -277,7 +297,7 @@ def allocation_figure(spectral: xr.Dataset, run: str, purity_threshold: float) -
     """Allocation shares a_{h,i}(t) (each task's share of head h), one panel per task, with the
     task's warm-up and emergence ends and the purity threshold."""
     setup_style()
-    alloc = V.measure_allocation(spectral, purity_threshold)
+    alloc = M.measure_allocation(spectral, purity_threshold)
     share = spectral["share"].transpose("time", "head", "task").values
     heads, tasks = share.shape[1:]
     t = np.asarray(spectral["time"].values, dtype=float)
@@ -295,7 +315,7 @@ def allocation_figure(spectral: xr.Dataset, run: str, purity_threshold: float) -
                 ax.axvline(value, color=task_color(i), ls=style, lw=1)
         _log_time(ax)
         ax.set_ylim(-0.03, 1.03)
-        ax.set_title(f"task {i}: winner head {task['winner']}, purity {V.fmt(task['purity_end'])}")
+        ax.set_title(f"task {i}: winner head {task['winner']}, purity {M.fmt(task['purity_end'])}")
         if i == 0:
             ax.set_ylabel("allocation share a_h,i (fraction)")
     axes[0, 0].legend(loc="center left", fontsize=7.5)
@@ -306,7 +326,7 @@ def heatmaps_figure(train: xr.Dataset, spectral: xr.Dataset | None, run: str) ->
     """W_h in the task basis (Phi^T W_h Phi) at the end of warm-up, the end of emergence and the end
     of training (the latest task's phase ends), one row per head; boxes mark the task blocks."""
     setup_style()
-    snaps = V.snapshot_times(train, spectral)
+    snaps = M.snapshot_times(train, spectral)
     basis = train["basis_x"].values if "basis_x" in train else np.eye(train.sizes["x_row"])
     mask = train["block_mask"].values if "block_mask" in train else None
     heads = train.sizes["head"]
@@ -330,7 +350,7 @@ def heatmaps_figure(train: xr.Dataset, spectral: xr.Dataset | None, run: str) ->
             if col == 0:
                 ax.set_ylabel(f"head {h}", color=head_color(h))
             if h == 0:
-                ax.set_title(f"{snap['label']}\nt = {V.fmt(snap['time'])}")
+                ax.set_title(f"{snap['label']}\nt = {M.fmt(snap['time'])}")
         bar = fig.colorbar(image, ax=axes[:, col], shrink=0.6, aspect=30, label="W entry (dimensionless)" if col == len(snaps) - 1 else None)
         bar.ax.set_gid(f"colorbar-{col}")  # a colour scale, not an axes of data (see empty_axes)
     fig.suptitle(f"{run}: key-query matrices W_h in the task basis (task blocks boxed)", fontsize=10.5)
@@ -345,7 +365,7 @@ def surrogate_figure(check: xr.Dataset) -> tuple[Figure, dict]:
     """C7: relative gap between the finite-L surrogate risk and Monte Carlo at every grid point,
     against the grid's omega (which orders agreement on our grid; the saturation index does not)."""
     setup_style()
-    sur = V.measure_surrogate(check)
+    sur = M.measure_surrogate(check)
     fig, ax = plt.subplots(figsize=(FIG_WIDTH * 0.65, 3.9))
     patterns = list(dict.fromkeys(p["pattern"] for p in sur["points"]))
     lengths = sorted({p["context_length"] for p in sur["points"] if p["context_length"] is not None})
@@ -370,11 +390,11 @@ def surrogate_figure(check: xr.Dataset) -> tuple[Figure, dict]:
     return _check(fig), sur
 
 
-def convergence_figure(runs: Sequence[V.RunData], rtol: float) -> tuple[Figure, dict]:
+def convergence_figure(runs: Sequence[M.RunData], rtol: float) -> tuple[Figure, dict]:
     """C1 over the whole suite: relative parameter change over the last tenth of training and the
     final gradient norm of every run, with the convergence threshold."""
     setup_style()
-    conv = V.measure_suite_convergence(runs, rtol)
+    conv = M.measure_suite_convergence(runs, rtol)
     rows = conv["runs"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(FIG_WIDTH, 1.4 + 0.2 * max(len(rows), 5)), sharey=True)
     experiments = list(dict.fromkeys(r["experiment"] for r in rows))
@@ -396,11 +416,11 @@ def convergence_figure(runs: Sequence[V.RunData], rtol: float) -> tuple[Figure, 
     return _check(fig), conv
 
 
-def warmup_figure(runs: Sequence[V.RunData], experiment: str, slope_rtol: float) -> tuple[Figure, dict]:
+def warmup_figure(runs: Sequence[M.RunData], experiment: str, slope_rtol: float) -> tuple[Figure, dict]:
     """C2: warm-up end of every task against ln(1/s), the least-squares fit and the warm-up law's
     slope 2/lambda through the measured mean, and the law's per-run predictions."""
     setup_style()
-    law = V.measure_warmup_law(runs, slope_rtol)
+    law = M.measure_warmup_law(runs, slope_rtol)
     fig, ax = plt.subplots(figsize=(FIG_WIDTH * 0.65, 4.0))
     pts = [p for p in law["points"] if p["warmup_end"] is not None]
     for i in sorted({p["task"] for p in law["points"]}):
@@ -414,9 +434,9 @@ def warmup_figure(runs: Sequence[V.RunData], experiment: str, slope_rtol: float)
     if law["fit"] is not None:
         xs = np.linspace(min(p["log_inv_scale"] for p in pts), max(p["log_inv_scale"] for p in pts), 50)
         fit = law["fit"]
-        ax.plot(xs, fit["intercept"] + fit["slope"] * xs, color="0.2", label=f"fit: slope {V.fmt(fit['slope'])} ± {V.fmt(fit['slope_se'], 2)}")
+        ax.plot(xs, fit["intercept"] + fit["slope"] * xs, color="0.2", label=f"fit: slope {M.fmt(fit['slope'])} ± {M.fmt(fit['slope_se'], 2)}")
         if math.isfinite(law["law_intercept"]):
-            ax.plot(xs, law["law_intercept"] + law["law_slope"] * xs, color="0.2", ls="--", label=f"warm-up law: slope 2/λ = {V.fmt(law['law_slope'])}")
+            ax.plot(xs, law["law_intercept"] + law["law_slope"] * xs, color="0.2", ls="--", label=f"warm-up law: slope 2/λ = {M.fmt(law['law_slope'])}")
     ax.set_xlabel("ln(1 / init scale s) (dimensionless)")
     ax.set_ylabel("warm-up end t* (gradient-flow time)")
     ax.set_title(f"{experiment}: warm-up time against init scale")
@@ -424,19 +444,19 @@ def warmup_figure(runs: Sequence[V.RunData], experiment: str, slope_rtol: float)
     return _check(fig), {"experiment": experiment, **law}
 
 
-def purity_figure(runs: Sequence[V.RunData], experiment: str, purity_threshold: float) -> tuple[Figure, dict]:
+def purity_figure(runs: Sequence[M.RunData], experiment: str, purity_threshold: float) -> tuple[Figure, dict]:
     """C3 across a sweep: the lowest purity over tasks at the end of emergence, at the cleanest
     record and at the end of training against the swept parameter; and when the allocation became
     clean and when it started to drift (never: drawn at the end of training, hollow)."""
     setup_style()
-    pur = V.measure_purity(runs, purity_threshold)
+    pur = M.measure_purity(runs, purity_threshold)
     rows = pur["runs"]
     labels = list(dict.fromkeys(str(r["x"]) for r in rows))
     xs = [float(r["x"]) if pur["numeric"] else labels.index(str(r["x"])) for r in rows]
     fig, (left, right) = plt.subplots(1, 2, figsize=(FIG_WIDTH, 3.8))
     for key, color, text in (("purity_emergence", head_color(1), "end of emergence"), ("purity_cleanest", head_color(2), "cleanest record"),
                              ("purity_end", head_color(0), "end of training")):
-        ys = [V.num(r[key]) for r in rows]
+        ys = [M.num(r[key]) for r in rows]
         mark(left.scatter(xs, ys, color=color, label=text, zorder=3))
     left.axhline(purity_threshold, color="k", ls=":", lw=1, label=f"purity threshold {purity_threshold:g}")
     onsets = [(x, r["clean_from"]) for x, r in zip(xs, rows) if r.get("clean_from") is not None]
@@ -458,7 +478,7 @@ def purity_figure(runs: Sequence[V.RunData], experiment: str, purity_threshold: 
             ax.set_xticks(values, [f"{v:g}" for v in values])
         else:
             ax.set_xticks(range(len(labels)), labels)
-        ax.set_xlabel(V.AXIS_LABELS.get(pur["x_name"], pur["x_name"]))
+        ax.set_xlabel(AXIS_LABELS.get(pur["x_name"], pur["x_name"]))
     left.set_ylim(0, 1.05)
     left.set_ylabel("lowest purity over tasks (fraction)")
     left.set_title(f"clean at the end: {pur['clean_end']}/{pur['total']} runs")
@@ -470,11 +490,11 @@ def purity_figure(runs: Sequence[V.RunData], experiment: str, purity_threshold: 
     return _check(fig), {"experiment": experiment, **pur}
 
 
-def winner_figure(runs: Sequence[V.RunData], experiment: str) -> tuple[Figure, dict]:
+def winner_figure(runs: Sequence[M.RunData], experiment: str) -> tuple[Figure, dict]:
     """C4: predicted (from the initial semi-singular values) against observed winner head, counted
     over runs and tasks; the diagonal is agreement."""
     setup_style()
-    win = V.measure_winners(runs)
+    win = M.measure_winners(runs)
     heads = win["heads"]
     counts = np.asarray(win["confusion"], dtype=float)
     fig, (left, right) = plt.subplots(1, 2, figsize=(FIG_WIDTH, 3.7), gridspec_kw={"width_ratios": [1, 1.7]})
@@ -514,7 +534,7 @@ def _ratio_figure(gap: Mapping[str, Any], experiment: str, threshold: float, yla
         ax.set_xticks(x, [f"{v:g}" for v in x])
     elif x.size:
         ax.set_xticks(x, [f"{v:g}" for v in x])
-    ax.set_xlabel(V.AXIS_LABELS.get(gap["x_name"], gap["x_name"]))
+    ax.set_xlabel(AXIS_LABELS.get(gap["x_name"], gap["x_name"]))
     ax.set_ylabel(ylabel)
     ax.set_title(f"{experiment}: {title}")
     ax.legend(fontsize=7.5, loc="best")
@@ -525,7 +545,7 @@ def optimality_figure(opt: xr.Dataset, experiment: str, max_ratio: float) -> tup
     """C5: excess(trained) / excess(best in class) against the swept parameter, with its interval,
     the line 1 and the constant-factor threshold."""
     setup_style()
-    gap = V.measure_optimality(opt, max_ratio)
+    gap = M.measure_optimality(opt, max_ratio)
     fig = _ratio_figure(gap, experiment, max_ratio, "excess(trained) / excess(best in class)", f"optimality ratio against {gap['x_name']}", "ratio with its interval", head_color(0))
     return _check(fig), {"experiment": experiment, **gap}
 
@@ -534,7 +554,7 @@ def separation_figure(opt: xr.Dataset, experiment: str, min_ratio: float) -> tup
     """C6: excess(best single head) / excess(best multi-head) against the number of tasks (both
     from the best-in-class search)."""
     setup_style()
-    sep = V.measure_separation(opt, min_ratio)
+    sep = M.measure_separation(opt, min_ratio)
     fig = _ratio_figure(sep, experiment, min_ratio, "excess(best single head) / excess(best multi-head)", "single- versus multi-head", "ratio with its interval", head_color(1))
     return _check(fig), {"experiment": experiment, **sep}
 
@@ -542,7 +562,7 @@ def separation_figure(opt: xr.Dataset, experiment: str, min_ratio: float) -> tup
 def baselines_figure(opt: xr.Dataset, experiment: str) -> tuple[Figure, dict]:
     """C5: excess risk of every predictor against L, log-log, with ± 2 SE bars."""
     setup_style()
-    base = V.measure_baselines(opt)
+    base = M.measure_baselines(opt)
     fig, ax = plt.subplots(figsize=(FIG_WIDTH * 0.72, 4.3))
     x = np.asarray(base["x"], dtype=float)
     for k, (name, values) in enumerate(base["predictors"].items()):
@@ -550,41 +570,41 @@ def baselines_figure(opt: xr.Dataset, experiment: str) -> tuple[Figure, dict]:
         se = np.nan_to_num(np.asarray(values["se"], dtype=float))
         ok = np.isfinite(y) & (y > 0)
         if ok.any():
-            mark(ax.errorbar(x[ok], y[ok], yerr=2 * se[ok], fmt="o-", color=HEAD_COLORS[k % len(HEAD_COLORS)], capsize=2, ms=4, label=V.PREDICTOR_LABELS.get(name, name)))
+            mark(ax.errorbar(x[ok], y[ok], yerr=2 * se[ok], fmt="o-", color=HEAD_COLORS[k % len(HEAD_COLORS)], capsize=2, ms=4, label=PREDICTOR_LABELS.get(name, name)))
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     if x.size:
         ax.set_xticks(x, [f"{v:g}" for v in x])
-    ax.set_xlabel(V.AXIS_LABELS.get(base["x_name"], base["x_name"]))
+    ax.set_xlabel(AXIS_LABELS.get(base["x_name"], base["x_name"]))
     ax.set_ylabel(f"excess risk R − σ² ({RISK_UNITS})")
     ax.set_title(f"{experiment}: every predictor against {base['x_name']}")
     ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return _check(fig), {"experiment": experiment, **base}
 
 
-def regimes_figure(runs: Sequence[V.RunData], experiment: str, min_corr: float) -> tuple[Figure, dict]:
+def regimes_figure(runs: Sequence[M.RunData], experiment: str, min_corr: float) -> tuple[Figure, dict]:
     """C8: n_eff / L of each task's winning head at the end of training against the noise level,
     and omega^2 d_i of it against ln L (saturation above)."""
     setup_style()
-    reg = V.measure_regimes(runs, min_corr)
-    flow = V.measure_flow_regimes(runs)
+    reg = M.measure_regimes(runs, min_corr)
+    flow = M.measure_flow_regimes(runs)
     fig, (left, right) = plt.subplots(1, 2, figsize=(FIG_WIDTH, 3.8))
     pts = reg["points"]
     for i in sorted({p["task"] for p in flow["points"]}):
         mine = [p for p in flow["points"] if p["task"] == i]
-        mark(left.scatter([p["noise_std"] for p in mine], [V.num(p["neff_run_end"]) for p in mine], facecolor="none", edgecolor=task_color(i),
+        mark(left.scatter([p["noise_std"] for p in mine], [M.num(p["neff_run_end"]) for p in mine], facecolor="none", edgecolor=task_color(i),
                           marker="D", s=46, label=f"task {i}, exact flow" if i == 0 else None, zorder=4))
     for i in sorted({p["task"] for p in pts}):
         mine = [p for p in pts if p["task"] == i]
-        mark(left.scatter([p["noise_std"] for p in mine], [V.num(p["neff_over_L"]) for p in mine], color=task_color(i), label=f"task {i}", zorder=3))
+        mark(left.scatter([p["noise_std"] for p in mine], [M.num(p["neff_over_L"]) for p in mine], color=task_color(i), label=f"task {i}", zorder=3))
         mark(right.scatter([p["noise_std"] for p in mine], [p["omega2d"] for p in mine], color=task_color(i), label=f"task {i}", zorder=3))
     for L in sorted({p["context_length"] for p in pts if p["context_length"] > 0}):
         right.axhline(math.log(L), color="0.3", ls="--", lw=1, label=f"ln L = {math.log(L):.2f}")
     left.set_ylim(0, 1.05)
     left.set_xlabel("noise σ (output units)")
     left.set_ylabel("n_eff / L of the winning head (fraction)")
-    left.set_title(f"ρ(σ, n_eff/L): trained {V.fmt(reg['spearman'])}" + (f", exact flow {V.fmt(flow['spearman_run_end'])} (◇)" if flow["points"] else ""))
+    left.set_title(f"ρ(σ, n_eff/L): trained {M.fmt(reg['spearman'])}" + (f", exact flow {M.fmt(flow['spearman_run_end'])} (◇)" if flow["points"] else ""))
     right.set_xlabel("noise σ (output units)")
     right.set_ylabel("ω² d_i of the winning head (dimensionless)")
     right.set_title("above ln L: saturated softmax")
@@ -594,11 +614,11 @@ def regimes_figure(runs: Sequence[V.RunData], experiment: str, min_corr: float) 
     return _check(fig), {"experiment": experiment, **reg, "flow": flow}
 
 
-def flow_figure(runs: Sequence[V.RunData], experiment: str, gap_threshold: float) -> tuple[Figure, dict]:
+def flow_figure(runs: Sequence[M.RunData], experiment: str, gap_threshold: float) -> tuple[Figure, dict]:
     """C7, like with like: per run, the trained task signals p_i(t) (solid), gradient descent on
     the exact risk at the run's lr (dotted) and the exact flow (dashed), to the run's end."""
     setup_style()
-    flows = [(r, V.measure_flow(r)) for r in runs if r.flow is not None and r.spectral is not None]
+    flows = [(r, M.measure_flow(r)) for r in runs if r.flow is not None and r.spectral is not None]
     if not flows:
         raise ValueError(f"{experiment}: no run with a flow.nc")
     fig, axes = plt.subplots(1, len(flows), figsize=(FIG_WIDTH, 3.6), sharey=True, squeeze=False)
@@ -616,7 +636,7 @@ def flow_figure(runs: Sequence[V.RunData], experiment: str, gap_threshold: float
             if tg.size > 1:
                 mark(ax.plot(tg[tg > 0], f["signal_gd"].values[tg > 0, i], color=color, ls=":", lw=1.6))
         _log_time(ax)
-        ax.set_title(f"{r.run}: trained − GD {V.fmt(m['train_gd_gap'], 2)}, flow − GD {V.fmt(m['flow_gd_gap'], 2)}", fontsize=9)
+        ax.set_title(f"{r.run}\ntrained vs GD {M.fmt(m['train_gd_gap'], 2)}; flow vs GD {M.fmt(m['flow_gd_gap'], 2)}", fontsize=9)
         ax.set_ylim(-0.05, 1.1)
     axes[0, 0].set_ylabel("task signal p_i (1 = solved)")
     handles = [plt.Line2D([], [], color="0.2", lw=1.6), plt.Line2D([], [], color="0.2", ls=":", lw=1.6), plt.Line2D([], [], color="0.2", ls="--", lw=1.2)]
@@ -626,11 +646,11 @@ def flow_figure(runs: Sequence[V.RunData], experiment: str, gap_threshold: float
     return _check(fig), {"experiment": experiment, "flows": [m for _, m in flows], "threshold": gap_threshold}
 
 
-def limit_figure(runs: Sequence[V.RunData], experiment: str) -> tuple[Figure, dict]:
+def limit_figure(runs: Sequence[M.RunData], experiment: str) -> tuple[Figure, dict]:
     """C1: the exact flow to its long horizon (log-log): each task's own-head omega and mu, the
     other heads' |mu|, the excess risk and the population gradient norm, with the trained run's."""
     setup_style()
-    flows = [(r, V.measure_flow(r)) for r in V.distinct_flows(runs)]
+    flows = [(r, M.measure_flow(r)) for r in M.distinct_flows(runs)]
     if not flows:
         raise ValueError(f"{experiment}: no run with a flow.nc")
     fig, (left, middle, right) = plt.subplots(1, 3, figsize=(FIG_WIDTH, 3.7))
@@ -661,21 +681,21 @@ def limit_figure(runs: Sequence[V.RunData], experiment: str) -> tuple[Figure, di
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("gradient-flow time t (log scale)")
-    left.set_ylabel("own head: |ω| (solid), |μ| (dashed); others' |μ| (dotted)")
+    left.set_ylabel("|ω| own (solid), |μ| own (dashed),\n|μ| others (dotted)")
     left.set_title("semi-singular values")
     middle.set_ylabel(f"excess risk R − σ² ({RISK_UNITS})")
     middle.set_title("excess: flow, trained (thin)")
     right.set_ylabel("population gradient norm")
     right.set_title("gradient norm: flow, trained (thin)")
     left.legend(fontsize=7)
-    fig.suptitle(f"{experiment}: the exact gradient flow from each run's init to t = {V.fmt(flows[0][1]['horizon'])}", fontsize=10.5)
+    fig.suptitle(f"{experiment}: the exact gradient flow from each run's init to t = {M.fmt(flows[0][1]['horizon'])}", fontsize=10.5)
     return _check(fig), {"experiment": experiment, "flows": [m for _, m in flows]}
 
 
-def length_figure(runs: Sequence[V.RunData], experiment: str, max_ratio: float) -> tuple[Figure, dict]:
+def length_figure(runs: Sequence[M.RunData], experiment: str, max_ratio: float) -> tuple[Figure, dict]:
     """C9: excess risk of the trained model at context lengths L' against L', training L marked."""
     setup_style()
-    gen = V.measure_length(runs, max_ratio)
+    gen = M.measure_length(runs, max_ratio)
     fig, ax = plt.subplots(figsize=(FIG_WIDTH * 0.65, 3.9))
     for k, r in enumerate(gen["runs"]):
         x, y, se = (np.asarray(r[key], dtype=float) for key in ("lengths", "excess", "se"))
@@ -696,11 +716,11 @@ def length_figure(runs: Sequence[V.RunData], experiment: str, max_ratio: float) 
     return _check(fig), {"experiment": experiment, **gen}
 
 
-def comparison_figure(runs: Sequence[V.RunData], experiment: str, purity_threshold: float, title: str) -> tuple[Figure, dict]:
+def comparison_figure(runs: Sequence[M.RunData], experiment: str, purity_threshold: float, title: str) -> tuple[Figure, dict]:
     """C9 (softmax vs linear attention, nonlinear target): evaluation risk against time for every
     run of the experiment, coloured by what the experiment varies, and the final purity per task."""
     setup_style()
-    comp = V.measure_comparison(runs, purity_threshold)
+    comp = M.measure_comparison(runs, purity_threshold)
     fig, (left, right) = plt.subplots(1, 2, figsize=(FIG_WIDTH, 3.9), gridspec_kw={"width_ratios": [1.5, 1]})
     colors = {g: HEAD_COLORS[k % len(HEAD_COLORS)] for k, g in enumerate(comp["groups"])}
     for r, data in zip(comp["runs"], runs):
@@ -742,7 +762,7 @@ PER_RUN = ("risk", "trajectories", "allocation", "heatmaps")
 
 def draw(
     kind: str,
-    runs: Sequence[V.RunData],
+    runs: Sequence[M.RunData],
     optimality: xr.Dataset | None,
     target: str,
     given: Mapping[str, Any],

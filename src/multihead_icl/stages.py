@@ -141,7 +141,7 @@ def _runs_data(runs: Sequence[str], train: Sequence[str | Path], spectral: Seque
                flows: Mapping[str, str | Path] | None = None) -> list:
     """Load each run's files (``train``/``spectral`` aligned with ``runs``; either may be empty;
     ``lengths`` and ``flows`` map the runs that have one to its file)."""
-    from .verdicts import load_run
+    from .measurements import load_run
 
     train, spectral, lengths, flows = list(train), list(spectral), dict(lengths or {}), dict(flows or {})
     for name, files in (("train", train), ("spectral", spectral)):
@@ -199,7 +199,7 @@ def write_verdicts(
 ) -> list:
     """The verdict table (HTML) and its JSON from every run's files, the optimality files and the
     surrogate check."""
-    from . import plots, verdicts
+    from . import plots, verdict_table, verdicts
 
     data = _runs_data(runs, train, spectral, lengths, flows)
     opt = {name: io.load_dataset(path) for name, path in (optimality or {}).items()}
@@ -207,9 +207,9 @@ def write_verdicts(
     rows = verdicts.build_verdicts(data, opt, settings or {}, thresholds, plan, check)
     for row in rows:
         log.info("%s: %s — %s", row.claim, row.verdict, row.measurement)
-    plots.write_summary(verdicts.verdicts_json(rows), summary)
+    plots.write_summary(verdict_table.verdicts_json(rows), summary)
     Path(table).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(table).with_name(f".{Path(table).name}.tmp")
-    tmp.write_text(verdicts.verdicts_html(rows))
+    tmp.write_text(verdict_table.verdicts_html(rows))
     tmp.replace(table)
     return rows

@@ -122,7 +122,7 @@ def figure_inputs(kind):
         if "lengths" in needs:
             files["lengths"] = [f"results/runs/{run}/lengths.nc" for run in length_runs(spec.runs)]
         if "flow" in needs:
-            files["flow"] = [f"results/runs/{run}/flow.nc" for run in flow_runs(spec.runs)]
+            files["flow"] = [FLOW_FILE[run] for run in flow_runs(spec.runs)]
         if "optimality" in needs:
             files["optimality"] = f"results/optimality/{spec.experiment}.nc"
         if "surrogate" in needs:
@@ -197,7 +197,7 @@ def verdict_inputs(wildcards):
         "train": [f"results/runs/{run}/train.nc" for run in RUNS],
         "spectral": [f"results/runs/{run}/spectral.nc" for run in RUNS],
         "lengths": [f"results/runs/{run}/lengths.nc" for run in length_runs(RUNS)],
-        "flow": [f"results/runs/{run}/flow.nc" for run in FLOW_RUNS],
+        "flow": [FLOW_FILE[run] for run in FLOW_RUNS],
         "optimality": [
             f"results/optimality/{name}.nc" for name in verdict_optimality_experiments()
         ],

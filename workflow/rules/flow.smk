@@ -2,6 +2,7 @@
 # section, gradient flow on the population risk from the run's omega(0), mu(0) to a long horizon,
 # its Monte-Carlo error bar and gradient descent at the run's lr (flow.nc).
 from multihead_icl.config import flow_applies, section_settings
+from multihead_icl.identity import training_identity
 
 FLOW_SETTINGS = section_settings(
     SUITE.config, load_schema(workflow.source_path("../schemas/config.schema.yaml")), "flow"
@@ -12,7 +13,14 @@ FLOW_RUNS = [
     for run in SUITE.experiments.get(name, [])
     if flow_applies(SUITE.runs[run])
 ]
-FINAL_OUTPUTS["flow"] = expand("results/runs/{run}/flow.nc", run=FLOW_RUNS)
+# Runs that train identically (allocation/s0 and heads/H3, say) share one flow: the first one's.
+FLOW_FILE = {}
+_flow_owner = {}
+for _run in FLOW_RUNS:
+    _owner = _flow_owner.setdefault(training_identity(SUITE.runs[_run]), _run)
+    FLOW_FILE[_run] = f"results/runs/{_owner}/flow.nc"
+FLOW_JOBS = list(_flow_owner.values())
+FINAL_OUTPUTS["flow"] = expand("results/runs/{run}/flow.nc", run=FLOW_JOBS)
 
 
 rule flow:
@@ -25,7 +33,7 @@ rule flow:
     benchmark:
         "benchmarks/flow/{run}.tsv"
     wildcard_constraints:
-        run="|".join(re.escape(r) for r in FLOW_RUNS) or "(?!)",
+        run="|".join(re.escape(r) for r in FLOW_JOBS) or "(?!)",
     conda:
         "../../envs/analysis.yaml"
     threads: 1

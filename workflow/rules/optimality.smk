@@ -15,7 +15,7 @@ FINAL_OUTPUTS["optimality"] = expand(
 rule optimality:
     input:
         train=optimality_train_files,
-        flows=lambda wildcards: [f"results/runs/{run}/flow.nc" for run in optimality_flow_runs(wildcards)],
+        flows=lambda wildcards: [FLOW_FILE[run] for run in optimality_flow_runs(wildcards)],
     output:
         optimality="results/optimality/{experiment}.nc",
     log:

@@ -1,0 +1,61 @@
+"""The verdict table as a page and as JSON: presentation only (decisions are in ``verdicts``)."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import asdict
+from typing import Any, Sequence
+
+from .measurements import jsonable
+from .verdicts import FAILS, HOLDS, INCONCLUSIVE, PARTLY, UNMEASURED, VERDICT_ORDER, Verdict
+
+
+VERDICT_COLORS = {HOLDS: "#1a7f37", PARTLY: "#9a6700", FAILS: "#cf222e", INCONCLUSIVE: "#6639ba", UNMEASURED: "#57606a"}
+
+
+def verdicts_html(verdicts: Sequence[Verdict], title: str = "Verdict table") -> str:
+    """A self-contained HTML page (the report shows it in an iframe)."""
+    counts = {v: sum(x.verdict == v for x in verdicts) for v in VERDICT_ORDER}
+    rows = []
+    for v in verdicts:
+        color = VERDICT_COLORS[v.verdict]
+        figs = "<br>".join(html.escape(f) for f in v.figures) or "—"
+        rows.append(
+            f"<tr><td class='c'>{html.escape(v.claim)}</td><td class='s'>{html.escape(v.statement)}</td>"
+            f"<td><span class='v' style='background:{color}'>{html.escape(v.verdict)}</span></td>"
+            f"<td class='o'>{html.escape(v.judged_on)}</td>"
+            f"<td>{html.escape(v.measurement)}</td><td class='t'>{html.escape(v.threshold)}</td><td class='t'>{html.escape(v.noise_floor or '—')}</td>"
+            f"<td class='f'>{html.escape(v.category)}<br><span class='p'>{figs}</span></td></tr>"
+        )
+    summary = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: system-ui, -apple-system, "Segoe UI", sans-serif; font-size: 13px; margin: 12px; color: #1f2328; }}
+table {{ border-collapse: collapse; width: 100%; }}
+th, td {{ border: 1px solid #d0d7de; padding: 6px 8px; vertical-align: top; text-align: left; }}
+th {{ background: #f6f8fa; }}
+td.c {{ font-weight: 600; white-space: nowrap; }}
+td.s {{ font-size: 12px; width: 16%; }}
+td.t {{ color: #57606a; font-size: 12px; width: 22%; }}
+td.f {{ font-size: 12px; width: 12%; }}
+td.o {{ font-size: 12px; white-space: nowrap; }}
+span.p {{ color: #57606a; font-family: monospace; font-size: 10.5px; word-break: break-all; }}
+span.v {{ color: white; border-radius: 10px; padding: 2px 8px; white-space: nowrap; font-weight: 600; }}
+</style></head><body>
+<h3>{html.escape(title)}</h3>
+<p>{len(verdicts)} claims: {html.escape(summary)}. Every number below is computed from the pipeline's netCDF files by
+<code>multihead_icl.verdicts</code>; thresholds are the config's <code>verdicts</code> section.</p>
+<table><thead><tr><th>claim</th><th>statement (paper's abstract)</th><th>verdict</th><th>judged on</th><th>measurement</th><th>threshold</th><th>noise floor</th><th>figures (report category, file)</th></tr></thead>
+<tbody>
+{chr(10).join(rows)}
+</tbody></table></body></html>
+"""
+
+
+def verdicts_json(verdicts: Sequence[Verdict]) -> dict[str, Any]:
+    return jsonable({
+        "verdicts": [asdict(v) for v in verdicts],
+        "counts": {k: sum(v.verdict == k for v in verdicts) for k in VERDICT_ORDER},
+        "by_claim": {v.claim: v.verdict for v in verdicts},
+    })
