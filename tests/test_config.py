@@ -91,3 +91,23 @@ def test_shipped_configs_are_valid():
     for path in [ROOT / "config.yaml", *sorted((ROOT / "config").glob("*.yaml"))]:
         s = suite(yaml.safe_load(path.read_text()))
         assert s.runs, path
+
+
+def test_runs_that_train_identically_share_one_owner():
+    """Training parameters equal (evaluation-only keys aside, which do not reach training) = one
+    training job; the first such run owns it, and a different evaluation set is a different run."""
+    schema = load_schema(SCHEMA)
+    config = {
+        "defaults": {"steps": 10},
+        "experiments": {
+            "a": {"grid": {"seed": [0, 1]}},
+            "b": {"grid": {"heads": [3]}},
+            "c": {"base": {"eval_lengths": [8]}},
+            "d": {"base": {"eval_prompts": 64}},
+        },
+    }
+    suite = load_suite(config, schema)
+    assert suite.run_owner["a/s0"] == "a/s0" and suite.run_owner["a/s1"] == "a/s1"
+    assert suite.run_owner["b/H3"] == "a/s0"  # heads 3 is the default: the same training as a/s0
+    assert suite.run_owner["c/base"] == "a/s0"  # eval_lengths is used after training only
+    assert suite.run_owner["d/base"] == "d/base"  # another evaluation set: its train.nc differs

@@ -144,3 +144,29 @@ def test_short_or_broken_trajectories_are_not_resolved():
     omega = omega.copy()
     omega[-1] = np.nan
     assert classify_end(times, omega, mu, 0.01, 0.05).end_class == NOT_RESOLVED
+
+
+def test_the_cli_runs_spectral_and_flow_on_a_trained_run(tmp_path):
+    """eval-set -> train -> spectral -> flow from the command line, as a notebook or another
+    workflow engine would drive the package; flow.nc has its contract's variables."""
+    import json
+
+    import xarray as xr
+
+    from conftest import SCHEMA, TINY_CONFIG
+    from multihead_icl import cli
+    from multihead_icl.config import load_suite_file
+
+    params = load_suite_file(TINY_CONFIG, SCHEMA).runs["tiny/s0"]
+    params_file = tmp_path / "run.json"
+    params_file.write_text(json.dumps(params))
+    data, train, spectral, flow = (tmp_path / name for name in ("data.nc", "train.nc", "spectral.nc", "flow.nc"))
+    assert cli.main(["eval-set", str(params_file), str(data)]) == 0
+    assert cli.main(["train", str(params_file), str(data), str(train)]) == 0
+    assert cli.main(["spectral", str(train), str(data), str(spectral), "--config", str(TINY_CONFIG)]) == 0
+    assert cli.main(["flow", str(spectral), str(flow), "--config", str(TINY_CONFIG)]) == 0
+    with xr.open_dataset(flow) as ds:
+        assert {"omega", "mu", "signal", "signal_check", "mc_gap", "signal_gd", "train_gd_gap", "end_class", "omega_exponent"} <= set(ds.variables)
+        assert ds["time"].values[-1] == pytest.approx(200.0)  # tiny.yaml: flow.horizon
+        assert ds["end_class"].attrs["flag_meanings"] == "finite_limit drifting not_resolved"
+        assert json.loads(ds.attrs["flow_settings"])["samples"] == 128

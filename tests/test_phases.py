@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from multihead_icl.convergence import convergence_evidence
-from multihead_icl.phases import crossing_time, detect_transition, monotone_fit, robust_noise
+from multihead_icl.phases import crossing_time, detect_transition, logistic_transition, monotone_fit, robust_noise
 
 # the training record schedule: t = lr x steps at log-spaced steps (lr 0.5, 2000 steps, 100 points)
 TIMES = 0.5 * np.unique(np.concatenate([[0], np.round(np.geomspace(1, 2000, 100))]))
@@ -106,3 +106,26 @@ def test_convergence_evidence_on_a_known_trajectory():
     moving = convergence_evidence(times, np.linspace(1, 0, 101), drifting)
     assert moving.relative_change_last_tenth == pytest.approx(10 / 100)
     assert moving.median_grad_norm_last_tenth == pytest.approx(0.05, abs=1e-9)
+
+
+def test_logistic_phase_ends_do_not_move_with_the_run_length():
+    """A logistic rise followed by a slow drift: emergence end from the logistic fit is the same for
+    a run to t = 100 and to t = 1000 (and close to the true t_m + w ln 9); read from the end of the
+    run (detect_transition), it moves with the drift."""
+    t = np.concatenate([[0.0], np.geomspace(0.5, 1000.0, 100)])
+    p = 0.9 / (1 + np.exp(-(t - 40) / 5)) + 0.05 * np.log1p(t / 200)
+    p = p + np.random.default_rng(0).normal(0, 0.005, t.size)
+    short = t <= 100
+    long_fit, short_fit = logistic_transition(t, p), logistic_transition(t[short], p[short])
+    assert long_fit.detected and short_fit.detected
+    assert long_fit.end == pytest.approx(short_fit.end, rel=0.02)
+    assert long_fit.end == pytest.approx(40 + 5 * math.log(9), rel=0.03)
+    assert long_fit.start == pytest.approx(40 - 5 * math.log(9), rel=0.03)
+    by_end = detect_transition(t, p, "increase").end, detect_transition(t[short], p[short], "increase").end
+    assert by_end[0] > 1.05 * by_end[1]
+
+
+def test_logistic_phase_of_a_flat_curve_is_not_detected():
+    t = np.geomspace(0.5, 100.0, 50)
+    flat = logistic_transition(t, np.full(t.size, 0.3) + np.random.default_rng(1).normal(0, 0.01, t.size))
+    assert not flat.detected and math.isnan(flat.end)

@@ -88,8 +88,10 @@ def test_dry_runs_list_the_whole_chain_for_the_paper_suite_and_the_slurm_profile
     schema = ROOT / "workflow" / "schemas" / "config.schema.yaml"
     jobs, _ = dry_run_jobs(tmp_path / "paper", ROOT / "config" / "paper.yaml")
     suite = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
-    runs = len(load_suite_file(ROOT / "config" / "paper.yaml", schema).runs)
-    assert jobs["train"] == runs and jobs["spectral"] == runs, jobs
+    paper = load_suite_file(ROOT / "config" / "paper.yaml", schema)
+    trained = len(set(paper.run_owner.values()))  # runs that train identically train once
+    assert jobs["train"] == trained and jobs["spectral"] == trained, jobs
+    assert jobs.get("share_run", 0) == len(paper.runs) - trained
     assert jobs["optimality"] == sum(bool(e.get("optimality")) for e in suite["experiments"].values())
     assert jobs["verdicts"] == 1 and any(name.startswith("figure_") for name in jobs)
     # an experiment's target builds that experiment only (`allocation` is also a figure kind of other runs)
@@ -100,5 +102,7 @@ def test_dry_runs_list_the_whole_chain_for_the_paper_suite_and_the_slurm_profile
     # the SLURM profile parses and plans the same chain (a dry run needs no scheduler)
     proc = run_snakemake(tmp_path / "slurm", "-n", "--workflow-profile", str(ROOT / "profiles" / "slurm"), config=ROOT / "config.yaml")
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
-    runs = len(load_suite_file(ROOT / "config.yaml", schema).runs)
-    assert int(counts["train"]) == runs and int(counts["spectral"]) == runs and "verdicts" in counts, counts
+    trained = len(set(default.run_owner.values()))
+    assert trained < len(default.runs)  # allocation/s0 = heads/H3 = context_length/L200 = ...
+    assert int(counts["train"]) == trained and int(counts["spectral"]) == trained and "verdicts" in counts, counts
+    assert int(counts["share_run"]) == len(default.runs) - trained and int(counts["flow"]) >= 1, counts

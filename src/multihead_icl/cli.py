@@ -4,6 +4,8 @@
     multihead-icl params config.yaml RUN_ID > run.json # one run's resolved parameters
     multihead-icl eval-set run.json data.nc
     multihead-icl train run.json data.nc train.nc [--checkpoint train.ckpt]
+    multihead-icl spectral train.nc data.nc spectral.nc [--config config.yaml]
+    multihead-icl flow spectral.nc flow.nc [--config config.yaml]   # the exact spectral flow
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from .config import ConfigError, load_suite_file
+from .config import ConfigError, load_schema, load_suite_file, section_settings
 from .logs import setup_job_logging
 
 DEFAULT_SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
@@ -39,6 +41,16 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--checkpoint", type=Path, default=None)
     tr.add_argument("--checkpoint-seconds", type=float, default=60.0)
     tr.add_argument("--threads", type=int, default=1)
+    sp = sub.add_parser("spectral", help="the spectral read-out of one run (spectral.nc)")
+    sp.add_argument("train", type=Path)
+    sp.add_argument("eval_set", type=Path)
+    sp.add_argument("output", type=Path)
+    sp.add_argument("--config", type=Path, default=None, help="take the `spectral` section from this config (default: the schema's defaults)")
+    fl = sub.add_parser("flow", help="the exact spectral flow of one run (flow.nc) from its spectral.nc")
+    fl.add_argument("spectral", type=Path)
+    fl.add_argument("output", type=Path)
+    fl.add_argument("--config", type=Path, default=None, help="take the `flow` section from this config (default: the schema's defaults)")
+    fl.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     setup_job_logging(args.log)
 
@@ -54,6 +66,15 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError(f"no run {args.run_id!r} in {args.config}; see `multihead-icl runs`")
             else:
                 print(json.dumps(suite.runs[args.run_id], indent=2))
+        elif args.command in ("spectral", "flow"):
+            import yaml
+
+            config = yaml.safe_load(args.config.read_text()) or {} if args.config else {}
+            settings = section_settings(config, load_schema(args.schema), args.command)
+            if args.command == "spectral":
+                stages.spectral(args.train, args.eval_set, args.output, settings)
+            else:
+                stages.flow(args.spectral, args.output, settings, args.threads)
         elif args.command == "eval-set":
             stages.make_eval_set(json.loads(args.params.read_text()), args.output)
         elif args.command == "train":

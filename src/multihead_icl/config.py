@@ -94,6 +94,7 @@ class Suite:
     run_dataset: dict[str, str] = field(default_factory=dict)
     length_datasets: dict[str, dict[int, str]] = field(default_factory=dict)  # run -> {L': dataset}
     experiments: dict[str, list[str]] = field(default_factory=dict)
+    run_owner: dict[str, str] = field(default_factory=dict)  # run -> the first run that trains identically
 
     def train_params(self, run_id: str) -> dict[str, Any]:
         """What the training job needs: the run minus post-training keys (so those never retrain)."""
@@ -152,6 +153,7 @@ def load_suite(config: Mapping[str, Any], schema: Mapping[str, Any]) -> Suite:
     run_schema = schema["$defs"]["run_parameters"]
     _check(config["defaults"], run_schema, schema, "defaults", defaults=True)
     suite = Suite(config=config)
+    owners: dict[str, str] = {}  # training parameters (JSON) -> the first run with them: it trains, the others copy
     for experiment, spec in config["experiments"].items():
         base = {**config["defaults"], **spec.get("base", {})}
         grid = spec.get("grid", {})
@@ -171,6 +173,8 @@ def load_suite(config: Mapping[str, Any], schema: Mapping[str, Any]) -> Suite:
             suite.run_dataset[run_id] = data_id
             suite.datasets[data_id] = {k: run[k] for k in DATA_KEYS}
             suite.experiments[experiment].append(run_id)
+            owners.setdefault(json.dumps(suite.train_params(run_id), sort_keys=True, default=str), run_id)
+            suite.run_owner[run_id] = owners[json.dumps(suite.train_params(run_id), sort_keys=True, default=str)]
             if run["eval_lengths"]:  # evaluation sets of the same law at other context lengths
                 suite.length_datasets[run_id] = {}
                 for length in sorted({run["context_length"], *run["eval_lengths"]}):

@@ -781,6 +781,8 @@ def measure_flow(run: RunData) -> dict[str, Any]:
         "trained_relative_change": trained_change,
         "gd_status": str(f.attrs.get("gd_status", "")),
         "surrogate_valid_until": finite_or_none(f["surrogate_valid_until"].values) if "surrogate_valid_until" in f else None,
+        "limit_rtol": finite_or_none(json.loads(f.attrs.get("flow_settings", "{}")).get("limit_rtol")),
+        "drift_exponent": finite_or_none(json.loads(f.attrs.get("flow_settings", "{}")).get("drift_exponent")),
         "surrogate_tolerance": finite_or_none(f.attrs.get("surrogate_tolerance")),
     }
 

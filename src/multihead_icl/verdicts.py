@@ -102,10 +102,11 @@ def verdict_c1(runs: Sequence[RunData], th: Mapping[str, float], plan=None, trai
     resolved at the horizon (inconclusive), each flow counted once and only where both Monte-Carlo
     samples agree. ``trained`` runs (the allocation experiment, sized to its horizon) are reported
     by their decomposable part on the exact risk, never by the batch gradient."""
-    thr = (f"the flow's (omega, mu) move by < {th['converged_rtol']:g} (relative) over its last decade of t = finite limit; "
-           "||omega|| or ||mu|| ∝ t^a with a steady |a| ≥ the flow section's drift_exponent = drifting; otherwise, or when the two "
-           "Monte-Carlo samples disagree, inconclusive. All flows finite = holds, all drifting = does not hold")
     flows = [measure_flow(r) for r in distinct_flows(runs)]
+    limit, drift_exponent = (fmt(flows[0][key], 2) if flows else "(flow section)" for key in ("limit_rtol", "drift_exponent"))
+    thr = (f"the flow's (omega, mu) move by < {limit} (relative) over its last decade of t = finite limit; ||omega|| or ||mu|| ∝ t^a with a "
+           f"steady |a| ≥ {drift_exponent} = drifting (the config's flow section); otherwise, or when the two Monte-Carlo samples disagree, "
+           "inconclusive. All flows finite = holds, all drifting = does not hold, some finite = holds partly")
     if not flows:
         return _row("C1", "no exact flow in the suite (config section flow)", thr, UNMEASURED, plan, judged_on=FLOW)
     agree = [f for f in flows if f["end_class"] == f["end_class_check"]]

@@ -14,6 +14,10 @@ except ConfigError as error:
     sys.exit(1)
 
 RUNS = list(SUITE.runs)
+# Runs that train identically (the same training parameters, e.g. allocation/s0 and heads/H3) are
+# trained and read out once, by the first of them; the others get copies under their own ids.
+TRAINED_RUNS = sorted(set(SUITE.run_owner.values()), key=RUNS.index)
+SHARED_RUNS = [run for run in RUNS if SUITE.run_owner[run] != run]
 EXPERIMENTS = list(SUITE.experiments)
 FINAL_OUTPUTS = {}  # filled by each stage's .smk, requested by `rule all`
 DATASETS = list(SUITE.datasets)
@@ -90,7 +94,9 @@ def figure_plan():
     need OPTIMALITY_EXPERIMENTS, the experiments that have an optimality file, and the flow
     figures FLOW_RUNS of flow.smk)."""
     try:
-        return report_plan(REPORT_SETTINGS, SUITE.experiments, OPTIMALITY_EXPERIMENTS, flows=FLOW_RUNS)
+        return report_plan(
+            REPORT_SETTINGS, SUITE.experiments, OPTIMALITY_EXPERIMENTS, flows=FLOW_RUNS
+        )
     except ValueError as error:
         sys.stderr.write(f"Config error: {error}\n")
         sys.exit(1)
@@ -254,6 +260,11 @@ def optimality_settings():
 def optimality_runs(wildcards):
     """The experiment's run ids, in the order of optimality_train_files."""
     return list(SUITE.experiments[wildcards.experiment])
+
+
+def optimality_flow_runs(wildcards):
+    """The experiment's runs that have an exact flow (flow.smk), whose end states the file compares."""
+    return [run for run in optimality_runs(wildcards) if run in FLOW_RUNS]
 
 
 def optimality_train_files(wildcards):

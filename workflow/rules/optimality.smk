@@ -2,10 +2,6 @@
 # limit of every configuration against the best attention in its class, the best single head, one
 # head per task, and the baselines (Bayes, OLS, linear attention, debiased GD). Reads only train.nc.
 
-def optimality_flow_runs(wildcards):
-    """The experiment's runs that have an exact flow (flow.smk), whose end states the file compares."""
-    return [run for run in optimality_runs(wildcards) if run in FLOW_RUNS]
-
 
 FINAL_OUTPUTS["optimality"] = expand(
     "results/optimality/{experiment}.nc", experiment=OPTIMALITY_EXPERIMENTS

@@ -21,6 +21,8 @@ rule spectral:
         "logs/spectral/{run}.log",
     benchmark:
         "benchmarks/spectral/{run}.tsv"
+    wildcard_constraints:
+        run="|".join(re.escape(r) for r in TRAINED_RUNS),
     conda:
         "../../envs/analysis.yaml"
     threads: 1

@@ -10,6 +10,8 @@ rule train:
         "logs/train/{run}.log",
     benchmark:
         "benchmarks/train/{run}.tsv"
+    wildcard_constraints:
+        run="|".join(re.escape(r) for r in TRAINED_RUNS),
     conda:
         "../../envs/torch.yaml"
     threads: 1
@@ -23,3 +25,25 @@ rule train:
         "Training run {wildcards.run}"
     script:
         "../scripts/train.py"
+
+
+rule share_run:
+    input:
+        train=lambda wildcards: f"results/runs/{SUITE.run_owner[wildcards.run]}/train.nc",
+        spectral=lambda wildcards: f"results/runs/{SUITE.run_owner[wildcards.run]}/spectral.nc",
+    output:
+        train="results/runs/{run}/train.nc",
+        spectral="results/runs/{run}/spectral.nc",
+    log:
+        "logs/share_run/{run}.log",
+    wildcard_constraints:
+        run="|".join(re.escape(r) for r in SHARED_RUNS) or "(?!)",
+    localrule: True
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        owner=lambda wildcards: SUITE.run_owner[wildcards.run],
+    message:
+        "Run {wildcards.run} trains like {params.owner}: copying its train.nc and spectral.nc"
+    shell:
+        "(cp {input.train} {output.train} && cp {input.spectral} {output.spectral}) 2> {log}"
