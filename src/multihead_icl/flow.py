@@ -37,18 +37,12 @@ from scipy.integrate import solve_ivp
 
 from .config import flow_applies
 from .data import TaskSpec
-from .optimality import DTYPE, decomposable_terms, draw_covariates, latent
+from .optimality import DTYPE, decomposable_terms, draw_covariates, normalisation_of, rao_blackwell_spec
 
 if TYPE_CHECKING:
     import xarray as xr
 
-NORMALISATIONS = ("softmax", "linear")
 CHUNK_TOKENS = 50_000  # context tokens per block of the hand gradient (cache-sized)
-
-
-def normalisation_of(model: str) -> str:
-    """The risk the flow descends: linear attention for ``model: linear``, softmax otherwise."""
-    return "linear" if model == "linear" else "softmax"
 
 
 class ExactRisk:
@@ -58,11 +52,7 @@ class ExactRisk:
     the risk has the floor sigma^2 and the excess is R - sigma^2 (the same objective as training)."""
 
     def __init__(self, spec: TaskSpec, normalise: str = "softmax", prompts: int = 4096, seed: int = 0):
-        if spec.target != "linear":
-            raise ValueError(f"the exact flow integrates a linear target out; target {spec.target!r} is not supported")
-        if normalise not in NORMALISATIONS:
-            raise ValueError(f"normalise must be one of {NORMALISATIONS}, got {normalise!r}")
-        self.spec = latent(spec)
+        self.spec = rao_blackwell_spec(spec, normalise, "the exact flow")
         self.normalise = normalise
         sample = draw_covariates(self.spec, int(prompts), torch.Generator().manual_seed(int(seed)))
         z, r = sample.block_projections(self.spec)

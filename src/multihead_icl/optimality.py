@@ -287,6 +287,16 @@ def latent(spec: TaskSpec) -> TaskSpec:
     return TaskSpec(spec.task_dims, spec.noise_std, spec.signal, spec.context_length, spec.target)
 
 
+def rao_blackwell_spec(spec: TaskSpec, normalise: str, user: str) -> TaskSpec:
+    """The latent task suite of a Rao-Blackwellised risk, after checking that it applies: the
+    coefficients are integrated out exactly only for a linear target."""
+    if spec.target != "linear":
+        raise ValueError(f"{user} integrates a linear target out exactly; target {spec.target!r} is not supported")
+    if normalise not in NORMALISATIONS:
+        raise ValueError(f"normalise must be one of {NORMALISATIONS}, got {normalise!r}")
+    return latent(spec)
+
+
 def decomposable_W(omega: np.ndarray, spec: TaskSpec) -> np.ndarray:
     """W_h = sum_i omega_hi P_i (H, d, d), latent basis."""
     return decomposable_weights(latent(spec), omega, np.zeros_like(omega))[0]
@@ -297,11 +307,7 @@ class BestInClass:
     classes it is asked about (H heads, one head, one head per task), so their comparisons are paired."""
 
     def __init__(self, spec: TaskSpec, settings: SearchSettings, normalise: str = "softmax"):
-        if spec.target != "linear":
-            raise ValueError(f"the best-in-class search integrates a linear target out exactly; target {spec.target!r} is not supported")
-        if normalise not in NORMALISATIONS:
-            raise ValueError(f"normalise must be one of {NORMALISATIONS}, got {normalise!r}")
-        self.spec = latent(spec)
+        self.spec = rao_blackwell_spec(spec, normalise, "the best-in-class search")
         self.settings = settings
         self.normalise = normalise
         seeds = np.random.SeedSequence(int(settings.seed)).spawn(3)

@@ -27,15 +27,14 @@ from __future__ import annotations
 import json
 import logging
 import math
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
-import torch
 import xarray as xr
 
 from . import io
-from .data import Prompts, TaskSpec
-from .model import ReducedAttention
+from .tasks import TaskSpec
 from .convergence import convergence_evidence, flat_parameters
 from .phases import detect_transition, logistic_transition
 from .spectral_settings import SpectralSettings
@@ -125,23 +124,35 @@ def predicted_winner(task_dims: np.ndarray, omega0: np.ndarray, mu0: np.ndarray)
     return winner, margin
 
 
-@torch.no_grad()
-def effective_token_ratio(weight: np.ndarray, prompts: Prompts) -> np.ndarray:
+def effective_token_ratio(weight: np.ndarray, prompts: Any) -> np.ndarray:
     """n_eff / L per record and head, n_eff = 1 / sum_l pi_l^2 of the softmax attention of the
-    reduced form with key-query matrix ``weight`` (T, H, d, d), averaged over ``prompts``."""
-    times, heads, dim = weight.shape[:3]
-    tasks = prompts.y.shape[-1]
-    model = ReducedAttention(heads, dim, tasks, "softmax").double()
-    x, y, xq = prompts.x.double(), prompts.y.double(), prompts.x_query.double()
+    reduced form with key-query matrix ``weight`` (T, H, d, d), averaged over ``prompts`` (anything
+    with covariates ``x`` (B, L, d) and ``x_query`` (B, d): an evaluation set's arrays or Prompts).
+    numpy only, so the read-out job does not load torch."""
+    x = np.asarray(prompts.x, dtype=float)
+    xq = np.asarray(prompts.x_query, dtype=float)
+    times, heads = weight.shape[:2]
     out = np.full((times, heads), np.nan)
     for k in range(times):
         if not np.all(np.isfinite(weight[k])):
             continue
-        model.W.copy_(torch.from_numpy(weight[k]))
-        attention = model.attention(x, y, xq)  # (B, H, L)
-        n_eff = 1.0 / attention.square().sum(dim=-1)
-        out[k] = (n_eff.mean(dim=0) / x.shape[1]).numpy()
+        scores = np.matmul(x, np.einsum("hde,be->bdh", weight[k], xq))  # (B, L, H): x_l^T W_h x_q
+        scores -= scores.max(axis=1, keepdims=True)
+        attention = np.exp(scores)
+        attention /= attention.sum(axis=1, keepdims=True)
+        out[k] = (1.0 / np.square(attention).sum(axis=1)).mean(axis=0) / x.shape[1]
     return out
+
+
+@dataclass
+class Covariates:
+    """An evaluation set's covariates, all that the read-out needs of it (n_eff / L)."""
+
+    x: np.ndarray  # (B, L, d)
+    x_query: np.ndarray  # (B, d)
+
+    def __len__(self) -> int:
+        return len(self.x)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -313,7 +324,7 @@ def _theory_variables(
     return variables, attrs
 
 
-def analyse_run(train: xr.Dataset, eval_prompts: Prompts | None, settings: SpectralSettings) -> xr.Dataset:
+def analyse_run(train: xr.Dataset, eval_prompts: Any | None, settings: SpectralSettings) -> xr.Dataset:
     """Everything spectral.nc holds, from one train.nc dataset and (a subset of) its evaluation set."""
     params = io.read_config(train)
     spec = TaskSpec.from_params(params)
@@ -402,7 +413,7 @@ def _ode_description(params: Mapping[str, Any], problem: SpectralProblem) -> str
     return "; ".join(notes)
 
 
-def _n_eff_note(model_kind: str, eval_prompts: Prompts | None) -> str:
+def _n_eff_note(model_kind: str, eval_prompts: Any | None) -> str:
     if model_kind == "linear":
         return "model linear: no softmax, n_eff / L not defined (NaN)"
     if eval_prompts is None:

@@ -74,14 +74,17 @@ def evaluate_lengths(train: str | Path, eval_sets: Mapping[int, str | Path], out
 
 def spectral(train: str | Path, eval_set: str | Path, output: str | Path, settings: Mapping[str, Any] | None = None, threads: int = 1) -> None:
     """Spectral read-out of one run (spectral.nc): omega, mu, allocation, phases, n_eff / L, ODE overlay.
-    n_eff / L uses the first ``n_eff_prompts`` prompts of the run's evaluation set."""
-    from .spectral import SpectralSettings, analyse_run
+    n_eff / L uses the first ``n_eff_prompts`` prompts of the run's evaluation set. ``threads`` is
+    accepted for the rule's signature; the read-out is numpy and single-threaded."""
+    import xarray as xr
 
-    _set_threads(threads)
+    from .spectral import Covariates, SpectralSettings, analyse_run
+
     resolved = SpectralSettings.from_config(settings)
     run = io.load_dataset(train)
-    prompts = io.dataset_to_prompts(io.load_dataset(eval_set))
-    prompts = prompts.slice(0, min(resolved.n_eff_prompts, len(prompts)))
+    with xr.open_dataset(eval_set) as ds:  # the first n_eff_prompts prompts, numpy only (no torch)
+        first = slice(0, resolved.n_eff_prompts)
+        prompts = Covariates(ds["x"].isel(prompt=first).values, ds["x_query"].isel(prompt=first).values)
     io.write_netcdf(analyse_run(run, prompts, resolved), output)
 
 

@@ -47,7 +47,7 @@ from typing import Any, Mapping
 import numpy as np
 from scipy.integrate import solve_ivp
 
-from .data import PromptSampler, TaskSpec
+from .tasks import TaskSpec
 from .spectral_settings import SurrogateCheckSettings
 
 THEORY_MODELS = ("reduced", "linear")
@@ -379,7 +379,8 @@ def monte_carlo_excess(
     fluctuation. E[(y_inf - f) delta] = 0 given the query, so the mean is exactly R_L - R_inf;
     subtracting that term is a control variate that removes most of the variance away from p = 1.
     """
-    from .model import ReducedAttention, decomposable_weights, kernel_scores  # torch only here
+    from .data import PromptSampler  # torch only here
+    from .model import ReducedAttention, decomposable_weights, kernel_scores
     import torch
 
     sampler = PromptSampler(spec, dtype=torch.float32)  # float32 suffices: the differences are ~1e-3, not ~1e-7

@@ -1,0 +1,88 @@
+"""The parameters that fix the law of the prompts (docs/science.md §2), without torch: the workflow
+and the read-out stages use them without loading it. The sampler is in ``data``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+TARGETS = ("linear", "tanh", "relu")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """The data-generating parameters of a suite of tasks (everything that fixes the prompt law)."""
+
+    task_dims: tuple[int, ...]
+    noise_std: float
+    signal: tuple[float, ...]
+    context_length: int
+    target: str = "linear"
+    rotate: bool = False
+    basis_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if len(self.task_dims) == 0 or min(self.task_dims) < 1:
+            raise ValueError(f"task_dims must be positive integers, got {self.task_dims}")
+        if len(self.signal) != len(self.task_dims):
+            raise ValueError(f"signal has {len(self.signal)} values for {len(self.task_dims)} tasks")
+        if self.target not in TARGETS:
+            raise ValueError(f"target must be one of {TARGETS}, got {self.target!r}")
+        if self.context_length < 1:
+            raise ValueError(f"context_length must be >= 1, got {self.context_length}")
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> "TaskSpec":
+        """Build from a resolved run-parameter mapping (config keys of design.md)."""
+        tasks = int(params["tasks"])
+        dims = params["task_dim"]
+        dims = [int(dims)] * tasks if isinstance(dims, (int, np.integer)) else [int(v) for v in dims]
+        if len(dims) != tasks:
+            raise ValueError(f"task_dim lists {len(dims)} dimensions for tasks = {tasks}")
+        signal = params.get("signal", 1.0)
+        signal = [float(signal)] * tasks if isinstance(signal, (int, float)) else [float(v) for v in signal]
+        return cls(
+            task_dims=tuple(dims),
+            noise_std=float(params["noise_std"]),
+            signal=tuple(signal),
+            context_length=int(params["context_length"]),
+            target=str(params.get("target", "linear")),
+            rotate=bool(params.get("rotate", False)),
+            basis_seed=int(params.get("basis_seed", 0)),
+        )
+
+    @property
+    def num_tasks(self) -> int:
+        return len(self.task_dims)
+
+    @property
+    def dim(self) -> int:
+        return sum(self.task_dims)
+
+    def block_mask(self) -> np.ndarray:
+        """(I, d) 0/1 matrix: row i marks the covariates of task i's block S_i."""
+        mask = np.zeros((self.num_tasks, self.dim))
+        start = 0
+        for i, di in enumerate(self.task_dims):
+            mask[i, start : start + di] = 1.0
+            start += di
+        return mask
+
+    def block_projections(self) -> np.ndarray:
+        """(I, d, d) orthogonal projections P_i onto the blocks, in the latent (task) basis."""
+        return np.stack([np.diag(row) for row in self.block_mask()])
+
+    def bases(self) -> tuple[np.ndarray, np.ndarray]:
+        """(Phi, Psi): observed = Phi @ latent for covariates, Psi for outputs (identity unless rotate)."""
+        if not self.rotate:
+            return np.eye(self.dim), np.eye(self.num_tasks)
+        rng = np.random.default_rng(self.basis_seed)
+        return _haar_orthogonal(rng, self.dim), _haar_orthogonal(rng, self.num_tasks)
+
+
+def _haar_orthogonal(rng: np.random.Generator, n: int) -> np.ndarray:
+    """A Haar-distributed orthogonal matrix (QR of a Gaussian with the sign fix)."""
+    q, r = np.linalg.qr(rng.standard_normal((n, n)))
+    return q * np.sign(np.diag(r))
