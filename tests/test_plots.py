@@ -367,8 +367,10 @@ def test_verdicts_decide_by_their_thresholds():
     drifting = [with_flow(make_run(f"alloc/s{k}"), end_class=1) for k in range(3)]
     c1 = verdict_of(verdicts.build_verdicts(drifting, {}, settings, None), "C1")
     assert c1.verdict == FAILS and "no finite limit" in c1.measurement and "t^-0.22" in c1.measurement
-    mixed = finite[:1] + drifting[1:]
+    mixed = finite[:2] + drifting[2:]  # 2/3 decisive flows finite: at least partly_fraction
     assert verdict_of(verdicts.build_verdicts(mixed, {}, settings, None), "C1").verdict == PARTLY
+    mostly_drifting = finite[:1] + drifting[1:]  # 1/3: below partly_fraction
+    assert verdict_of(verdicts.build_verdicts(mostly_drifting, {}, settings, None), "C1").verdict == FAILS
     unresolved = [with_flow(make_run(f"alloc/s{k}"), end_class=2) for k in range(3)]
     assert verdict_of(verdicts.build_verdicts(unresolved, {}, settings, None), "C1").verdict == INCONCLUSIVE
     disagree = [with_flow(make_run(f"alloc/s{k}"), end_class=1, end_class_check=2) for k in range(3)]

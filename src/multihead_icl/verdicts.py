@@ -106,23 +106,20 @@ def verdict_c1(runs: Sequence[RunData], th: Mapping[str, float], plan=None, trai
     limit, drift_exponent = (fmt(flows[0][key], 2) if flows else "(flow section)" for key in ("limit_rtol", "drift_exponent"))
     thr = (f"the flow's (omega, mu) move by < {limit} (relative) over its last decade of t = finite limit; ||omega|| or ||mu|| ∝ t^a with a "
            f"steady |a| ≥ {drift_exponent} = drifting (the config's flow section); otherwise, or when the two Monte-Carlo samples disagree, "
-           "inconclusive. All flows finite = holds, all drifting = does not hold, some finite = holds partly")
+           f"inconclusive. All flows finite = holds; ≥ {th['partly_fraction']:.0%} of the decisive flows finite = holds partly; fewer = does not hold")
     if not flows:
         return _row("C1", "no exact flow in the suite (config section flow)", thr, UNMEASURED, plan, judged_on=FLOW)
     agree = [f for f in flows if f["end_class"] == f["end_class_check"]]
     finite = [f for f in agree if f["end_class"] == "finite limit"]
     drift = [f for f in agree if f["end_class"] == "drifting"]
     n = len(flows)
-    if finite and len(finite) == n:
-        verdict = HOLDS
-    elif drift and len(drift) == n:
-        verdict = FAILS
-    elif finite:
-        verdict = PARTLY
-    elif drift:
-        verdict = FAILS
-    else:
+    decisive = len(finite) + len(drift)
+    if not decisive:
         verdict = INCONCLUSIVE
+    elif len(finite) == n:
+        verdict = HOLDS
+    else:  # some flow drifts (or is undecided): partly only when enough of the decisive ones converge
+        verdict = PARTLY if finite and len(finite) / decisive >= th["partly_fraction"] else FAILS
     horizon = max(f["horizon"] for f in flows)
     parts = [f"{len(finite)}/{n} exact flows reach a finite limit{' (' + ', '.join(f['run'] for f in finite) + ')' if finite else ''}, "
              f"{len(drift)}/{n} drift, {n - len(finite) - len(drift)}/{n} not resolved or the two samples disagree (to t = {fmt(horizon)})"]
@@ -340,7 +337,7 @@ def verdict_c7(runs: Sequence[RunData], th: Mapping[str, float], plan=None, surr
     until = [f["surrogate_valid_until"] for _, f in flows if f["surrogate_valid_until"] is not None]
     if until:
         text += (f"; the delta-method surrogate ODE (an approximation) follows the exact flow within {fmt(flows[0][1]['surrogate_tolerance'], 2)} "
-                 f"in p_i up to t = {', '.join(fmt(u) for u in until)}")
+                 f"in p_i up to t = {', '.join(fmt(u) for u in sorted(set(until)))}")
     if sur["available"]:
         text += (f"; its risk is within {fmt(sur['tolerance'])} of Monte Carlo at {sur['agree']}/{sur['total']} grid points")
     floor_text = (f"seed-to-seed spread {fmt(spread['median_gap'], 2)} (median over {len(spread['pairs'])} pairs) + the reference's "
