@@ -24,7 +24,7 @@ def verdicts_html(verdicts: Sequence[Verdict], title: str = "Verdict table") -> 
             f"<tr><td class='c'>{html.escape(v.claim)}</td><td class='s'>{html.escape(v.statement)}</td>"
             f"<td><span class='v' style='background:{color}'>{html.escape(v.verdict)}</span></td>"
             f"<td class='o'>{html.escape(v.judged_on)}</td>"
-            f"<td>{html.escape(v.measurement)}</td><td class='t'>{html.escape(v.threshold)}</td><td class='t'>{html.escape(v.noise_floor or '—')}</td>"
+            f"<td class='m'>{html.escape(v.measurement)}</td><td class='t'>{html.escape(v.threshold)}</td><td class='n'>{html.escape(v.noise_floor or '—')}</td>"
             f"<td class='f'>{html.escape(v.category)}<br><span class='p'>{figs}</span></td></tr>"
         )
     summary = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
@@ -36,10 +36,12 @@ table {{ border-collapse: collapse; width: 100%; }}
 th, td {{ border: 1px solid #d0d7de; padding: 6px 8px; vertical-align: top; text-align: left; }}
 th {{ background: #f6f8fa; }}
 td.c {{ font-weight: 600; white-space: nowrap; }}
-td.s {{ font-size: 12px; width: 16%; }}
-td.t {{ color: #57606a; font-size: 12px; width: 22%; }}
-td.f {{ font-size: 12px; width: 12%; }}
-td.o {{ font-size: 12px; white-space: nowrap; }}
+td.s {{ font-size: 12px; width: 11%; }}
+td.t {{ color: #57606a; font-size: 12px; width: 17%; }}
+td.f {{ font-size: 12px; width: 11%; }}
+td.o {{ font-size: 12px; width: 7%; }}
+td.m {{ width: 28%; }}
+td.n {{ color: #57606a; font-size: 12px; width: 12%; }}
 span.p {{ color: #57606a; font-family: monospace; font-size: 10.5px; word-break: break-all; }}
 span.v {{ color: white; border-radius: 10px; padding: 2px 8px; white-space: nowrap; font-weight: 600; }}
 </style></head><body>

@@ -209,7 +209,8 @@ def verdict_c3(runs: Sequence[RunData], th: Mapping[str, float], plan=None) -> V
         verdict = PARTLY
     else:
         verdict = FAILS
-    return _row("C3", text, thr, verdict, plan, {"runs": n, "clean_end": end, "clean_emergence": emer, "clean_ever": ever, "min_purity_end": min_end})
+    return _row("C3", text, thr, verdict, plan, {"runs": n, "clean_end": end, "clean_emergence": emer, "clean_ever": ever, "min_purity_end": min_end},
+                TRAINED, "batch noise in the trained shares, not separated here; the exact flow's clean window is in figure limit")
 
 
 def verdict_c4(runs: Sequence[RunData], th: Mapping[str, float], plan=None) -> Verdict:
@@ -222,7 +223,8 @@ def verdict_c4(runs: Sequence[RunData], th: Mapping[str, float], plan=None) -> V
     text = (f"predicted winner = observed winner (read where the allocation was cleanest, median lowest purity there "
             f"{fmt(win['median_cleanest_purity'])}) for {win['agree']}/{win['total']} (run, task) pairs ({a:.0%}; chance {win['chance']:.0%}) "
             f"over {len(win['runs'])} runs")
-    return _row("C4", text, thr, verdict, plan, {k: v for k, v in win.items() if k != "pairs"})
+    return _row("C4", text, thr, verdict, plan, {k: v for k, v in win.items() if k != "pairs"}, TRAINED,
+                f"chance agreement {win['chance']:.0%}; {win['total']} (run, task) pairs")
 
 
 def verdict_c5(optimality: Mapping[str, xr.Dataset], th: Mapping[str, float], plan=None) -> Verdict:
@@ -282,7 +284,8 @@ def _verdict_c5_trained(optimality: Mapping[str, xr.Dataset], th: Mapping[str, f
                      f"sanity checks: {gap['sanity_violations']})")
     text = (f"{passed}/{total} configurations within the factor" + (f" ({repeated} configuration(s) in two sweeps counted once)" if repeated else "")
             + "; " + "; ".join(parts))
-    return _row("C5", text, thr, _verdict_from_fraction(passed, total, th["partly_fraction"]), plan, numbers)
+    return _row("C5", text, thr, _verdict_from_fraction(passed, total, th["partly_fraction"]), plan, numbers, TRAINED,
+                "intervals from the standard errors of both excess risks (evaluation and fresh samples, seed spread)")
 
 
 def verdict_c6(optimality: xr.Dataset | None, th: Mapping[str, float], plan=None) -> Verdict:
@@ -294,7 +297,9 @@ def verdict_c6(optimality: xr.Dataset | None, th: Mapping[str, float], plan=None
         return _row("C6", "no configuration with ≥ 2 tasks", thr, UNMEASURED, plan)
     text = (f"{sep['passed']}/{sep['total']} configurations separated; ratio " + ", ".join(f"{fmt(r)} at {sep['x_name']} = {fmt(x)}" for x, r in zip(sep["x"], sep["ratio"]))
             + ("; increasing with tasks" if sep["increasing"] else ""))
-    return _row("C6", text, thr, _verdict_from_fraction(sep["passed"], sep["total"], th["partly_fraction"]), plan, {k: sep[k] for k in ("x_name", "x", "ratio", "low", "high")})
+    return _row("C6", text, thr, _verdict_from_fraction(sep["passed"], sep["total"], th["partly_fraction"]), plan,
+                {k: sep[k] for k in ("x_name", "x", "ratio", "low", "high")}, TRAINED,
+                "intervals from the fresh-sample standard errors of both best-in-class searches")
 
 
 def verdict_c7(runs: Sequence[RunData], th: Mapping[str, float], plan=None, surrogate: xr.Dataset | None = None,
@@ -411,7 +416,8 @@ def verdict_c9(linear: Sequence[RunData], length: Sequence[RunData], nonlinear: 
     if not checks:
         return _row("C9", "; ".join(parts), thr, UNMEASURED, plan)
     verdict = HOLDS if all(checks) and len(checks) == 3 else (PARTLY if any(checks) else FAILS)
-    return _row("C9", "; ".join(parts), thr, verdict, plan, {"checks": checks})
+    return _row("C9", "; ".join(parts), thr, verdict, plan, {"checks": checks}, TRAINED,
+                "evaluation-set standard errors of the risks; purity of single runs")
 
 
 def streams_with_reference(streams: Sequence[RunData], allocation: Sequence[RunData]) -> list[RunData]:
