@@ -594,7 +594,7 @@ def regimes_figure(runs: Sequence[M.RunData], experiment: str, min_corr: float) 
     for i in sorted({p["task"] for p in flow["points"]}):
         mine = [p for p in flow["points"] if p["task"] == i]
         mark(left.scatter([p["noise_std"] for p in mine], [M.num(p["neff_run_end"]) for p in mine], facecolor="none", edgecolor=task_color(i),
-                          marker="D", s=46, label=f"task {i}, exact flow" if i == 0 else None, zorder=4))
+                          marker="D", s=46, label="exact flow (◇, task colours)" if i == 0 else None, zorder=4))
     for i in sorted({p["task"] for p in pts}):
         mine = [p for p in pts if p["task"] == i]
         mark(left.scatter([p["noise_std"] for p in mine], [M.num(p["neff_over_L"]) for p in mine], color=task_color(i), label=f"task {i}", zorder=3))
