@@ -636,13 +636,15 @@ def flow_figure(runs: Sequence[M.RunData], experiment: str, gap_threshold: float
             if tg.size > 1:
                 mark(ax.plot(tg[tg > 0], f["signal_gd"].values[tg > 0, i], color=color, ls=":", lw=1.6))
         _log_time(ax)
+        if tg.size > 1:  # the window the comparison is about: through emergence, where GD was run
+            ax.set_xlim(max(float(tg[1]), 1.0), float(tg[-1]))
         ax.set_title(f"{r.run}\ntrained vs GD {M.fmt(m['train_gd_gap'], 2)}; flow vs GD {M.fmt(m['flow_gd_gap'], 2)}", fontsize=9)
         ax.set_ylim(-0.05, 1.1)
     axes[0, 0].set_ylabel("task signal p_i (1 = solved)")
     handles = [plt.Line2D([], [], color="0.2", lw=1.6), plt.Line2D([], [], color="0.2", ls=":", lw=1.6), plt.Line2D([], [], color="0.2", ls="--", lw=1.2)]
     labels = ["trained (batch noise, lr)", "gradient descent on the exact risk at the run's lr", "exact gradient flow"]
     fig.legend(handles, labels, loc="outside lower center", ncol=3)
-    fig.suptitle(f"{experiment}: training against the noiseless references from the same init (colours: tasks)", fontsize=10.5)
+    fig.suptitle(f"{experiment}: training against the noiseless references from the same init, through emergence (colours: tasks)", fontsize=10.5)
     return _check(fig), {"experiment": experiment, "flows": [m for _, m in flows], "threshold": gap_threshold}
 
 
