@@ -389,6 +389,11 @@ def test_verdicts_decide_by_their_thresholds():
     assert 0 < spread < 0.3
     c7 = verdict_of(verdicts.build_verdicts(far + streams, {}, with_streams, None), "C7")
     assert c7.verdict == FAILS and "seed-to-seed spread" in c7.noise_floor
+    spread_max = verdicts.measure_stream_spread(streams)["max_gap"]
+    between = [with_flow(make_run(f"alloc/s{k}"), end_class=0, mc_gap=0.0, train_gd_gap=(spread + spread_max) / 2) for k in range(3)]
+    assert spread_max > spread  # streams offset by 0.2 each: pairs differ by 0.2 and 0.4 in t0
+    # above the typical spread, not beyond the largest: batch noise cannot be ruled out
+    assert verdict_of(verdicts.build_verdicts(between + streams, {}, with_streams, None), "C7").verdict == INCONCLUSIVE
     near = [with_flow(make_run(f"alloc/s{k}"), end_class=0, train_gd_gap=spread / 2) for k in range(3)]
     assert verdict_of(verdicts.build_verdicts(near + streams, {}, with_streams, None), "C7").verdict == HOLDS
 

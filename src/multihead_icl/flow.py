@@ -6,7 +6,7 @@ population risk R(omega, mu) is an expectation over covariates alone once the co
 noise are integrated out (the Rao-Blackwellisation of ``optimality``), and each context block
 enters only through its projection on the query direction. So R is estimated on one **fixed**
 Monte-Carlo sample (common random numbers: every point of the trajectory sees the same prompts),
-its gradient comes from autograd in float64, and
+its gradient is the chain rule written out (checked against autograd) in float64, and
 
     d omega_hi / dt = -(1/d_i) dR/d omega_hi,      d mu_hi / dt = -dR/d mu_hi
 
@@ -149,11 +149,10 @@ class ExactRisk:
         _, grad_w, grad_m = self.gradient(omega, mu)
         return -grad_w / self.dims, -grad_m
 
-    def gradient_norm(self, omega: np.ndarray, mu: np.ndarray) -> float:
-        """Frobenius norm of the gradient in the matrix entries of (W, U): the block of omega_hi is
-        spread over d_i diagonal entries, so ||grad_W||^2 = sum (dR/d omega_hi)^2 / d_i."""
-        _, grad_w, grad_m = self.gradient(omega, mu)
-        return float(math.sqrt(np.sum(grad_w**2 / self.dims) + np.sum(grad_m**2)))
+    def gradient_norm(self, grad_omega: np.ndarray, grad_mu: np.ndarray) -> float:
+        """Frobenius norm of the gradient in the matrix entries of (W, U) from dR/d omega, dR/d mu:
+        the block of omega_hi is spread over d_i diagonal entries, so ||grad_W||^2 = sum (dR/d omega_hi)^2 / d_i."""
+        return float(math.sqrt(np.sum(grad_omega**2 / self.dims) + np.sum(grad_mu**2)))
 
 
 @dataclass
@@ -297,9 +296,9 @@ SURROGATE_TOLERANCE = 0.05  # p_i gap within which the surrogate ODE "matches" (
 
 @dataclass(frozen=True)
 class FlowSettings:
-    """The config's ``flow`` section, every key filled from the schema (which documents each)."""
+    """The config's ``flow`` section, every key filled from the schema (which documents each), less
+    ``experiments``: which runs get a flow is the workflow's business, not the flow's."""
 
-    experiments: tuple[str, ...]
     samples: int
     seed: int
     horizon: float
@@ -312,8 +311,6 @@ class FlowSettings:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "FlowSettings":
-        values = dict(values)
-        values["experiments"] = tuple(values["experiments"])
         return cls(**{f.name: values[f.name] for f in fields(cls)})
 
 
@@ -360,6 +357,11 @@ def analyse_flow(spectral: "xr.Dataset", settings: FlowSettings, progress: Calla
     mu_run = spectral["mu"].transpose("time", "head", "task").values
     omega0, mu0 = omega_run[0], mu_run[0]
     times = flow_times(run_times, settings.horizon, settings.record_points)
+    lr = float(params["lr"]) if str(params.get("optimizer", "gd")) == "gd" else 0.0
+    gd_steps = np.arange(int(min(settings.gd_horizon, run_times[-1]) / lr + 1e-9) + 1) if lr > 0 else np.zeros(0, dtype=np.int64)
+    # the flow is also recorded at the GD reference's times, so that the two compare at equal t
+    solver_times = np.union1d(times, lr * gd_steps)
+    on_grid = np.isin(solver_times, times)
 
     risks = [ExactRisk(spec, normalise, settings.samples, settings.seed + k) for k in range(2)]
     flows = []
@@ -371,16 +373,17 @@ def analyse_flow(spectral: "xr.Dataset", settings: FlowSettings, progress: Calla
                 last[0] = t
                 say(f"flow on sample {k}: t = {t:.4g} of {times[-1]:.4g}")
 
-        flows.append(integrate_flow(risk, omega0, mu0, times, settings.rtol, settings.atol, tick))
+        flows.append(integrate_flow(risk, omega0, mu0, solver_times, settings.rtol, settings.atol, tick))
         say(f"flow on sample {k}: {flows[-1].message} ({flows[-1].evaluations} gradients, {flows[-1].seconds:.1f} s)")
-    flow, check = flows
+    flow_at_gd = flows[0].signal[np.searchsorted(solver_times, lr * gd_steps)] if lr > 0 else np.zeros((0, spec.num_tasks))
+    flow, check = (Trajectory(times, f.omega[on_grid], f.mu[on_grid], f.success, f.message, f.evaluations, f.seconds) for f in flows)
     risk = risks[0]
 
     grads, excess, neff = [], [], []
     for w, m in zip(flow.omega, flow.mu):
         if np.all(np.isfinite(w)):
             value, gw, gm = risk.gradient(w, m)
-            grads.append(float(math.sqrt(np.sum(gw**2 / risk.dims) + np.sum(gm**2))))
+            grads.append(risk.gradient_norm(gw, gm))
             excess.append(value - risk.noise_var)
             neff.append(risk.attention_spread(w))
         else:
@@ -388,13 +391,11 @@ def analyse_flow(spectral: "xr.Dataset", settings: FlowSettings, progress: Calla
             excess.append(math.nan)
             neff.append(np.full(w.shape[0], np.nan))
     trained = [risk.gradient(w, m) for w, m in zip(omega_run, mu_run)]
-    trained_grad = np.array([math.sqrt(np.sum(gw**2 / risk.dims) + np.sum(gm**2)) for _, gw, gm in trained])
+    trained_grad = np.array([risk.gradient_norm(gw, gm) for _, gw, gm in trained])
     trained_excess = np.array([value - risk.noise_var for value, _, _ in trained])
 
-    lr = float(params["lr"]) if str(params.get("optimizer", "gd")) == "gd" else 0.0
     if lr > 0:
-        last_step = int(min(settings.gd_horizon, run_times[-1]) / lr + 1e-9)
-        gd = gradient_descent(risk, omega0, mu0, lr, np.arange(last_step + 1))
+        gd = gradient_descent(risk, omega0, mu0, lr, gd_steps)
         gd_status = gd.message
     else:
         gd = Trajectory(np.zeros(1), np.full((1, *omega0.shape), np.nan), np.full((1, *mu0.shape), np.nan), False, "")
@@ -406,15 +407,14 @@ def analyse_flow(spectral: "xr.Dataset", settings: FlowSettings, progress: Calla
     trained_signal = np.sum(omega_run * mu_run, axis=-2)
     emergence_end = spectral["emergence_end"].values.astype(float) if "emergence_end" in spectral else np.full(spec.num_tasks, np.nan)
     through = run_times <= np.nanmax(emergence_end) if np.isfinite(emergence_end).any() else np.zeros(len(run_times), dtype=bool)
-    gd_steps = np.rint(gd.times / lr).astype(np.int64) if lr > 0 else np.zeros(0, dtype=np.int64)
     run_steps = spectral["step"].values.astype(np.int64)
-    paired = [(k, int(np.searchsorted(gd_steps, s))) for k, s in enumerate(run_steps) if lr > 0 and s in set(gd_steps.tolist())]
+    gd_index = {int(step): k for k, step in enumerate(gd_steps)}
+    paired = [(k, gd_index[int(step)]) for k, step in enumerate(run_steps) if int(step) in gd_index]
     train_vs_gd = [(k, g) for k, g in paired if through[k]]
 
     def gap_over(pairs, a, b):
         return _gap(np.array([a[i] for i, _ in pairs]), np.array([b[j] for _, j in pairs])) if pairs else math.nan
 
-    flow_at_gd = flow.signal[np.searchsorted(times, gd.times)] if lr > 0 else np.zeros((0, spec.num_tasks))
     # the delta-method surrogate ODE of spectral.nc (an approximation) against the exact flow
     surrogate_gap = np.full(len(run_times), np.nan)
     if "signal_ode" in spectral:
@@ -488,7 +488,7 @@ def analyse_flow(spectral: "xr.Dataset", settings: FlowSettings, progress: Calla
     ds = xr.Dataset(data, coords)
     ds.attrs.update(io.provenance_attrs(params))
     ds.attrs.update(
-        flow_settings=json.dumps({**asdict(settings), "experiments": list(settings.experiments)}, sort_keys=True),
+        flow_settings=json.dumps(asdict(settings), sort_keys=True),
         description=("Exact spectral gradient flow: matrix gradient flow on the population risk of decomposable weights "
                      "(Rao-Blackwellised, fixed Monte-Carlo sample), from the run's omega(0), mu(0); docs/science.md §5"),
         risk=f"{normalise} attention, {settings.samples} prompts a sample, float64",

@@ -269,7 +269,7 @@ def measure_phases(spectral: xr.Dataset | None, train: xr.Dataset | None, speedu
         emer = np.asarray(spectral["emergence_end"].values, dtype=float).reshape(-1)
         for i in range(warm.size):
             w, e = finite_or_none(warm[i]), finite_or_none(emer[i])
-            ratio = ((f_e - f_w) / (e - w)) / (f_w / w) if (w is not None and e is not None and w > 0 and e > w) else None
+            ratio = _speedup(w, e, (f_w, f_e))
             tasks.append({
                 "task": i, "warmup_end": w, "emergence_end": e, "speedup": ratio,
                 "emerged": e is not None, "sharp": ratio is not None and ratio >= speedup,
@@ -753,8 +753,7 @@ def measure_flow(run: RunData) -> dict[str, Any]:
     def winners_neff(k: int) -> list[float | None]:
         return [finite_or_none(neff[k, h]) if h >= 0 else None for h in winners[k]]
 
-    settings = json.loads(s.attrs.get("spectral_settings", "{}")) if s is not None else {}
-    fractions = (float(settings.get("warmup_fraction", 0.1)), float(settings.get("emergence_fraction", 0.9)))
+    fractions = phase_fractions(s)
     warm, emer = f["warmup_end"].values.astype(float), f["emergence_end"].values.astype(float)
     trained_change = None
     if s is not None:

@@ -633,7 +633,7 @@ def measure_experiment(runs: Mapping[str, Mapping[str, Any]], finals: Mapping[st
                                           str(params.get("model", "reduced")))
         ends = [(decomposable_W(w, spec), np.apply_along_axis(np.diag, 1, m)) for w, m in
                 ((flow_ends or {}).get(r, (None, None)) for r in ids) if w is not None and np.all(np.isfinite(w))]
-        flow_end = _trained_on_fresh(search, ends, [0.0] * len(ends), "reduced")
+        flow_end, flow_covariance = _flows_on_fresh(search, ends, per_prompt["best_in_class"])
         for name, value in baselines[suite_key].items():
             excess[name], se[name] = value.mean, value.mean_se
         best = per_prompt["best_in_class"]
@@ -652,7 +652,8 @@ def measure_experiment(runs: Mapping[str, Mapping[str, Any]], finals: Mapping[st
                             {k: round(v, 6) for k, v in excess.items()})
         log.info("configuration %s (%d runs): trained %.4g +- %.2g, best %.4g +- %.2g, ratio %.3g [%.3g, %.3g], separation %.3g",
                  label, len(ids), excess["trained"], se["trained"], excess["best_in_class"], se["best_in_class"], *gap, separation[0])
-        flow_gap = ratio_interval(flow_end[0], flow_end[1], excess["best_in_class"], se["best_in_class"], confidence=measure.confidence)
+        flow_gap = ratio_interval(flow_end[0], flow_end[1], excess["best_in_class"], se["best_in_class"], covariance=flow_covariance,
+                                  confidence=measure.confidence)
         rows.append(dict(label=label, ids=ids, params=params, spec=spec, heads=heads, excess=excess, se=se, flags=flags, trained_fresh=trained_fresh,
                          flow_end=flow_end, flow_gap=flow_gap, flows=len(ends), gap=gap, separation=separation, best=fits["best_in_class"], seconds=time.monotonic() - started))
     ds = _to_dataset(rows)
@@ -685,6 +686,20 @@ def _trained_on_fresh(search: "BestInClass", weights: Sequence[tuple[np.ndarray,
     sampling = _mean_se(per_prompt.mean(axis=0))[1]
     between = float(seed_means.std(ddof=1) / math.sqrt(len(seed_means))) if len(seed_means) > 1 else 0.0
     return float(seed_means.mean()), math.hypot(sampling, between)
+
+
+def _flows_on_fresh(search: "BestInClass", ends: Sequence[tuple[np.ndarray, np.ndarray]], best: np.ndarray) -> tuple[tuple[float, float], float]:
+    """The flows' end states (W, U) on the fresh sample: (mean over flows and prompts, its SE with the
+    flow-to-flow spread in quadrature), and the covariance of that mean with the best in class's
+    (the same prompts), so that their ratio's interval is paired."""
+    if not ends:
+        return (math.nan, math.nan), 0.0
+    per_prompt = np.stack(list(search.fresh_excess({str(k): end for k, end in enumerate(ends)}).values()))
+    pooled = per_prompt.mean(axis=0)
+    mean, sampling = _mean_se(pooled)
+    means = per_prompt.mean(axis=1)
+    between = float(means.std(ddof=1) / math.sqrt(len(means))) if len(means) > 1 else 0.0
+    return (mean, math.hypot(sampling, between)), _paired(pooled, best)[2]
 
 
 def _to_dataset(rows: Sequence[dict]) -> xr.Dataset:

@@ -41,7 +41,7 @@ rule flow:
         mem_mb=2000,
         runtime=30,
     params:
-        settings=FLOW_SETTINGS,
+        settings={k: v for k, v in FLOW_SETTINGS.items() if k != "experiments"},
     message:
         "Exact spectral flow of run {wildcards.run}"
     script:

@@ -1,6 +1,7 @@
 # Optimality (issue 5, claims C5 and C6): for each experiment with `optimality: true`, the trained
 # limit of every configuration against the best attention in its class, the best single head, one
-# head per task, and the baselines (Bayes, OLS, linear attention, debiased GD). Reads only train.nc.
+# head per task, and the baselines (Bayes, OLS, linear attention, debiased GD). Reads train.nc, and
+# the runs' flow.nc where they have one (the exact flow's end state).
 
 
 FINAL_OUTPUTS["optimality"] = expand(
