@@ -20,7 +20,7 @@ and dropped: at equal cost they gave the same or a larger sample-to-sample sprea
 independent prompts (4096 prompts: 0.014-0.032; 512 x 8 sign copies: 0.026-0.054).
 
 The flow has no error bar of its own beyond the sample: the same flow on an independent sample,
-and the largest gap between the two in p_i, is that error bar (``FlowResult.mc_gap``).
+and the largest gap between the two in p_i, is that error bar (flow.nc ``mc_gap``).
 """
 
 from __future__ import annotations

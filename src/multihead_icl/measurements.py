@@ -490,7 +490,7 @@ def measure_ode(spectral: xr.Dataset | None) -> dict[str, Any]:
         "final_signal_ode": [finite_or_none(v) for v in signal_ode[-1]] if signal_ode is not None else [],
         "status": str(spectral.attrs.get("ode_status", "")),
         "model": str(spectral.attrs.get("ode_model", "")),
-        "judged_for_c7": ode_applies(json.loads(spectral.attrs.get("config", "{}"))),
+        "describes_run": ode_applies(json.loads(spectral.attrs.get("config", "{}"))),
     }
 
 
