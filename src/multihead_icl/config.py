@@ -20,8 +20,11 @@ from typing import Any, Iterator, Mapping
 import jsonschema
 import yaml
 
+from .tasks import task_dims_of
+
 # keys that fix the law of the prompts and the evaluation set (a change makes a new dataset)
-DATA_KEYS = ("tasks", "task_dim", "noise_std", "signal", "context_length", "rotate", "basis_seed", "target", "eval_prompts", "eval_seed")
+DATA_KEYS = ("tasks", "task_dim", "input_dim", "noise_std", "query_noise", "signal", "signal_per", "context_length", "rotate", "basis_seed",
+             "target", "eval_prompts", "eval_seed")
 # keys only used after training (a change must not retrain)
 POST_TRAINING_KEYS = ("eval_lengths",)
 # short names for run ids; keys not listed appear in full
@@ -122,7 +125,8 @@ def dataset_name(run: Mapping[str, Any]) -> str:
     """Readable and unique: ``I3-d4-L200-<hash of all data parameters>``."""
     data = {k: run[k] for k in DATA_KEYS}
     digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:8]
-    return f"I{run['tasks']}-d{_format_value(run['task_dim'])}-L{run['context_length']}-{digest}"
+    dims = task_dims_of(run)
+    return f"I{run['tasks']}-d{_format_value(dims if len(set(dims)) > 1 else dims[0])}-L{run['context_length']}-{digest}"
 
 
 def _cross_checks(run: Mapping[str, Any], where: str) -> None:
@@ -132,6 +136,12 @@ def _cross_checks(run: Mapping[str, Any], where: str) -> None:
         value = run[key]
         if isinstance(value, list) and len(value) != tasks:
             raise ConfigError(f"{where}.{key}: {json.dumps(value)} lists {len(value)} values for tasks = {tasks}")
+    if run["input_dim"] is not None and run["input_dim"] < tasks:
+        raise ConfigError(f"{where}.input_dim: {run['input_dim']} covariates cannot be split into tasks = {tasks} blocks")
+    if run["init"] == "pytorch" and run["model"] != "full":
+        raise ConfigError(f"{where}.init: pytorch (nn.Linear's default) needs model = full, got {run['model']!r}")
+    if run["init"] in ("official", "official_random") and heads < tasks:
+        raise ConfigError(f"{where}.init: {run['init']} gives head h the lead on task h, so it needs heads >= tasks, got {heads} < {tasks}")
     for key in ("init_omega", "init_mu"):
         value = run[key]
         if value is not None and (len(value) != heads or any(len(row) != tasks for row in value)):

@@ -6,7 +6,9 @@ L context pairs (x_l, y_l) and a query (x_q, y_q), all drawn afresh:
     x ~ N(0, I_d),   g_i ~ N(0, (kappa_i / d_i) I_{d_i}),   y_i = f(<g_i, x_{S_i}>) + eps,  eps ~ N(0, sigma^2)
 
 with f the identity for the linear target. The query target carries noise too, so the risk has
-the floor sigma^2. With ``rotate`` the covariates and outputs are shown in random orthogonal bases
+the floor sigma^2, unless ``query_noise`` is off (the authors' generator: a noiseless query).
+``signal_per: coordinate`` reads ``signal`` as the variance of each coefficient entry (kappa_i =
+signal x d_i) and ``input_dim`` cuts the covariates into the authors' blocks (``tasks.split_blocks``). With ``rotate`` the covariates and outputs are shown in random orthogonal bases
 Phi, Psi (fixed by ``basis_seed``): nothing downstream may depend on the coordinate system.
 Everything is drawn on the caller's device from the caller's ``torch.Generator``.
 """
@@ -88,7 +90,11 @@ class PromptSampler:
         coef = (normals.coef * self._coef_std)[:, None, :] * self._mask  # (B, I, d), zero off each task's block
         # latent_bli = <coef_bi, x_bl>; (I x d) @ (d x L) is twice as fast on the CPU as (L x d) @ (d x I)
         latent = torch.bmm(coef, x_all.transpose(1, 2)).transpose(1, 2)
-        y_all = torch.add(_apply_target(latent, spec.target), normals.noise, alpha=spec.noise_std)
+        noise = normals.noise
+        if not spec.query_noise:  # the authors' generator: noisy context, noiseless query target
+            noise = noise.clone()
+            noise[:, length] = 0.0
+        y_all = torch.add(_apply_target(latent, spec.target), noise, alpha=spec.noise_std)
         if self._phi is not None:
             # observed x = Phi x_latent; observed y = Psi y_latent (noise is isotropic, so Psi eps ~ eps)
             x_all = x_all @ self._phi.T

@@ -35,7 +35,7 @@ def model_at(train: xr.Dataset, time_index: int = -1) -> ReducedAttention:
     return model
 
 
-def length_generalisation(train: xr.Dataset, eval_sets: Mapping[int, Prompts], noise_std: float) -> xr.Dataset:
+def length_generalisation(train: xr.Dataset, eval_sets: Mapping[int, Prompts], risk_floor: float) -> xr.Dataset:
     """Risk and excess risk of the final model at every evaluation length, with standard errors."""
     model = model_at(train)
     lengths = sorted(eval_sets)
@@ -46,7 +46,7 @@ def length_generalisation(train: xr.Dataset, eval_sets: Mapping[int, Prompts], n
         {
             "risk": ("length", risk, {"long_name": "risk of the final model (per-task MSE, noise included)", **SQUARED}),
             "risk_se": ("length", se, {"long_name": "Monte-Carlo standard error of risk", **SQUARED}),
-            "excess_risk": ("length", risk - noise_std**2, {"long_name": "risk minus the noise floor sigma^2", **SQUARED}),
+            "excess_risk": ("length", risk - risk_floor, {"long_name": "risk minus its floor (sigma^2, or 0 for a noiseless query)", **SQUARED}),
         },
         coords={"length": ("length", np.array(lengths), {"long_name": "evaluation context length L'"})},
     )

@@ -66,11 +66,12 @@ class ExactRisk:
              self.zr[k : k + step].permute(2, 0, 1).contiguous())
             for k in range(0, z.shape[0], step)
         ]
-        self.noise_var = self.spec.noise_std**2
+        self.noise_var = self.spec.risk_floor  # sigma^2, or 0 when the query target is noiseless
         self.dims = np.asarray(self.spec.task_dims, dtype=float)
         kappa_over_d = torch.tensor(self.spec.signal, dtype=DTYPE) / torch.tensor(self.dims, dtype=DTYPE)
         self._signal_weight = kappa_over_d  # w_i
-        self._spread_weight = kappa_over_d * (torch.tensor(self.dims, dtype=DTYPE) - 1) + self.noise_var  # a_i
+        # a_i: the context targets carry sigma^2 whether or not the query does
+        self._spread_weight = kappa_over_d * (torch.tensor(self.dims, dtype=DTYPE) - 1) + self.spec.noise_std**2
 
     @property
     def size(self) -> int:

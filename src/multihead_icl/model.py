@@ -24,7 +24,7 @@ from torch import nn
 from .data import TaskSpec
 
 MODELS = ("reduced", "linear", "full")
-INITS = ("decomposable", "gaussian")
+INITS = ("decomposable", "gaussian", "pytorch", "official", "official_random")
 
 
 def kernel_scores(x: torch.Tensor, x_query: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -144,6 +144,46 @@ def decomposable_weights(spec: TaskSpec, omega: np.ndarray, mu: np.ndarray) -> t
     return weight, value
 
 
+@dataclass
+class OfficialInit:
+    """The authors' decomposable init (docs/science.md §7) as factors: Q_h = q_h I, K_h = k_h I
+    (D x D), and the y-block diagonal v_h of V_h (O_h = its transpose). c = L^-0.75, q_h = k_h = c
+    (``official``) or c times one N(0, 1) draw each (``official_random``, October); v_h = c on every
+    task and 2c on task h (heads h >= I lead none: their code needs H = I there)."""
+
+    query: np.ndarray  # (H,)
+    key: np.ndarray  # (H,)
+    value: np.ndarray  # (H, I)
+
+    @classmethod
+    def draw(cls, spec: TaskSpec, heads: int, scheme: str, generator: torch.Generator) -> "OfficialInit":
+        c = spec.context_length ** -0.75
+        query, key = np.full(heads, c), np.full(heads, c)
+        if scheme == "official_random":
+            query = query * torch.randn(heads, generator=generator, dtype=torch.float64).numpy()
+            key = key * torch.randn(heads, generator=generator, dtype=torch.float64).numpy()
+        value = np.full((heads, spec.num_tasks), c)
+        for h in range(min(heads, spec.num_tasks)):
+            value[h, h] = 2 * c
+        return cls(query, key, value)
+
+    def spectrum(self, spec: TaskSpec) -> tuple[np.ndarray, np.ndarray]:
+        """The reduced view (omega, mu), (H, I): omega = q k / sqrt(D) on every task, mu = v^2."""
+        width = spec.dim + spec.num_tasks
+        omega = np.repeat((self.query * self.key / math.sqrt(width))[:, None], spec.num_tasks, axis=1)
+        return omega, self.value**2
+
+
+@torch.no_grad()
+def _pytorch_default(model: "FullAttention", generator: torch.Generator) -> None:
+    """nn.Linear's default: entries U(-1/sqrt(fan_in), 1/sqrt(fan_in)); the authors' o_proj reads all
+    H concatenated heads, so O's fan-in is H D."""
+    heads, _, width = model.W_Q.shape
+    for param, fan_in in ((model.W_Q, width), (model.W_K, width), (model.W_V, width), (model.O, heads * width)):
+        bound = 1 / math.sqrt(fan_in)
+        param.copy_((torch.rand(param.shape, generator=generator) * 2 - 1) * bound)
+
+
 @torch.no_grad()
 def initialise(
     model: nn.Module,
@@ -156,9 +196,33 @@ def initialise(
     lead: float = 0.0,
 ) -> None:
     """Set the parameters in place. ``decomposable``: explicit or drawn omega(0), mu(0) (docs/science.md §2);
-    ``gaussian``: every entry N(0, scale^2 / fan_in)."""
+    ``gaussian``: every entry N(0, scale^2 / fan_in); ``pytorch``: nn.Linear's default (full model);
+    ``official``, ``official_random``: the authors' decomposable init (``OfficialInit``)."""
     heads = model.W.shape[0] if isinstance(model, ReducedAttention) else model.W_Q.shape[0]
     d, tasks = spec.dim, spec.num_tasks
+    if scheme == "pytorch":
+        if not isinstance(model, FullAttention):
+            raise ValueError(f"init 'pytorch' is nn.Linear's default and needs model full, got {type(model).__name__}")
+        _pytorch_default(model, generator)
+        return
+    if scheme in ("official", "official_random"):
+        factors = OfficialInit.draw(spec, heads, scheme, generator)
+        if isinstance(model, ReducedAttention):
+            weight, value = decomposable_weights(spec, *factors.spectrum(spec))
+            model.W.copy_(torch.as_tensor(weight))
+            model.U.copy_(torch.as_tensor(value))
+            return
+        _, psi = spec.bases()
+        width = d + tasks
+        eye = torch.eye(width, dtype=torch.float64)
+        model.W_Q.copy_(torch.as_tensor(factors.query)[:, None, None] * eye)
+        model.W_K.copy_(torch.as_tensor(factors.key)[:, None, None] * eye)
+        value_yy = torch.as_tensor(psi @ np.einsum("hi,ij->hij", factors.value, np.eye(tasks)) @ psi.T)
+        model.W_V.zero_()
+        model.W_V[:, d:, d:] = value_yy
+        model.O.zero_()
+        model.O[:, :, d:] = value_yy.transpose(1, 2)
+        return
     if scheme == "decomposable":
         if omega is None or mu is None:
             drawn_omega, drawn_mu = initial_spectrum(spec, heads, scale, generator, lead)

@@ -26,6 +26,7 @@ is the same, so the best in class does not depend on the basis.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -284,7 +285,7 @@ def block_traces(W: np.ndarray, spec: TaskSpec) -> np.ndarray:
 
 def latent(spec: TaskSpec) -> TaskSpec:
     """The same task suite in its own (latent) basis: the search's coordinates."""
-    return TaskSpec(spec.task_dims, spec.noise_std, spec.signal, spec.context_length, spec.target)
+    return dataclasses.replace(spec, rotate=False, basis_seed=0)
 
 
 def rao_blackwell_spec(spec: TaskSpec, normalise: str, user: str) -> TaskSpec:
@@ -624,9 +625,8 @@ def measure_experiment(runs: Mapping[str, Mapping[str, Any]], finals: Mapping[st
         per_prompt = search.fresh_excess(fits)
         if suite_key not in baselines:
             baselines[suite_key] = baseline_excess(spec, measure.baseline_samples, measure.search.seed)
-        noise_var = spec.noise_std**2
         excess, se = {}, {}
-        excess["trained"], se["trained"] = trained_limit([finals[r] for r in ids], noise_var)
+        excess["trained"], se["trained"] = trained_limit([finals[r] for r in ids], spec.risk_floor)
         for name in ("best_in_class", "single_head", "allocated"):
             excess[name], se[name] = _mean_se(per_prompt[name]) if name in per_prompt else (math.nan, math.nan)
         trained_fresh = _trained_on_fresh(search, [(weights or {}).get(r) for r in ids], [finals[r][0] for r in ids],
@@ -747,7 +747,7 @@ def _to_dataset(rows: Sequence[dict]) -> xr.Dataset:
                                                   {"long_name": "excess(exact flow at its horizon) / excess(best in class)"
                                                                 + ("" if not suffix else f", {suffix[1:]} end of the interval"), "units": "1"})
     data["flows"] = (("config",), np.array([r["flows"] for r in rows], dtype=np.int64), {"long_name": "exact flows averaged in excess_flow"})
-    data["noise_floor"] = (("config",), np.array([r["spec"].noise_std ** 2 for r in rows]), {"long_name": "sigma^2 (risk = excess + noise_floor)", "units": units})
+    data["noise_floor"] = (("config",), np.array([r["spec"].risk_floor for r in rows]), {"long_name": "risk floor, sigma^2 or 0 for a noiseless query (risk = excess + noise_floor)", "units": units})
     data["seeds"] = (("config",), np.array([len(r["ids"]) for r in rows], dtype=np.int64), {"long_name": "trained runs averaged"})
     data["runs"] = (("config",), np.array([",".join(r["ids"]) for r in rows], dtype=object), {"long_name": "run ids of the configuration"})
     data["best_in_class_polished"] = (("config",), np.array([int(r["best"].polished) for r in rows], dtype=np.int8),

@@ -61,11 +61,12 @@ def train_run(
 def evaluate_lengths(train: str | Path, eval_sets: Mapping[int, str | Path], output: str | Path) -> None:
     """Length generalisation of one trained run: its final model on evaluation sets at each L'."""
     from .evaluation import length_generalisation
+    from .tasks import TaskSpec
 
     run = io.load_dataset(train)
     params = io.read_config(run)
     sets = {int(length): io.dataset_to_prompts(io.load_dataset(path)) for length, path in eval_sets.items()}
-    ds = length_generalisation(run, sets, float(params["noise_std"]))
+    ds = length_generalisation(run, sets, TaskSpec.from_params(params).risk_floor)
     ds.attrs.update(io.provenance_attrs(params))
     ds.attrs["train_context_length"] = int(params["context_length"])
     log.info("length generalisation: %s", dict(zip(ds.length.values.tolist(), ds.risk.values.round(4).tolist())))

@@ -9,6 +9,16 @@ from typing import Any, Mapping
 import numpy as np
 
 TARGETS = ("linear", "tanh", "relu")
+SIGNAL_UNITS = ("task", "coordinate")
+
+
+def split_blocks(input_dim: int, tasks: int) -> list[int]:
+    """The authors' layout: ``input_dim`` covariates cut into ``tasks`` contiguous blocks at
+    floor(i * input_dim / tasks), so 50 over 3 tasks gives sizes 16, 17, 17."""
+    if tasks > input_dim:
+        raise ValueError(f"input_dim = {input_dim} cannot be split into tasks = {tasks} non-empty blocks")
+    cuts = [(i * input_dim) // tasks for i in range(tasks + 1)]
+    return [b - a for a, b in zip(cuts, cuts[1:])]
 
 
 @dataclass(frozen=True)
@@ -22,6 +32,7 @@ class TaskSpec:
     target: str = "linear"
     rotate: bool = False
     basis_seed: int = 0
+    query_noise: bool = True  # does the query target carry the noise (the risk floor sigma^2)?
 
     def __post_init__(self) -> None:
         if len(self.task_dims) == 0 or min(self.task_dims) < 1:
@@ -37,12 +48,14 @@ class TaskSpec:
     def from_params(cls, params: Mapping[str, Any]) -> "TaskSpec":
         """Build from a resolved run-parameter mapping (config keys of design.md)."""
         tasks = int(params["tasks"])
-        dims = params["task_dim"]
-        dims = [int(dims)] * tasks if isinstance(dims, (int, np.integer)) else [int(v) for v in dims]
-        if len(dims) != tasks:
-            raise ValueError(f"task_dim lists {len(dims)} dimensions for tasks = {tasks}")
+        dims = task_dims_of(params)
         signal = params.get("signal", 1.0)
         signal = [float(signal)] * tasks if isinstance(signal, (int, float)) else [float(v) for v in signal]
+        unit = str(params.get("signal_per", "task"))
+        if unit not in SIGNAL_UNITS:
+            raise ValueError(f"signal_per must be one of {SIGNAL_UNITS}, got {unit!r}")
+        if unit == "coordinate":  # the variance of each coefficient entry: kappa_i = signal_i * d_i
+            signal = [s * d for s, d in zip(signal, dims)]
         return cls(
             task_dims=tuple(dims),
             noise_std=float(params["noise_std"]),
@@ -51,7 +64,13 @@ class TaskSpec:
             target=str(params.get("target", "linear")),
             rotate=bool(params.get("rotate", False)),
             basis_seed=int(params.get("basis_seed", 0)),
+            query_noise=bool(params.get("query_noise", True)),
         )
+
+    @property
+    def risk_floor(self) -> float:
+        """The Bayes floor of the risk: sigma^2 when the query target is noisy, else 0."""
+        return self.noise_std**2 if self.query_noise else 0.0
 
     @property
     def num_tasks(self) -> int:
@@ -80,6 +99,19 @@ class TaskSpec:
             return np.eye(self.dim), np.eye(self.num_tasks)
         rng = np.random.default_rng(self.basis_seed)
         return _haar_orthogonal(rng, self.dim), _haar_orthogonal(rng, self.num_tasks)
+
+
+def task_dims_of(params: Mapping[str, Any]) -> list[int]:
+    """d_i of every task from run parameters: ``task_dim`` (one or I values), or the authors'
+    split of ``input_dim`` when that is set."""
+    tasks = int(params["tasks"])
+    if params.get("input_dim") is not None:
+        return split_blocks(int(params["input_dim"]), tasks)
+    dims = params["task_dim"]
+    dims = [int(dims)] * tasks if isinstance(dims, (int, np.integer)) else [int(v) for v in dims]
+    if len(dims) != tasks:
+        raise ValueError(f"task_dim lists {len(dims)} dimensions for tasks = {tasks}")
+    return dims
 
 
 def _haar_orthogonal(rng: np.random.Generator, n: int) -> np.ndarray:

@@ -289,6 +289,6 @@ def _to_dataset(recorder: _Recorder, spec: TaskSpec, params: Mapping[str, Any], 
         wall_seconds=float(wall),
         steps_per_second=float(done / wall) if wall > 0 else 0.0,
         device=str(device),
-        noise_floor=float(spec.noise_std**2),
+        noise_floor=float(spec.risk_floor),
     )
     return ds
