@@ -5,7 +5,12 @@ The reference is what a first notebook would do: prompts built on the host with 
 a Python loop over heads, and a host synchronisation (loss.item()) every step. Also prints the
 share of a step spent drawing its random numbers, the floor for online training.
 
-    .venv/bin/python benchmarks/bench_training.py [--steps 60] [--threads 2]
+Then the authors' setting (docs/science.md §7; issue 13): d = 50 in 3 task blocks, L = 100, H = 3,
+batch 1000, Adam, the same prompt stream. Our ``full`` model forms W_K^T W_Q and O W_V once a step;
+the authors' form projects every token with per-head Q, K, V (``TokenProjectionAttention`` below,
+written from the description of their code). Both step times and their ratio, in one run.
+
+    .venv/bin/python benchmarks/bench_training.py [--steps 60] [--threads 2] [--authors-steps 20]
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import numpy as np
 import torch
 
 from multihead_icl.data import PromptSampler, TaskSpec
-from multihead_icl.model import ReducedAttention, initialise
+from multihead_icl.model import FullAttention, ReducedAttention, initialise
 from multihead_icl.stream import PromptStream, draws_ahead_by_default
 from multihead_icl.training import risk
 
@@ -91,10 +96,77 @@ def reference_steps(steps: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
+AUTHORS_SPEC = TaskSpec.from_params({"tasks": 3, "input_dim": 50, "signal": 1.0, "signal_per": "coordinate", "noise_std": 0.0,
+                                    "query_noise": False, "context_length": 100})
+AUTHORS_BATCH = 1000
+
+
+class TokenProjectionAttention(torch.nn.Module):
+    """The authors' form of the same predictor: every token [x; y] projected by per-head Q, K, V
+    (nn.Linear, no bias), logits scaled by D^-1/2, softmax over the context, the H heads'
+    outputs concatenated and projected to the I outputs."""
+
+    def __init__(self, heads: int, dim: int, tasks: int):
+        super().__init__()
+        self.heads, self.width, self.tasks = heads, dim + tasks, tasks
+        self.q, self.k, self.v = (torch.nn.Linear(self.width, heads * self.width, bias=False) for _ in range(3))
+        self.o = torch.nn.Linear(heads * self.width, tasks, bias=False)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, x_query: torch.Tensor) -> torch.Tensor:
+        batch, length, _ = x.shape
+        tokens = torch.cat([x, y], dim=-1)
+        query = torch.cat([x_query, x_query.new_zeros(batch, self.tasks)], dim=-1)
+        q = self.q(query).view(batch, self.heads, self.width)
+        k = self.k(tokens).view(batch, length, self.heads, self.width)
+        v = self.v(tokens).view(batch, length, self.heads, self.width)
+        weights = torch.softmax(torch.einsum("bhk,blhk->bhl", q, k) / self.width**0.5, dim=-1)
+        return self.o(torch.einsum("bhl,blhk->bhk", weights, v).reshape(batch, -1))
+
+
+def authors_steps(steps: int, model: torch.nn.Module, ahead: bool) -> float:
+    """The pipeline's loop (prompt stream, autograd) with Adam at lr 1e-3 on the authors' setting."""
+    params = list(model.parameters())
+    optimizer = torch.optim.Adam(params, lr=1e-3)
+    sampler, gen = PromptSampler(AUTHORS_SPEC), torch.Generator().manual_seed(1)
+    with PromptStream(sampler, AUTHORS_BATCH, gen, ahead=ahead) as stream:
+        start = time.perf_counter()
+        for _ in range(steps):
+            p = stream.next()
+            loss = risk(model(p.x, p.y, p.x_query), p.y_query)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        elapsed = time.perf_counter() - start
+    return elapsed / steps
+
+
+def compare_with_token_projection(steps: int, threads: int, ahead: bool) -> None:
+    ours = FullAttention(3, AUTHORS_SPEC.dim, AUTHORS_SPEC.num_tasks)
+    initialise(ours, AUTHORS_SPEC, "pytorch", 1.0, torch.Generator().manual_seed(0))
+    theirs = TokenProjectionAttention(3, AUTHORS_SPEC.dim, AUTHORS_SPEC.num_tasks)
+    with torch.no_grad():  # the same weights give the same predictions: both time one predictor
+        for linear, stacked in ((theirs.q, ours.W_Q), (theirs.k, ours.W_K), (theirs.v, ours.W_V)):
+            linear.weight.copy_(stacked.reshape(-1, stacked.shape[-1]))
+        theirs.o.weight.copy_(torch.cat(list(ours.O), dim=1))
+        p = PromptSampler(AUTHORS_SPEC).sample(8, torch.Generator().manual_seed(2))
+        torch.testing.assert_close(theirs(p.x, p.y, p.x_query), ours(p.x, p.y, p.x_query), rtol=1e-4, atol=1e-5)
+    authors_steps(2, ours, ahead), authors_steps(2, theirs, ahead)  # warm-up
+    t_ours, t_theirs = [], []
+    for _ in range(3):  # interleaved, best of 3
+        t_ours.append(authors_steps(steps, ours, ahead))
+        t_theirs.append(authors_steps(max(steps // 4, 3), theirs, ahead))
+    a, b = min(t_ours), min(t_theirs)
+    print(f"authors' setting: d=50 (16/17/17), I=3, H=3, L=100, batch {AUTHORS_BATCH}, full model, Adam, {threads} threads (best of 3)")
+    print(f"ours (W_K^T W_Q and O W_V formed once a step): {1e3 * a:8.2f} ms/step")
+    print(f"authors' form (per-token Q, K, V projections): {1e3 * b:8.2f} ms/step")
+    print(f"ratio                                        : {b / a:8.2f} x   (goal >= 8)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--authors-steps", type=int, default=20, help="steps per measurement in the authors' setting (0: skip it)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     ahead = draws_ahead_by_default(torch.device("cpu"))
@@ -116,6 +188,8 @@ def main() -> None:
     print(f"drawing a step's random numbers (randn only): {1e3 * t_normals:.2f} ms = {100 * t_normals / t_ours:.0f}% of a step; "
           f"step / draw = {t_ours / t_normals:.2f} (goal <= 2)")
     print(f"building a step's prompts (randn + targets): {1e3 * t_draw:.2f} ms = {100 * t_draw / t_ours:.0f}% of a step")
+    if args.authors_steps > 0:
+        compare_with_token_projection(args.authors_steps, args.threads, ahead)
 
 
 if __name__ == "__main__":

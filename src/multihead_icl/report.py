@@ -111,6 +111,50 @@ def report_settings(figures: Mapping[str, Any] | None, schema: Mapping[str, Any]
     return settings
 
 
+# the keys of the figures section that name the experiment(s) answering a claim; a comparison
+# setting (the config's ``settings`` section) names its own experiments with the same keys
+CLAIM_ROLES = ("allocation", "streams", "winner", "warmup", "purity", "optimality", "baselines", "separation", "regimes",
+               "length", "linear", "nonlinear")
+
+
+def comparison_settings(section: Mapping[str, Any] | None, experiments: Mapping[str, Sequence[str]]) -> dict[str, dict[str, Any]]:
+    """The config's ``settings`` section checked: every role a known key naming existing
+    experiments, no experiment in two settings; roles not given are None (not measured there)."""
+    out: dict[str, dict[str, Any]] = {}
+    owner: dict[str, str] = {}
+    for name, given in (section or {}).items():
+        given = dict(given)
+        unknown = set(given) - {"label", *CLAIM_ROLES}
+        if unknown:
+            raise ValueError(f"settings.{name}: unknown key {', '.join(sorted(map(repr, unknown)))} (allowed: label, {', '.join(CLAIM_ROLES)})")
+        roles = {role: given.get(role) for role in CLAIM_ROLES}
+        for role, value in roles.items():
+            for experiment in as_list(value):
+                if experiment not in experiments:
+                    raise ValueError(f"settings.{name}.{role}: {experiment!r} is not an experiment (experiments: {', '.join(experiments)})")
+                if owner.setdefault(experiment, name) != name:
+                    raise ValueError(f"settings.{name}.{role}: experiment {experiment!r} already belongs to setting {owner[experiment]!r}")
+        out[name] = {"label": str(given.get("label") or name), **roles}
+    return out
+
+
+def setting_experiments(setting: Mapping[str, Any]) -> list[str]:
+    """The experiments a comparison setting names, in role order (each once)."""
+    return list(dict.fromkeys(e for role in CLAIM_ROLES for e in as_list(setting.get(role))))
+
+
+def plan_settings(figures: Mapping[str, Any], comparisons: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The figures settings with every comparison setting's experiments added to the same roles,
+    so the report draws their figures too."""
+    merged = dict(figures)
+    for setting in comparisons.values():
+        for role in CLAIM_ROLES:
+            extra = [e for e in as_list(setting.get(role)) if e not in as_list(merged.get(role))]
+            if extra:
+                merged[role] = as_list(merged.get(role)) + extra
+    return merged
+
+
 def as_list(value: Any) -> list[str]:
     if value is None:
         return []
@@ -122,7 +166,7 @@ def select_runs(settings: Mapping[str, Any], experiments: Mapping[str, Sequence[
     chosen = settings.get("runs")
     all_runs = [r for runs in experiments.values() for r in runs]
     if chosen is None:
-        first = settings.get("allocation")
+        first = (as_list(settings.get("allocation")) or [None])[0]
         if first in experiments and experiments[first]:
             return [experiments[first][0]]
         return [next(iter(experiments.values()))[0]] if experiments and next(iter(experiments.values())) else []

@@ -200,20 +200,41 @@ def write_verdicts(
     plan: Sequence[Mapping[str, Any]] = (),
     surrogate: str | Path | None = None,
     flows: Mapping[str, str | Path] | None = None,
+    comparisons: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list:
     """The verdict table (HTML) and its JSON from every run's files, the optimality files and the
-    surrogate check."""
+    surrogate check; each comparison setting (config ``settings``) is judged on its own
+    experiments alone, and the reconstructed setting on the rest."""
     from . import plots, verdict_table, verdicts
+    from .report import setting_experiments
 
     data = _runs_data(runs, train, spectral, lengths, flows)
     opt = {name: io.load_dataset(path) for name, path in (optimality or {}).items()}
     check = io.load_dataset(surrogate) if surrogate else None
-    rows = verdicts.build_verdicts(data, opt, settings or {}, thresholds, plan, check)
-    for row in rows:
-        log.info("%s: %s — %s", row.claim, row.verdict, row.measurement)
-    plots.write_summary(verdict_table.verdicts_json(rows), summary)
+    owned = {name: set(setting_experiments(setting)) for name, setting in (comparisons or {}).items()}
+    elsewhere = set().union(*owned.values()) if owned else set()
+
+    def plan_of(experiments: set[str] | None) -> list[Mapping[str, Any]]:
+        """The figures of a setting: those drawn for its experiments or its runs (the suite-wide ones
+        belong to the reconstructed setting)."""
+        def belongs(spec: Mapping[str, Any]) -> bool:
+            target = str(spec["target"])
+            experiment = target.split("/")[0] if target != "suite" else None
+            return experiment in experiments if experiments is not None else experiment not in elsewhere
+        return [spec for spec in plan if belongs(spec)]
+
+    rows = verdicts.build_verdicts([r for r in data if r.experiment not in elsewhere], opt, settings or {}, thresholds,
+                                   plan_of(None), check)
+    others = []
+    for name, setting in (comparisons or {}).items():
+        mine = [r for r in data if r.experiment in owned[name]]
+        others.append((name, str(setting["label"]), verdicts.build_verdicts(mine, opt, setting, thresholds, plan_of(owned[name]))))
+    for label, group in [("reconstructed", rows), *[(label, group) for _, label, group in others]]:
+        for row in group:
+            log.info("[%s] %s: %s — %s", label, row.claim, row.verdict, row.measurement)
+    plots.write_summary(verdict_table.verdicts_json(rows, others), summary)
     Path(table).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(table).with_name(f".{Path(table).name}.tmp")
-    tmp.write_text(verdict_table.verdicts_html(rows))
+    tmp.write_text(verdict_table.verdicts_html(rows, comparisons=others))
     tmp.replace(table)
     return rows

@@ -13,16 +13,50 @@ from .verdicts import FAILS, HOLDS, INCONCLUSIVE, PARTLY, UNMEASURED, VERDICT_OR
 VERDICT_COLORS = {HOLDS: "#1a7f37", PARTLY: "#9a6700", FAILS: "#cf222e", INCONCLUSIVE: "#6639ba", UNMEASURED: "#57606a"}
 
 
-def verdicts_html(verdicts: Sequence[Verdict], title: str = "Verdict table") -> str:
-    """A self-contained HTML page (the report shows it in an iframe)."""
+Comparison = tuple[str, str, Sequence[Verdict]]  # (setting name, label, its verdicts)
+
+
+def _badge(verdict: str) -> str:
+    return f"<span class='v' style='background:{VERDICT_COLORS[verdict]}'>{html.escape(verdict)}</span>"
+
+
+def side_by_side_html(reference: Sequence[Verdict], comparisons: Sequence[Comparison]) -> str:
+    """The same claims in every setting: one row per claim, one column per setting (verdict, the
+    object judged, what was observed)."""
+    if not comparisons:
+        return ""
+    columns = [("reconstructed (this pipeline's default)", {v.claim: v for v in reference})]
+    columns += [(label, {v.claim: v for v in rows}) for _, label, rows in comparisons]
+    head = "".join(f"<th>{html.escape(label)}</th>" for label, _ in columns)
+    body = []
+    for v in reference:
+        cells = []
+        for _, by_claim in columns:
+            other = by_claim.get(v.claim)
+            if other is None:
+                cells.append("<td>—</td>")
+                continue
+            cells.append(f"<td class='m'>{_badge(other.verdict)} <span class='o'>on {html.escape(other.judged_on)}</span><br>"
+                         f"{html.escape(other.measurement)}</td>")
+        body.append(f"<tr><td class='c'>{html.escape(v.claim)}</td><td class='s'>{html.escape(v.statement)}</td>{''.join(cells)}</tr>")
+    return f"""<h3 id="settings">The same claims in {len(columns)} settings</h3>
+<p>Each setting is judged on its own experiments only, with the same thresholds (config <code>settings</code>).</p>
+<table><thead><tr><th>claim</th><th>statement</th>{head}</tr></thead>
+<tbody>
+{chr(10).join(body)}
+</tbody></table>"""
+
+
+def verdicts_html(verdicts: Sequence[Verdict], title: str = "Verdict table", comparisons: Sequence[Comparison] = ()) -> str:
+    """A self-contained HTML page (the report shows it in an iframe); with ``comparisons``, a
+    side-by-side table of the same claims in the other settings follows."""
     counts = {v: sum(x.verdict == v for x in verdicts) for v in VERDICT_ORDER}
     rows = []
     for v in verdicts:
-        color = VERDICT_COLORS[v.verdict]
         figs = "<br>".join(html.escape(f) for f in v.figures) or "—"
         rows.append(
             f"<tr><td class='c'>{html.escape(v.claim)}</td><td class='s'>{html.escape(v.statement)}</td>"
-            f"<td><span class='v' style='background:{color}'>{html.escape(v.verdict)}</span></td>"
+            f"<td>{_badge(v.verdict)}</td>"
             f"<td class='o'>{html.escape(v.judged_on)}</td>"
             f"<td class='m'>{html.escape(v.measurement)}</td><td class='t'>{html.escape(v.threshold)}</td><td class='n'>{html.escape(v.noise_floor or '—')}</td>"
             f"<td class='f'>{html.escape(v.category)}<br><span class='p'>{figs}</span></td></tr>"
@@ -44,6 +78,8 @@ td.m {{ width: 28%; }}
 td.n {{ color: #57606a; font-size: 12px; width: 12%; }}
 span.p {{ color: #57606a; font-family: monospace; font-size: 10.5px; word-break: break-all; }}
 span.v {{ color: white; border-radius: 10px; padding: 2px 8px; white-space: nowrap; font-weight: 600; }}
+span.o {{ color: #57606a; font-size: 12px; }}
+h3#settings {{ margin-top: 24px; }}
 </style></head><body>
 <h3>{html.escape(title)}</h3>
 <p>{len(verdicts)} claims: {html.escape(summary)}. Every number below is computed from the pipeline's netCDF files by
@@ -51,13 +87,20 @@ span.v {{ color: white; border-radius: 10px; padding: 2px 8px; white-space: nowr
 <table><thead><tr><th>claim</th><th>statement (paper's abstract)</th><th>verdict</th><th>judged on</th><th>measurement</th><th>threshold</th><th>noise floor</th><th>figures (report category, file)</th></tr></thead>
 <tbody>
 {chr(10).join(rows)}
-</tbody></table></body></html>
+</tbody></table>
+{side_by_side_html(verdicts, comparisons)}</body></html>
 """
 
 
-def verdicts_json(verdicts: Sequence[Verdict]) -> dict[str, Any]:
-    return jsonable({
+def _summary(verdicts: Sequence[Verdict]) -> dict[str, Any]:
+    return {
         "verdicts": [asdict(v) for v in verdicts],
         "counts": {k: sum(v.verdict == k for v in verdicts) for k in VERDICT_ORDER},
         "by_claim": {v.claim: v.verdict for v in verdicts},
-    })
+    }
+
+
+def verdicts_json(verdicts: Sequence[Verdict], comparisons: Sequence[Comparison] = ()) -> dict[str, Any]:
+    """The reconstructed setting's verdicts at the top level; each comparison setting's under
+    ``settings.<name>``, with its label."""
+    return jsonable({**_summary(verdicts), "settings": {name: {"label": label, **_summary(rows)} for name, label, rows in comparisons}})

@@ -72,6 +72,9 @@ from multihead_icl.report import (
     FIGURE_KINDS,
     VERDICT_CATEGORY,
     CaptionData,
+    as_list,
+    comparison_settings,
+    plan_settings,
     report_plan,
     report_settings,
     thresholds,
@@ -82,6 +85,8 @@ try:
         SUITE.config.get("figures"),
         load_schema(workflow.source_path("../schemas/config.schema.yaml")),
     )
+    # other settings judged on the same claims (config `settings`), shown side by side
+    COMPARISONS = comparison_settings(SUITE.config.get("settings"), SUITE.experiments)
     VERDICT_THRESHOLDS = thresholds(SUITE.config.get("verdicts"))
 except ValueError as error:
     sys.stderr.write(f"Config error: {error}\n")
@@ -95,7 +100,10 @@ def figure_plan():
     figures FLOW_RUNS of flow.smk)."""
     try:
         return report_plan(
-            REPORT_SETTINGS, SUITE.experiments, OPTIMALITY_EXPERIMENTS, flows=FLOW_RUNS
+            plan_settings(REPORT_SETTINGS, COMPARISONS),
+            SUITE.experiments,
+            OPTIMALITY_EXPERIMENTS,
+            flows=FLOW_RUNS,
         )
     except ValueError as error:
         sys.stderr.write(f"Config error: {error}\n")
@@ -213,7 +221,12 @@ def verdict_inputs(wildcards):
 
 def verdict_optimality_experiments():
     """Experiments whose optimality file the verdicts read (C5 and C6), in config order."""
-    wanted = set(REPORT_SETTINGS.get("optimality") or []) | {REPORT_SETTINGS.get("separation")}
+    wanted = {
+        name
+        for roles in [REPORT_SETTINGS, *COMPARISONS.values()]
+        for role in ("optimality", "separation")
+        for name in as_list(roles.get(role))
+    }
     return [name for name in OPTIMALITY_EXPERIMENTS if name in wanted]
 
 

@@ -91,6 +91,7 @@ rule verdicts:
         flow_runs=FLOW_RUNS,
         optimality=verdict_optimality_experiments(),
         settings=REPORT_SETTINGS,
+        comparisons=COMPARISONS,
         thresholds=VERDICT_THRESHOLDS,
         plan=figure_plan_params(),
         summary=caption_data,

@@ -13,6 +13,7 @@ write_verdicts(
     lengths=dict(zip(snakemake.params.length_runs, snakemake.input.lengths)),
     optimality=dict(zip(snakemake.params.optimality, snakemake.input.optimality)),
     settings=snakemake.params.settings,
+    comparisons=snakemake.params.comparisons,
     thresholds=snakemake.params.thresholds,
     flows=dict(zip(snakemake.params.flow_runs, snakemake.input.flow)),
     plan=snakemake.params.plan,
