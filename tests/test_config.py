@@ -111,3 +111,20 @@ def test_runs_that_train_identically_share_one_owner():
     assert suite.run_owner["b/H3"] == "a/s0"  # heads 3 is the default: the same training as a/s0
     assert suite.run_owner["c/base"] == "a/s0"  # eval_lengths is used after training only
     assert suite.run_owner["d/base"] == "d/base"  # another evaluation set: its train.nc differs
+
+
+def test_comparison_settings_name_known_roles_and_existing_experiments_once():
+    from multihead_icl.report import comparison_settings, plan_settings, setting_experiments
+
+    experiments = {"a": ["a/base"], "b": ["b/s0", "b/s1"], "c": ["c/base"]}
+    got = comparison_settings({"other": {"label": "Other", "allocation": ["b", "c"], "winner": "b"}}, experiments)
+    assert got["other"]["label"] == "Other" and got["other"]["optimality"] is None
+    assert setting_experiments(got["other"]) == ["b", "c"]
+    merged = plan_settings({"allocation": "a", "winner": None}, got)
+    assert merged["allocation"] == ["a", "b", "c"] and merged["winner"] == ["b"]
+    with pytest.raises(ValueError, match=r"settings\.other: unknown key 'alocation'"):
+        comparison_settings({"other": {"alocation": "b"}}, experiments)
+    with pytest.raises(ValueError, match=r"settings\.other\.winner: 'zz' is not an experiment"):
+        comparison_settings({"other": {"winner": "zz"}}, experiments)
+    with pytest.raises(ValueError, match="already belongs to setting 'one'"):
+        comparison_settings({"one": {"allocation": "b"}, "two": {"winner": "b"}}, experiments)

@@ -63,11 +63,13 @@ def report_data(report_path):
 
 @pytest.fixture(scope="module")
 def plan():
-    config = yaml.safe_load(TINY_CONFIG.read_text())
+    from multihead_icl.config import load_suite_file
+
+    suite = load_suite_file(TINY_CONFIG, SCHEMA)
     schema = yaml.safe_load(SCHEMA.read_text())
-    settings = plan_module.report_settings(config.get("figures"), schema)
-    experiments = {name: [f"{name}/s{s}" for s in spec["grid"]["seed"]] for name, spec in config["experiments"].items()}
-    return plan_module.report_plan(settings, experiments)
+    settings = plan_module.report_settings(suite.config.get("figures"), schema)
+    comparisons = plan_module.comparison_settings(suite.config.get("settings"), suite.experiments)
+    return plan_module.report_plan(plan_module.plan_settings(settings, comparisons), suite.experiments)
 
 
 def text_of(html: str) -> str:
@@ -173,6 +175,7 @@ def test_verdict_table_is_complete_and_agrees_with_the_files(report_data, tiny_w
     results = tiny_workdir / "results"
     table = decode(report_data["results"]["results/figures/verdicts.html"]["data_uri"]).decode()
     assert "system-message" not in report_data["results"]["results/figures/verdicts.html"]["caption"]
+    table, side = table.split('<h3 id="settings">')  # this setting's table, then the side-by-side one
     rows = re.findall(r"<tr><td class='c'>(C\d)</td>.*?<span class='v'[^>]*>([^<]+)</span>", table, re.S)
     assert len(re.findall(r"<tr>", table)) == 10  # header and nine claims
     assert [c for c, _ in rows] == [f"C{k}" for k in range(1, 10)]
@@ -193,6 +196,14 @@ def test_verdict_table_is_complete_and_agrees_with_the_files(report_data, tiny_w
     expected = "holds" if agree / total >= 0.9 else ("holds partly" if agree / total > 0.5 else "does not hold")
     assert verdict["C4"] == expected
     assert f"{agree}/{total} (run, task) pairs" in table
+    # the second setting (config `settings`) is judged on its own experiment alone, side by side
+    summary = json.loads((results / "figures" / "verdicts.json").read_text())
+    other = summary["settings"]["authors"]
+    assert [v["claim"] for v in other["verdicts"]] == [f"C{k}" for k in range(1, 10)]
+    assert {f["run"] for f in summary["verdicts"][0]["numbers"]["per_flow"]} == {"tiny/s0", "tiny/s1"}
+    assert {f["run"] for f in other["verdicts"][0]["numbers"]["per_flow"]} == {"tiny_authors/base"}
+    assert "the authors&#x27; kind of setting, in miniature" in side and len(re.findall(r"<tr>", side)) == 10
+    assert all(f"<td class='c'>C{k}</td>" in side for k in range(1, 10))
     # the landing page repeats the verdicts
     raw = embedded(report_data["html"], "workflow_desc", "workflow-desc")
     assert "system-message" not in raw

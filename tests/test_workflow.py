@@ -22,7 +22,7 @@ def softmax_predict(W, U, x, y, x_query):
 
 
 def test_train_files_reproduce_their_eval_risk_with_independent_code(tiny_workdir):
-    runs = sorted((tiny_workdir / "results" / "runs").glob("*/*/train.nc"))
+    runs = sorted((tiny_workdir / "results" / "runs").glob("tiny/*/train.nc"))
     assert len(runs) == 2
     datasets = [p for p in (tiny_workdir / "results" / "data").glob("*.nc") if p.name.startswith("I2-d2-L16-")]
     assert len(datasets) == 1  # both seeds share the evaluation set at the training length
@@ -106,3 +106,20 @@ def test_dry_runs_list_the_whole_chain_for_the_paper_suite_and_the_slurm_profile
     assert trained < len(default.runs)  # allocation/s0 = heads/H3 = context_length/L200 = ...
     assert int(counts["train"]) == trained and int(counts["spectral"]) == trained and "verdicts" in counts, counts
     assert int(counts["share_run"]) == len(default.runs) - trained and int(counts["flow"]) >= 1, counts
+
+
+def test_dry_run_of_the_authors_full_size_suite(tmp_path):
+    """config/official.yaml (made for a GPU or a cluster) plans every training, flow and the
+    verdicts, in the authors' data: their blocks and kappa_i = d_i, a noiseless query."""
+    from multihead_icl.config import load_suite_file
+    from multihead_icl.tasks import TaskSpec
+
+    official = load_suite_file(ROOT / "config" / "official.yaml", ROOT / "workflow" / "schemas" / "config.schema.yaml")
+    jobs, _ = dry_run_jobs(tmp_path / "official", ROOT / "config" / "official.yaml")
+    assert jobs["train"] == len(set(official.run_owner.values())) and jobs["verdicts"] == 1, jobs
+    flow_runs = [r for e in official.config["flow"]["experiments"] for r in official.experiments[e]]
+    assert jobs["flow"] == len({official.run_owner[r] for r in flow_runs}), jobs
+    for run_id, params in official.runs.items():
+        spec = TaskSpec.from_params(params)
+        assert spec.task_dims in ((16, 17, 17), (25, 25), (50,)) and spec.signal == tuple(map(float, spec.task_dims)), run_id
+        assert spec.risk_floor == 0.0 and params["batch_size"] == 10000 and params["context_length"] == 100

@@ -36,12 +36,12 @@ def side_by_side_html(reference: Sequence[Verdict], comparisons: Sequence[Compar
             if other is None:
                 cells.append("<td>—</td>")
                 continue
-            cells.append(f"<td class='m'>{_badge(other.verdict)} <span class='o'>on {html.escape(other.judged_on)}</span><br>"
-                         f"{html.escape(other.measurement)}</td>")
+            judged = "" if other.verdict == UNMEASURED else f" <span class='o'>on {html.escape(other.judged_on)}</span>"
+            cells.append(f"<td class='m'>{_badge(other.verdict)}{judged}<br>{html.escape(other.measurement)}</td>")
         body.append(f"<tr><td class='c'>{html.escape(v.claim)}</td><td class='s'>{html.escape(v.statement)}</td>{''.join(cells)}</tr>")
     return f"""<h3 id="settings">The same claims in {len(columns)} settings</h3>
 <p>Each setting is judged on its own experiments only, with the same thresholds (config <code>settings</code>).</p>
-<table><thead><tr><th>claim</th><th>statement</th>{head}</tr></thead>
+<table class="side"><thead><tr><th>claim</th><th>statement</th>{head}</tr></thead>
 <tbody>
 {chr(10).join(body)}
 </tbody></table>"""
@@ -80,6 +80,8 @@ span.p {{ color: #57606a; font-family: monospace; font-size: 10.5px; word-break:
 span.v {{ color: white; border-radius: 10px; padding: 2px 8px; white-space: nowrap; font-weight: 600; }}
 span.o {{ color: #57606a; font-size: 12px; }}
 h3#settings {{ margin-top: 24px; }}
+table.side td.c {{ width: 3%; }}
+table.side td.s {{ width: 12%; }}
 </style></head><body>
 <h3>{html.escape(title)}</h3>
 <p>{len(verdicts)} claims: {html.escape(summary)}. Every number below is computed from the pipeline's netCDF files by
