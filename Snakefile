@@ -20,6 +20,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/spectral.smk"
 include: "workflow/rules/flow.smk"
+include: "workflow/rules/regime_map.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/optimality.smk"
@@ -33,7 +34,7 @@ rule all:
 
 
 # `snakemake experiment_<name>` builds one experiment: its runs and everything derived from them.
-for _name in EXPERIMENTS:
+for _name in [*EXPERIMENTS, *MAPS]:
 
     rule:
         name:

@@ -98,6 +98,7 @@ class Suite:
     length_datasets: dict[str, dict[int, str]] = field(default_factory=dict)  # run -> {L': dataset}
     experiments: dict[str, list[str]] = field(default_factory=dict)
     run_owner: dict[str, str] = field(default_factory=dict)  # run -> the first run that trains identically
+    maps: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # regime map -> point id -> parameters
 
     def train_params(self, run_id: str) -> dict[str, Any]:
         """What the training job needs: the run minus post-training keys (so those never retrain)."""
@@ -168,6 +169,9 @@ def load_suite(config: Mapping[str, Any], schema: Mapping[str, Any]) -> Suite:
         base = {**config["defaults"], **spec.get("base", {})}
         grid = spec.get("grid", {})
         keys = list(grid)
+        if spec.get("kind", "runs") == "regime_map":
+            suite.maps[experiment] = _map_points(experiment, base, grid, run_schema, schema)
+            continue
         suite.experiments[experiment] = []
         for values in itertools.product(*(grid[k] for k in keys)):
             point = dict(zip(keys, values))
@@ -193,6 +197,30 @@ def load_suite(config: Mapping[str, Any], schema: Mapping[str, Any]) -> Suite:
                     suite.datasets[other_id] = {k: other[k] for k in DATA_KEYS}
                     suite.length_datasets[run_id][length] = other_id
     return suite
+
+
+MAP_INIT_KEYS = ("init_lead", "seed")  # grid keys that vary the init within a cell of a regime map
+MAP_INITS = ("decomposable", "official", "official_random")
+
+
+def _map_points(experiment: str, base: Mapping[str, Any], grid: Mapping[str, list], run_schema, schema) -> dict[str, dict[str, Any]]:
+    """The points of a regime map: each grid point's parameters, checked like a run's and for an
+    exact flow from a decomposable init."""
+    points = {}
+    keys = list(grid)
+    for values in itertools.product(*(grid[k] for k in keys)):
+        point = dict(zip(keys, values))
+        where = f"experiments.{experiment}" + (f".grid({run_name(point)})" if point else ".base")
+        params = {**base, **point}
+        _check(params, run_schema, schema, where, defaults=True)
+        _cross_checks(params, where)
+        if not flow_applies(params):
+            raise ConfigError(f"{where}: a regime map needs model reduced or linear and a linear target, got model "
+                              f"{params['model']!r}, target {params['target']!r}")
+        if params["init"] not in MAP_INITS:
+            raise ConfigError(f"{where}.init: a regime map starts from a decomposable init ({', '.join(MAP_INITS)}), got {params['init']!r}")
+        points[run_name(point)] = params
+    return points
 
 
 def section_settings(config: Mapping[str, Any], schema: Mapping[str, Any], name: str) -> dict[str, Any]:

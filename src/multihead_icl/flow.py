@@ -289,6 +289,25 @@ def classify_end(times: np.ndarray, omega: np.ndarray, mu: np.ndarray, limit_rto
     return EndState(kind, relative, slopes["omega"], slopes["mu"], steady)
 
 
+def flow_allocation(flow: Trajectory, clean_purity: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Winner and purity of every task along a flow (T, I), and whether the allocation is clean at
+    each time (T,): every purity >= ``clean_purity`` and distinct winners when H >= I."""
+    from .spectral import allocation_is_clean, allocation_share, winner_and_purity
+
+    winners, purity = winner_and_purity(allocation_share(flow.omega, flow.mu))
+    heads = flow.omega.shape[1]
+    clean = np.array([allocation_is_clean(w, p, heads, clean_purity) for w, p in zip(winners, purity)], dtype=bool)
+    return winners, purity, clean
+
+
+def flow_phases(flow: Trajectory, fractions: tuple[float, float]) -> list:
+    """Warm-up and emergence ends of every task's p_i(t) along a flow (``phases.logistic_transition``;
+    a flow has no noise, so any rise counts)."""
+    from .phases import logistic_transition
+
+    return [logistic_transition(flow.times, flow.signal[:, i], fractions, min_snr=0.0, min_change=0.0) for i in range(flow.signal.shape[1])]
+
+
 # --------------------------------------------------------------------------------------------------
 # flow.nc: the exact flow of one run
 
@@ -341,8 +360,6 @@ def analyse_flow(spectral: "xr.Dataset", settings: FlowSettings, progress: Calla
     import xarray as xr
 
     from . import io
-    from .phases import logistic_transition
-    from .spectral import allocation_share, winner_and_purity
 
     say = progress or (lambda message: None)
     params = io.read_config(spectral)
@@ -423,12 +440,10 @@ def analyse_flow(spectral: "xr.Dataset", settings: FlowSettings, progress: Calla
     tolerance = max(SURROGATE_TOLERANCE, 2 * _gap(flow.signal[times <= run_times[-1]], check.signal[times <= run_times[-1]]))
     beyond = np.flatnonzero(~(surrogate_gap <= tolerance))
     surrogate_until = float(run_times[beyond[0] - 1]) if beyond.size and beyond[0] > 0 else (math.nan if beyond.size else float(run_times[-1]))
-    share = allocation_share(flow.omega, flow.mu)
-    winners, purity = winner_and_purity(share)
+    winners, purity, clean = flow_allocation(flow, clean_purity)
     heads = omega0.shape[0]
-    clean = np.array([np.all(p >= clean_purity) and (heads < spec.num_tasks or len(set(w.tolist())) == len(w)) for w, p in zip(winners, purity)])
     clean_times = times[clean]
-    phases = [logistic_transition(times, flow.signal[:, i], fractions, min_snr=0.0, min_change=0.0) for i in range(spec.num_tasks)]
+    phases = flow_phases(flow, fractions)
     end = classify_end(times, flow.omega, flow.mu, settings.limit_rtol, settings.drift_exponent)
     end_check = classify_end(times, check.omega, check.mu, settings.limit_rtol, settings.drift_exponent)
     run_end = run_times[-1]

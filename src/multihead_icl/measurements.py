@@ -740,6 +740,41 @@ def _relative_change_last_tenth(times: np.ndarray, omega: np.ndarray, mu: np.nda
     return convergence.relative_change_last_tenth(times, theta)
 
 
+def measure_complexity(run: RunData) -> dict[str, Any]:
+    """Tasks of different complexity in one model: per task its d_i and kappa_i, the warm-up law's
+    t*_i (gradient flow, from the run's a(0)), the observed warm-up and emergence ends of the exact
+    flow and of the trained run, the emergence order each gives, and which head won the task at its
+    emergence end (predicted from a(0), along the flow, in training)."""
+    from .tasks import TaskSpec
+
+    spec = TaskSpec.from_params(run.params)
+    s, f = run.spectral, run.flow
+    law = np.asarray(s["warmup_law_time"].values, dtype=float)
+    trained_warm, trained_emer = (np.asarray(s[k].values, dtype=float) for k in ("warmup_end", "emergence_end"))
+    flow_warm = np.asarray(f["warmup_end"].values, dtype=float) if f is not None else np.full(len(law), np.nan)
+    flow_emer = np.asarray(f["emergence_end"].values, dtype=float) if f is not None else np.full(len(law), np.nan)
+    flow_winner = np.full(len(law), -1)  # the winner of each task at its own emergence end along the flow
+    if f is not None:
+        times = np.asarray(f["time"].values, dtype=float)
+        for i, end in enumerate(flow_emer):
+            if math.isfinite(end):
+                flow_winner[i] = int(f["winner"].values[min(int(np.searchsorted(times, end)), len(times) - 1), i])
+
+    def order(times: np.ndarray) -> list[int] | None:
+        return [int(i) for i in np.argsort(times)] if np.all(np.isfinite(times)) else None
+
+    tasks = [{"task": i, "d": int(spec.task_dims[i]), "kappa": float(spec.signal[i]), "law_time": finite_or_none(law[i]),
+              "flow_warmup_end": finite_or_none(flow_warm[i]), "flow_emergence_end": finite_or_none(flow_emer[i]),
+              "trained_warmup_end": finite_or_none(trained_warm[i]), "trained_emergence_end": finite_or_none(trained_emer[i]),
+              "flow_over_law": finite_or_none(flow_warm[i] / law[i]) if law[i] > 0 else None,
+              "predicted_winner": int(s["predicted_winner"].values[i]), "trained_winner": int(s["winner_at_emergence"].values[i]),
+              "flow_winner": int(flow_winner[i])} for i in range(len(law))]
+    law_order, flow_order, trained_order = order(law), order(flow_warm), order(trained_warm)
+    return {"run": run.run, "tasks": tasks, "law_order": law_order, "flow_order": flow_order, "trained_order": trained_order,
+            "flow_order_matches": flow_order == law_order if flow_order and law_order else None,
+            "trained_order_matches": trained_order == law_order if trained_order and law_order else None}
+
+
 def measure_flow(run: RunData) -> dict[str, Any]:
     """What the exact flow of one run does (flow.nc), and the run's trained evidence next to it."""
     f, s = run.flow, run.spectral

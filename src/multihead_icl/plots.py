@@ -13,6 +13,7 @@ figures (``TASK_COLORS``). Files are deterministic: a fixed ``svg.hashsalt`` and
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -47,6 +48,7 @@ AXIS_LABELS = {
     "tasks": "number of tasks I",
     "noise_std": "noise σ (output units)",
     "task_dim": "task dimension d_i",
+    "signal": "task signal κ_i",
 }
 PREDICTOR_LABELS = {
     "trained": "trained (at its last record)",
@@ -694,6 +696,103 @@ def limit_figure(runs: Sequence[M.RunData], experiment: str) -> tuple[Figure, di
     return _check(fig), {"experiment": experiment, "flows": [m for _, m in flows]}
 
 
+def complexity_figure(runs: Sequence[M.RunData], experiment: str) -> tuple[Figure, dict]:
+    """C2, C4: tasks of different complexity in one model. Per run, each task's signal p_i along the
+    exact flow (solid) and in training (thin), the warm-up law's t*_i (dashed) and the flow's
+    observed warm-up end (dot)."""
+    setup_style()
+    runs = [r for r in M.distinct_runs(runs) if r.spectral is not None]
+    if not runs:
+        raise ValueError(f"{experiment}: no run with a spectral.nc")
+    fig, panels = plt.subplots(1, len(runs), figsize=(FIG_WIDTH, 3.5), squeeze=False, sharey=True)
+    measured = []
+    for ax, r in zip(panels[0], runs):
+        m = M.measure_complexity(r)
+        measured.append(m)
+        t = r.spectral["time"].values.astype(float)
+        signal = r.spectral["signal"].transpose("time", "task").values
+        for task in m["tasks"]:
+            i, color = task["task"], task_color(task["task"])
+            label = f"task {i}: d = {task['d']}, κ = {M.fmt(task['kappa'])}"
+            if r.flow is not None:
+                ft = r.flow["time"].values.astype(float)
+                keep = (ft > 0) & (ft <= 3 * t[-1])
+                mark(ax.plot(ft[keep], r.flow["signal"].values[keep, i], color=color, label=label))
+            keep = t > 0
+            mark(ax.plot(t[keep], signal[keep, i], color=color, lw=0.8, ls=":", label=None if r.flow is not None else label))
+            if task["law_time"]:
+                ax.axvline(task["law_time"], color=color, ls="--", lw=1)
+            if task["flow_warmup_end"]:
+                ax.plot([task["flow_warmup_end"]], [0.1 * max(r.flow["signal"].values[:, i].max(), 1e-9)], "o", color=color, ms=5)
+        ax.set_xscale("log")
+        ax.set_xlabel("gradient-flow time t (log scale)")
+        ax.set_title(r.run.split("/", 1)[1], fontsize=9)
+        ax.legend(fontsize=7, loc="lower right")
+    panels[0][0].set_ylabel("task signal p_i")
+    fig.suptitle(f"{experiment}: exact flow (solid), trained (dotted), the warm-up law's t*_i (dashed), the flow's warm-up end (dot)", fontsize=9.5)
+    return _check(fig), {"experiment": experiment, "runs": measured}
+
+
+REGIME_COLORS = {"finite_limit_allocated": "#1a7f37", "finite_limit_superposed": "#bf8700", "drifting": "#cf222e", "not_resolved": "#8c959f"}
+REGIME_LABELS = {"finite_limit_allocated": "finite limit, allocated", "finite_limit_superposed": "finite limit, superposed",
+                 "drifting": "drifting", "not_resolved": "not resolved"}
+
+
+def regime_map_figure(gathered: xr.Dataset, experiment: str) -> tuple[Figure, dict]:
+    """C1, C3: one phase diagram per pair of the map's axes (the other axes at their middle grid
+    value); each cell split into one stripe per init (designated leaders, none, seeds), coloured by
+    the regime of its flow, annotated with the median excess ratio to the best in class."""
+    from .regime_map import REGIMES, summarise
+
+    setup_style()
+    axes_keys = json.loads(gathered.attrs["axes"])
+    init_keys = json.loads(gathered.attrs.get("init_keys", "[]"))
+    meanings = gathered["regime"].attrs["flag_meanings"].split()
+    regime = [meanings[int(v)] for v in gathered["regime"].values]
+    values = {k: gathered[k].values for k in axes_keys}
+    # the other axes of a panel sit at their middle grid value (H = I in a heads axis {1, I, ...})
+    first = {k: sorted(set(v.tolist()))[(len(set(v.tolist())) - 1) // 2] for k, v in values.items()}
+    pairs = list(itertools.combinations(axes_keys, 2)) if len(axes_keys) > 1 else [(axes_keys[0], None)] if axes_keys else [(None, None)]
+    fig, panels = plt.subplots(1, len(pairs), figsize=(min(FIG_WIDTH, 3.6 * len(pairs) + 0.6), 3.6), squeeze=False)
+    inits = sorted({tuple(gathered[k].values[n] for k in init_keys) for n in range(gathered.sizes["point"])})
+    for ax, (a, b) in zip(panels[0], pairs):
+        others = [k for k in axes_keys if k not in (a, b)]
+        keep = np.ones(gathered.sizes["point"], dtype=bool)
+        for k in others:
+            keep &= values[k] == first[k]
+        xs = sorted(set(values[a][keep].tolist())) if a else [0]
+        ys = sorted(set(values[b][keep].tolist())) if b else [0]
+        for n in np.flatnonzero(keep):
+            i = xs.index(values[a][n]) if a else 0
+            j = ys.index(values[b][n]) if b else 0
+            k = inits.index(tuple(gathered[key].values[n] for key in init_keys))
+            width = 1.0 / len(inits)
+            mark(ax.add_patch(plt.Rectangle((i + k * width, j), width, 1.0, facecolor=REGIME_COLORS[regime[n]], edgecolor="white", lw=1.5)))
+        for i, x in enumerate(xs):
+            for j, y in enumerate(ys):
+                here = keep & ((values[a] == x) if a else True) & ((values[b] == y) if b else True)
+                ratios = gathered["excess_ratio"].values[here]
+                if np.isfinite(ratios).any():
+                    ax.text(i + 0.5, j + 0.5, f"×{np.nanmedian(ratios):.2f}", ha="center", va="center", fontsize=8, color="white", fontweight="bold")
+        ax.set_xlim(0, len(xs))
+        ax.set_ylim(0, len(ys))
+        ax.set_xticks(np.arange(len(xs)) + 0.5, [M.fmt(x) for x in xs] if a else [""])
+        ax.set_yticks(np.arange(len(ys)) + 0.5, [M.fmt(y) for y in ys] if b else [""])
+        ax.set_xlabel(AXIS_LABELS.get(a, a or ""))
+        ax.set_ylabel(AXIS_LABELS.get(b, b or ""))
+        ax.grid(False)
+        fixed = ", ".join(f"{k} = {M.fmt(first[k])}" for k in others)
+        ax.set_title(fixed and f"at {fixed}", fontsize=9)
+    handles = [plt.Rectangle((0, 0), 1, 1, facecolor=REGIME_COLORS[m]) for m in REGIMES.values()]
+    fig.legend(handles, [REGIME_LABELS[m] for m in REGIMES.values()], loc="lower center", ncol=4, fontsize=8, bbox_to_anchor=(0.5, -0.12))
+    order = " | ".join(", ".join(f"{k} = {M.fmt(v)}" for k, v in zip(init_keys, init)) for init in inits) if init_keys else "one init"
+    fig.suptitle(f"{experiment}: end state of the exact flow at t = {M.fmt(float(gathered.attrs['horizon']))}; "
+                 f"stripes left to right: {order}", fontsize=9.5)
+    numbers = summarise(gathered)
+    numbers.update(experiment=experiment, axes=axes_keys, init_keys=init_keys, inits=[list(i) for i in inits])
+    return _check(fig), numbers
+
+
 def length_figure(runs: Sequence[M.RunData], experiment: str, max_ratio: float) -> tuple[Figure, dict]:
     """C9: excess risk of the trained model at context lengths L' against L', training L marked."""
     setup_style()
@@ -769,9 +868,14 @@ def draw(
     target: str,
     given: Mapping[str, Any],
     surrogate: xr.Dataset | None = None,
+    regime_map: xr.Dataset | None = None,
 ) -> tuple[Figure, dict]:
     """Draw one figure of ``kind`` for ``target`` (a run id, an experiment name or ``suite``)."""
     th = thresholds(given)
+    if kind == "regime_map":
+        return regime_map_figure(regime_map, target)
+    if kind == "complexity":
+        return complexity_figure(runs, target)
     if kind == "risk":
         return risk_figure(runs[0].train, runs[0].spectral, target, th["emergence_speedup"])
     if kind == "flow":

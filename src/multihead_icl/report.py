@@ -45,7 +45,7 @@ class FigureKind:
     claim: str
     scope: str  # "run" (one figure per selected run), "experiment" or "suite"
     setting: str | None  # the key of the config's figures section naming the experiment(s)
-    needs: tuple[str, ...]  # files read: "train", "spectral", "lengths", "flow", "optimality", "surrogate"
+    needs: tuple[str, ...]  # files read: "train", "spectral", "lengths", "flow", "optimality", "surrogate", "map"
     title: str  # short, for the report's labels
     thresholds: tuple[str, ...] = ()  # the verdict thresholds the figure draws (its rule's params)
     flow_only: bool = False  # drawn only for experiments with runs that have an exact flow (flow.nc)
@@ -54,8 +54,10 @@ class FigureKind:
 FIGURE_KINDS: dict[str, FigureKind] = {
     "convergence": FigureKind("C1", "suite", None, ("train",), "convergence of every run", ("converged_rtol",)),
     "limit": FigureKind("C1", "experiment", "allocation", ("spectral", "flow"), "the exact flow to its long horizon", flow_only=True),
+    "regime_map": FigureKind("C1", "experiment", "regime_map", ("map",), "where the exact flow ends: a map of regimes"),
     "risk": FigureKind("C2", "run", "runs", ("train", "spectral"), "risk against time with phases", ("emergence_speedup",)),
     "warmup": FigureKind("C2", "experiment", "warmup", ("train", "spectral"), "warm-up time against init scale", ("warmup_slope_rtol",)),
+    "complexity": FigureKind("C2", "experiment", "complexity", ("train", "spectral", "flow"), "tasks of different complexity against the warm-up law"),
     "allocation": FigureKind("C3", "run", "runs", ("train", "spectral"), "allocation shares over time", ("purity",)),
     "heatmaps": FigureKind("C3", "run", "runs", ("train", "spectral"), "W_h heat maps at the phase ends"),
     "purity": FigureKind("C3", "experiment", "purity", ("train", "spectral"), "purity and drift against a sweep", ("purity",)),
@@ -87,7 +89,7 @@ class FigureSpec:
     kind: str
     target: str  # run id, experiment name or "suite"
     runs: tuple[str, ...]  # the runs whose files it reads
-    experiment: str | None  # the optimality file it reads, if any
+    experiment: str | None  # the experiment whose optimality or map file it reads, if any
     path: str  # figure file, relative to the working directory
     summary: str  # its JSON summary (the caption's numbers)
 
@@ -113,8 +115,8 @@ def report_settings(figures: Mapping[str, Any] | None, schema: Mapping[str, Any]
 
 # the keys of the figures section that name the experiment(s) answering a claim; a comparison
 # setting (the config's ``settings`` section) names its own experiments with the same keys
-CLAIM_ROLES = ("allocation", "streams", "winner", "warmup", "purity", "optimality", "baselines", "separation", "regimes",
-               "length", "linear", "nonlinear")
+CLAIM_ROLES = ("allocation", "streams", "winner", "warmup", "complexity", "purity", "optimality", "baselines", "separation",
+               "regimes", "length", "linear", "nonlinear")
 
 
 def comparison_settings(section: Mapping[str, Any] | None, experiments: Mapping[str, Sequence[str]]) -> dict[str, dict[str, Any]]:
@@ -187,11 +189,12 @@ def report_plan(
     optimality: Sequence[str] | None = None,
     fmt: str | None = None,
     flows: Sequence[str] | None = None,
+    maps: Sequence[str] = (),
 ) -> list[FigureSpec]:
     """Every figure the ``figures`` settings ask for and whose experiment exists; kinds that read
     an optimality file only for the experiments in ``optimality`` (those that have one; all when
     None), kinds that show the exact flow only for experiments with a run in ``flows`` (the runs
-    that have a flow.nc; all when None)."""
+    that have a flow.nc; all when None), and the regime-map kind for the ``maps`` named."""
     fmt = fmt or settings.get("format") or "svg"
     all_runs = tuple(r for runs in experiments.values() for r in runs)
     plan = []
@@ -200,6 +203,8 @@ def report_plan(
             targets = [("suite", () if "train" not in spec.needs else all_runs, None)]
         elif spec.scope == "run":
             targets = [(run, (run,), None) for run in select_runs(settings, experiments)]
+        elif "map" in spec.needs:  # a regime map has no runs: its one file is results/maps/<name>.nc
+            targets = [(n, (), n) for n in as_list(settings.get(spec.setting)) if n in maps]
         else:
             names = [n for n in as_list(settings.get(spec.setting)) if n in experiments]
             if "optimality" in spec.needs:

@@ -5,6 +5,7 @@ Each reads its inputs, computes, and writes its outputs only at the end, atomica
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -99,6 +100,32 @@ def flow(spectral: str | Path, output: str | Path, settings: Mapping[str, Any], 
     io.write_netcdf(ds, output)
 
 
+def map_point(params: Mapping[str, Any], output: str | Path, flow_settings: Mapping[str, Any], spectral_settings: Mapping[str, Any],
+              threads: int = 1) -> None:
+    """One point of a regime map: the exact flow from the init of ``params`` (no training)."""
+    from .flow import FlowSettings
+    from .regime_map import map_point as compute
+    from .spectral_settings import SpectralSettings
+
+    _set_threads(threads)
+    spectral = SpectralSettings.from_config(spectral_settings)
+    ds = compute(params, FlowSettings.from_mapping(flow_settings), spectral.clean_purity,
+                 (spectral.warmup_fraction, spectral.emergence_fraction), progress=log.info)
+    io.write_netcdf(ds, output)
+
+
+def gather_map(points: Mapping[str, str | Path], grid_keys: Sequence[str], search: Mapping[str, Any] | None, output: str | Path,
+               threads: int = 1) -> None:
+    """The regime map file from its points' files (``points``: point id -> file)."""
+    from .optimality import SearchSettings
+    from .regime_map import gather_map as gather, summarise
+
+    _set_threads(threads)
+    ds = gather({name: io.load_dataset(path) for name, path in points.items()}, grid_keys, SearchSettings.from_mapping(search), progress=log.info)
+    log.info("regime map: %s", json.dumps(summarise(ds), default=str))
+    io.write_netcdf(ds, output)
+
+
 def surrogate_check(settings: Mapping[str, Any] | None, output: str | Path, threads: int = 1) -> None:
     """Finite-L risk surrogate versus Monte Carlo on a grid (surrogate_check.nc)."""
     from .theory import SurrogateCheckSettings, surrogate_check as check
@@ -170,6 +197,7 @@ def plot_figure(
     thresholds: Mapping[str, Any] | None = None,
     surrogate: str | Path | None = None,
     flows: Mapping[str, str | Path] | None = None,
+    regime_map: str | Path | None = None,
 ) -> dict:
     """Draw one report figure of ``kind`` (plots.draw) for ``target`` (a run id, an experiment or
     ``suite``) from the runs' train.nc / spectral.nc / lengths.nc, an optimality.nc or the
@@ -179,7 +207,8 @@ def plot_figure(
     data = _runs_data(runs, train, spectral, lengths, flows)
     opt = io.load_dataset(optimality) if optimality else None
     check = io.load_dataset(surrogate) if surrogate else None
-    fig, numbers = plots.draw(kind, data, opt, target, thresholds or {}, check)
+    gathered = io.load_dataset(regime_map) if regime_map else None
+    fig, numbers = plots.draw(kind, data, opt, target, thresholds or {}, check, gathered)
     numbers = {"kind": kind, "target": target, "figure": str(figure), "runs": list(runs), "thresholds": dict(thresholds or {}), **numbers}
     plots.write_summary(numbers, summary)
     plots.save_figure(fig, figure)

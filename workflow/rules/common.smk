@@ -57,7 +57,8 @@ def experiment_outputs(name):
         path
         for paths in FINAL_OUTPUTS.values()
         for path in paths
-        if Path(path).parts[2:3] == (name,) or path == f"results/optimality/{name}.nc"
+        if Path(path).parts[2:3] == (name,)
+        or path in (f"results/optimality/{name}.nc", f"results/maps/{name}.nc")
     ]
 
 
@@ -104,6 +105,7 @@ def figure_plan():
             SUITE.experiments,
             OPTIMALITY_EXPERIMENTS,
             flows=FLOW_RUNS,
+            maps=list(SUITE.maps),
         )
     except ValueError as error:
         sys.stderr.write(f"Config error: {error}\n")
@@ -141,6 +143,8 @@ def figure_inputs(kind):
             files["optimality"] = f"results/optimality/{spec.experiment}.nc"
         if "surrogate" in needs:
             files["surrogate"] = "results/theory/surrogate_check.nc"
+        if "map" in needs:
+            files["map"] = f"results/maps/{spec.experiment}.nc"
         return files
 
     return inputs

@@ -18,4 +18,5 @@ plot_figure(
     thresholds=snakemake.params.thresholds,
     flows=dict(zip(snakemake.params.flow_runs, inputs.get("flow", []))),
     surrogate=inputs.get("surrogate"),
+    regime_map=inputs.get("map"),
 )
