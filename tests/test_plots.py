@@ -466,6 +466,32 @@ def test_verdict_table_html_lists_every_claim_with_its_threshold(runs):
 # figures
 
 
+def make_regime_map() -> xr.Dataset:
+    """A gathered map of 8 points: H in {1, 2} x sigma in {0, 0.3}, two inits a cell; the single
+    head settles superposed, two heads drift, one point is not resolved."""
+    from multihead_icl.regime_map import DRIFT, REGIMES, SUPERPOSED, UNRESOLVED
+
+    heads = np.array([1, 1, 1, 1, 2, 2, 2, 2])
+    noise = np.array([0.0, 0.0, 0.3, 0.3] * 2)
+    lead = np.array([0.5, 0.0] * 4)
+    regime = np.where(heads == 1, SUPERPOSED, DRIFT).astype(np.int8)
+    regime[-1] = UNRESOLVED
+    flags = {"flag_values": np.array(list(REGIMES), dtype=np.int8), "flag_meanings": " ".join(REGIMES.values())}
+    ratio = np.linspace(1.0, 1.05, 8)
+    point = [f"H{h}-noise{n:g}-init_lead{l:g}" for h, n, l in zip(heads, noise, lead)]
+    return xr.Dataset(
+        {"regime": (("point",), regime, flags), "omega_exponent": (("point",), np.where(heads == 2, -0.2, 0.0)),
+         "mu_exponent": (("point",), np.where(heads == 2, 0.2, 0.0)), "purity_end": (("point",), np.full(8, 0.6)),
+         "clean_onset": (("point",), np.full(8, np.nan)), "clean_lost": (("point",), np.full(8, np.nan)),
+         "emergence_end": (("point",), np.full(8, 20.0)), "excess_end": (("point",), np.full(8, 0.1)),
+         "excess_ratio": (("point",), ratio), "excess_ratio_low": (("point",), ratio - 0.01), "excess_ratio_high": (("point",), ratio + 0.01),
+         "mc_gap": (("point",), np.full(8, 0.02))},
+        coords={"point": ("point", point), "cell": ("point", [p.rsplit("-", 1)[0] for p in point]), "heads": ("point", heads),
+                "noise_std": ("point", noise), "init_lead": ("point", lead)},
+        attrs={"axes": json.dumps(["heads", "noise_std"]), "init_keys": json.dumps(["init_lead"]), "horizon": 1e4},
+    )
+
+
 def draw_kind(kind, runs):
     target = runs[0].run if FIGURE_KINDS[kind].scope == "run" else "exp"
     opt = None
@@ -473,7 +499,8 @@ def draw_kind(kind, runs):
         opt = make_optimality()
     elif kind == "separation":
         opt = make_optimality("tasks", (1, 2, 3))
-    return plots.draw(kind, runs, opt, target, {}, make_surrogate_check() if kind == "surrogate" else None)
+    return plots.draw(kind, runs, opt, target, {}, make_surrogate_check() if kind == "surrogate" else None,
+                      make_regime_map() if kind == "regime_map" else None)
 
 
 @pytest.mark.parametrize("kind", list(FIGURE_KINDS))
@@ -600,6 +627,8 @@ def test_caption_renders_and_quotes_the_summary(kind, runs, tmp_path):
         "length": lambda d: measurements.fmt(d["runs"][0]["excess"][0]),
         "linear": lambda d: measurements.fmt(d["runs"][0]["final_risk"]),
         "nonlinear": lambda d: measurements.fmt(d["runs"][0]["final_excess"]),
+        "regime_map": lambda d: f"Of {d['points']} flows in {d['cells']} cells: 3 drifting, 0 finite limit allocated, 4 finite limit superposed, 1 not resolved.",
+        "complexity": lambda d: f"law t* = {d['runs'][0]['tasks'][0]['law_time']:.3g}",
     }[kind](data)
     assert expected in text, (expected, text)
     plots.plt.close(fig)
