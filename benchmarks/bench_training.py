@@ -30,23 +30,32 @@ SPEC = TaskSpec(task_dims=(4, 4, 4), noise_std=0.3, signal=(1.0, 1.0, 1.0), cont
 HEADS, BATCH, LR = 3, 1024, 0.5
 
 
-def pipeline_steps(steps: int, ahead: bool) -> float:
-    """The loop of training.train, stripped of recording: the prompt stream (drawing ahead in a
-    background thread when ``ahead``, as train does on a CPU with >= 2 threads), autograd, foreach update."""
-    model = ReducedAttention(HEADS, SPEC.dim, SPEC.num_tasks)
-    initialise(model, SPEC, "decomposable", 0.01, torch.Generator().manual_seed(0))
-    params = list(model.parameters())
-    sampler, gen = PromptSampler(SPEC), torch.Generator().manual_seed(1)
-    with PromptStream(sampler, BATCH, gen, ahead=ahead) as stream:
+def timed_loop(spec: TaskSpec, batch: int, model: torch.nn.Module, update, steps: int, ahead: bool) -> float:
+    """Seconds a step of training.train's loop, stripped of recording: the prompt stream (drawing
+    ahead in a background thread when ``ahead``, as train does on a CPU with >= 2 threads), the
+    model's risk, and ``update(loss)``."""
+    sampler, gen = PromptSampler(spec), torch.Generator().manual_seed(1)
+    with PromptStream(sampler, batch, gen, ahead=ahead) as stream:
         start = time.perf_counter()
         for _ in range(steps):
             p = stream.next()
-            loss = risk(model(p.x, p.y, p.x_query), p.y_query)
-            grads = torch.autograd.grad(loss, params)
-            with torch.no_grad():
-                torch._foreach_add_(params, grads, alpha=-LR)
+            update(risk(model(p.x, p.y, p.x_query), p.y_query))
         elapsed = time.perf_counter() - start
     return elapsed / steps
+
+
+def pipeline_steps(steps: int, ahead: bool) -> float:
+    """The pipeline's loop with plain GD (autograd, foreach update) on the reduced model."""
+    model = ReducedAttention(HEADS, SPEC.dim, SPEC.num_tasks)
+    initialise(model, SPEC, "decomposable", 0.01, torch.Generator().manual_seed(0))
+    params = list(model.parameters())
+
+    def update(loss: torch.Tensor) -> None:
+        grads = torch.autograd.grad(loss, params)
+        with torch.no_grad():
+            torch._foreach_add_(params, grads, alpha=-LR)
+
+    return timed_loop(SPEC, BATCH, model, update, steps, ahead)
 
 
 def sampling_only(steps: int) -> float:
@@ -124,20 +133,15 @@ class TokenProjectionAttention(torch.nn.Module):
 
 
 def authors_steps(steps: int, model: torch.nn.Module, ahead: bool) -> float:
-    """The pipeline's loop (prompt stream, autograd) with Adam at lr 1e-3 on the authors' setting."""
-    params = list(model.parameters())
-    optimizer = torch.optim.Adam(params, lr=1e-3)
-    sampler, gen = PromptSampler(AUTHORS_SPEC), torch.Generator().manual_seed(1)
-    with PromptStream(sampler, AUTHORS_BATCH, gen, ahead=ahead) as stream:
-        start = time.perf_counter()
-        for _ in range(steps):
-            p = stream.next()
-            loss = risk(model(p.x, p.y, p.x_query), p.y_query)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        elapsed = time.perf_counter() - start
-    return elapsed / steps
+    """The pipeline's loop with Adam at lr 1e-3 on the authors' setting."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def update(loss: torch.Tensor) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return timed_loop(AUTHORS_SPEC, AUTHORS_BATCH, model, update, steps, ahead)
 
 
 def compare_with_token_projection(steps: int, threads: int, ahead: bool) -> None:

@@ -168,18 +168,12 @@ def load_suite(config: Mapping[str, Any], schema: Mapping[str, Any]) -> Suite:
     for experiment, spec in config["experiments"].items():
         base = {**config["defaults"], **spec.get("base", {})}
         grid = spec.get("grid", {})
-        keys = list(grid)
         if spec.get("kind", "runs") == "regime_map":
             suite.maps[experiment] = _map_points(experiment, base, grid, run_schema, schema)
             continue
         suite.experiments[experiment] = []
-        for values in itertools.product(*(grid[k] for k in keys)):
-            point = dict(zip(keys, values))
-            where = f"experiments.{experiment}" + (f".grid({run_name(point)})" if point else ".base")
-            run = {**base, **point}
-            _check(run, run_schema, schema, where, defaults=True)
-            _cross_checks(run, where)
-            run_id = f"{experiment}/{run_name(point)}"
+        for name, where, run in _grid_points(experiment, base, grid, run_schema, schema):
+            run_id = f"{experiment}/{name}"
             if run_id in suite.runs:
                 raise ConfigError(f"experiments.{experiment}.grid: two grid points give the same run id {run_id!r}")
             data_id = dataset_name(run)
@@ -203,10 +197,8 @@ MAP_INIT_KEYS = ("init_lead", "seed")  # grid keys that vary the init within a c
 MAP_INITS = ("decomposable", "official", "official_random")
 
 
-def _map_points(experiment: str, base: Mapping[str, Any], grid: Mapping[str, list], run_schema, schema) -> dict[str, dict[str, Any]]:
-    """The points of a regime map: each grid point's parameters, checked like a run's and for an
-    exact flow from a decomposable init."""
-    points = {}
+def _grid_points(experiment: str, base: Mapping[str, Any], grid: Mapping[str, list], run_schema, schema) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(name, where, parameters) of every grid point of an experiment, validated (defaults filled)."""
     keys = list(grid)
     for values in itertools.product(*(grid[k] for k in keys)):
         point = dict(zip(keys, values))
@@ -214,12 +206,20 @@ def _map_points(experiment: str, base: Mapping[str, Any], grid: Mapping[str, lis
         params = {**base, **point}
         _check(params, run_schema, schema, where, defaults=True)
         _cross_checks(params, where)
+        yield run_name(point), where, params
+
+
+def _map_points(experiment: str, base: Mapping[str, Any], grid: Mapping[str, list], run_schema, schema) -> dict[str, dict[str, Any]]:
+    """The points of a regime map: each grid point's parameters, checked like a run's and for an
+    exact flow from a decomposable init."""
+    points = {}
+    for name, where, params in _grid_points(experiment, base, grid, run_schema, schema):
         if not flow_applies(params):
             raise ConfigError(f"{where}: a regime map needs model reduced or linear and a linear target, got model "
                               f"{params['model']!r}, target {params['target']!r}")
         if params["init"] not in MAP_INITS:
             raise ConfigError(f"{where}.init: a regime map starts from a decomposable init ({', '.join(MAP_INITS)}), got {params['init']!r}")
-        points[run_name(point)] = params
+        points[name] = params
     return points
 
 
