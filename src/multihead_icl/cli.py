@@ -6,6 +6,7 @@
     multihead-icl train run.json data.nc train.nc [--checkpoint train.ckpt]
     multihead-icl spectral train.nc data.nc spectral.nc [--config config.yaml]
     multihead-icl flow spectral.nc flow.nc [--config config.yaml]   # the exact spectral flow
+    multihead-icl verify [results]                     # set damaged netCDF files aside for a rebuild
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 from pathlib import Path
 
 from .config import ConfigError, load_schema, load_suite_file, section_settings
+from .io import DamagedFileError
 from .logs import setup_job_logging
 
 DEFAULT_SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
@@ -51,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     fl.add_argument("output", type=Path)
     fl.add_argument("--config", type=Path, default=None, help="take the `flow` section from this config (default: the schema's defaults)")
     fl.add_argument("--threads", type=int, default=1)
+    ve = sub.add_parser("verify", help="open every netCDF file below a folder; set damaged ones aside so that snakemake rebuilds them")
+    ve.add_argument("folder", type=Path, nargs="?", default=Path("results"))
     args = parser.parse_args(argv)
     setup_job_logging(args.log)
 
@@ -75,6 +79,14 @@ def main(argv: list[str] | None = None) -> int:
                 stages.spectral(args.train, args.eval_set, args.output, settings)
             else:
                 stages.flow(args.spectral, args.output, settings, args.threads)
+        elif args.command == "verify":
+            from .io import verify_tree
+
+            damaged = verify_tree(args.folder)
+            for line in damaged:
+                print(line)
+            print(f"{len(damaged)} damaged netCDF file(s) below {args.folder}" + ("; run snakemake to rebuild them" if damaged else ""))
+            return 1 if damaged else 0
         elif args.command == "eval-set":
             stages.make_eval_set(json.loads(args.params.read_text()), args.output)
         elif args.command == "train":
@@ -84,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
             print(status)
     except ConfigError as error:
         print(f"Config error: {error}", file=sys.stderr)
+        return 2
+    except DamagedFileError as error:
+        print(f"Damaged input: {error}", file=sys.stderr)
         return 2
     return 0
 

@@ -13,6 +13,7 @@ import copy
 import hashlib
 import itertools
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -149,14 +150,35 @@ def _cross_checks(run: Mapping[str, Any], where: str) -> None:
             raise ConfigError(f"{where}.{key}: must be {heads} lists (heads) of {tasks} numbers (tasks), got {json.dumps(value)}")
     if run["init"] != "decomposable" and (run["init_omega"] is not None or run["init_mu"] is not None):
         raise ConfigError(f"{where}.init: init_omega/init_mu need init = decomposable, got {run['init']!r}")
+    if run["record_points"] > run["steps"]:
+        raise ConfigError(f"{where}.record_points: {run['record_points']} records for steps = {run['steps']}; at most one record a step")
     if run["eval_lengths"] and run["model"] == "full":
         # train.nc keeps the reduced view (W, U) of a full model, which is not its whole predictor
         raise ConfigError(f"{where}.eval_lengths: length generalisation needs model = reduced or linear, got 'full'")
 
 
+def _walk(value: Any, path: str) -> Iterator[tuple[str, Any]]:
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _walk(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, (list, tuple)):
+        for k, item in enumerate(value):
+            yield from _walk(item, f"{path}[{k}]")
+    else:
+        yield path, value
+
+
+def check_finite(config: Mapping[str, Any]) -> None:
+    """Every number of the config is finite (YAML's .nan and .inf pass a schema's bounds)."""
+    for path, value in _walk(config, ""):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{path}: must be a finite number, got {value}")
+
+
 def load_suite(config: Mapping[str, Any], schema: Mapping[str, Any]) -> Suite:
     """Validate ``config`` (filling defaults) and expand it; raises ``ConfigError`` with one line."""
     config = copy.deepcopy(dict(config))
+    check_finite(config)
     _check(config, schema, schema, "", defaults=False)
     for key, sub in schema["properties"].items():  # top-level defaults only: an experiment's
         if "default" in sub and key not in config:  # `base` must not be padded with run defaults
@@ -237,6 +259,39 @@ def flow_applies(params: Mapping[str, Any]) -> bool:
     return str(params.get("model", "reduced")) in ("reduced", "linear") and str(params.get("target", "linear")) == "linear"
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses a mapping with a key given twice (PyYAML keeps the last silently)."""
+
+
+def _no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` merges; its keys may be overridden
+            continue
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise ConfigError(f"{Path(str(node.start_mark.name))}: key {key!r} is given twice (lines {seen[key] + 1} and {key_node.start_mark.line + 1}); "
+                              "YAML keeps only the last")
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
+
+
+def load_yaml_strictly(path: str | Path) -> Any:
+    """Read a config file, refusing duplicate keys (one line naming the file, key and lines)."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: no such config file")
+    with open(path) as handle:
+        try:
+            return yaml.load(handle, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f" (line {mark.line + 1})" if mark is not None else ""
+            raise ConfigError(f"{path}{where}: not valid YAML: {getattr(error, 'problem', error)}") from None
+
+
 def load_suite_file(config_path: str | Path, schema_path: str | Path) -> Suite:
-    with open(config_path) as handle:
-        return load_suite(yaml.safe_load(handle) or {}, load_schema(schema_path))
+    return load_suite(load_yaml_strictly(config_path) or {}, load_schema(schema_path))

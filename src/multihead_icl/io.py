@@ -55,10 +55,44 @@ def write_netcdf(ds: xr.Dataset, path: str | os.PathLike) -> None:
     os.replace(tmp, path)
 
 
+class DamagedFileError(RuntimeError):
+    """An input that cannot be read; the message is one line naming the file and what to do."""
+
+
+def set_aside(path: str | os.PathLike) -> Path:
+    """Move a damaged file to ``<name>.damaged`` (kept, never deleted): Snakemake then sees the
+    output missing and rebuilds it, and the bytes stay there for a look."""
+    path = Path(path)
+    target = path.with_name(path.name + ".damaged")
+    os.replace(path, target)
+    return target
+
+
 def load_dataset(path: str | os.PathLike) -> xr.Dataset:
-    """Open and load fully into memory, closing the file (never read and write one file in a job)."""
-    with xr.open_dataset(path) as ds:
-        return ds.load()
+    """Open and load fully into memory, closing the file (never read and write one file in a job).
+    Every stage reads its netCDF inputs here: a truncated or corrupt file is set aside
+    (``set_aside``) and the job stops with one line saying so and what to run."""
+    try:
+        with xr.open_dataset(path) as ds:
+            return ds.load()
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # noqa: BLE001 (HDF5, netCDF and decoding errors all mean "damaged")
+        where = set_aside(path)
+        raise DamagedFileError(f"{path}: damaged, cannot be read as netCDF ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
+                               f"moved to {where.name}; run snakemake again to rebuild it") from None
+
+
+def verify_tree(root: str | os.PathLike) -> list[str]:
+    """Open every netCDF file below ``root``; set the damaged ones aside (``set_aside``) so that the
+    next ``snakemake`` rebuilds them, and return one line about each."""
+    damaged = []
+    for path in sorted(Path(root).rglob("*.nc")):
+        try:
+            load_dataset(path)
+        except DamagedFileError as error:
+            damaged.append(str(error))
+    return damaged
 
 
 def prompts_to_dataset(prompts: Prompts, attrs: Mapping[str, Any]) -> xr.Dataset:

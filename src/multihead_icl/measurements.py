@@ -127,6 +127,19 @@ class RunData:
     def experiment(self) -> str:
         return self.run.split("/")[0]
 
+    @property
+    def diverged(self) -> bool:
+        """Training left its bound (training.divergence): the run's records stop there."""
+        return self.train is not None and str(self.train.attrs.get("status")) == "diverged"
+
+
+def divergence_note(run: RunData) -> str:
+    """One line on where and why a run diverged (train.nc attributes)."""
+    a = run.train.attrs
+    where = f"at step {a['diverged_at_step']} (t = {fmt(float(a['diverged_at_time']))})" if "diverged_at_step" in a else "(step not recorded)"
+    kept = len(run.train['time'])
+    return f"{run.run} diverged {where}; {kept} record{'s' if kept != 1 else ''} kept"
+
 
 def training_key(run: RunData) -> str:
     """Runs whose parameters differ only in how they are evaluated follow one trajectory (same seed,

@@ -548,6 +548,8 @@ def optimality_figure(opt: xr.Dataset, experiment: str, max_ratio: float) -> tup
     the line 1 and the constant-factor threshold."""
     setup_style()
     gap = M.measure_optimality(opt, max_ratio)
+    if not np.isfinite(np.asarray(gap["ratio"], dtype=float)).any():
+        return no_trained_limit_figure(opt, experiment, "optimality ratio")
     fig = _ratio_figure(gap, experiment, max_ratio, "excess(trained) / excess(best in class)", f"optimality ratio against {gap['x_name']}", "ratio with its interval", head_color(0))
     return _check(fig), {"experiment": experiment, **gap}
 
@@ -731,6 +733,50 @@ def complexity_figure(runs: Sequence[M.RunData], experiment: str) -> tuple[Figur
     panels[0][0].set_ylabel("task signal p_i")
     fig.suptitle(f"{experiment}: exact flow (solid), trained (dotted), the warm-up law's t*_i (dashed), the flow's warm-up end (dot)", fontsize=9.5)
     return _check(fig), {"experiment": experiment, "runs": measured}
+
+
+def diverged_figure(runs: Sequence[M.RunData], target: str, kind: str) -> tuple[Figure, dict]:
+    """In place of a figure of ``kind`` whose runs all diverged: their recorded risk against the
+    step, and why the figure itself is not drawn."""
+    setup_style()
+    fig, ax = plt.subplots(figsize=(FIG_WIDTH * 0.65, 3.4))
+    for k, r in enumerate(runs):
+        step = np.asarray(r.train["step"].values, dtype=float)
+        series = {name.replace("_", " "): np.asarray(r.train[name].values, dtype=float) for name in ("eval_risk", "train_risk")}
+        if not any(np.isfinite(v).any() for v in series.values()):  # diverged at step 0: show the size of the init
+            with np.errstate(over="ignore", invalid="ignore"):
+                size = np.sqrt(np.square(r.train["W"].values.astype(np.float64)).sum(axis=(1, 2, 3))
+                               + np.square(r.train["U"].values.astype(np.float64)).sum(axis=(1, 2, 3)))
+            series = {"parameter norm ||(W, U)|| (no finite risk)": size}
+        for (name, values), style in zip(series.items(), ("o-", "s:")):
+            keep = np.isfinite(values)
+            mark(ax.plot(step[keep], values[keep], style, color=head_color(k), label=f"{r.run}: {name}"))
+        at = r.train.attrs.get("diverged_at_step")
+        if at is not None:
+            ax.axvline(float(at), color=head_color(k), ls="--", lw=1)
+    ax.set_yscale("log")
+    ax.set_xlabel("optimizer step (dashed: where training stopped)")
+    ax.set_ylabel(f"risk ({RISK_UNITS}), or the parameter norm")
+    ax.legend(fontsize=7)
+    notes = [M.divergence_note(r) for r in runs]
+    ax.set_title(f"{target}: figure {kind} not drawn - training diverged", fontsize=10)
+    text = f"Training diverged ({'; '.join(notes)}); the figure shows the risk recorded before it stopped."
+    return _check(fig), {"unavailable": text, "diverged_runs": notes, "experiment": target}
+
+
+def no_trained_limit_figure(opt: xr.Dataset, experiment: str, title: str) -> tuple[Figure, dict]:
+    """In place of a ratio figure whose trained limits are all missing (their runs diverged): the
+    best in class of each configuration, which the search found all the same."""
+    setup_style()
+    x_name, x = M._swept(opt)
+    fig, ax = plt.subplots(figsize=(FIG_WIDTH * 0.65, 3.4))
+    mark(ax.plot(x, opt["excess_best_in_class"].values, "o", color=head_color(0), label="best in class (excess)"))
+    ax.set_xlabel(AXIS_LABELS.get(x_name, x_name))
+    ax.set_ylabel(f"excess risk ({RISK_UNITS})")
+    ax.set_title(f"{experiment}: {title} not drawn - no trained limit", fontsize=10)
+    ax.legend(fontsize=7)
+    text = "No configuration has a trained limit (every run of it diverged); the figure shows the best in class alone."
+    return _check(fig), {"unavailable": text, "experiment": experiment}
 
 
 REGIME_COLORS = {"finite_limit_allocated": "#1a7f37", "finite_limit_superposed": "#bf8700", "drifting": "#cf222e", "not_resolved": "#8c959f"}

@@ -140,6 +140,28 @@ def comparison_settings(section: Mapping[str, Any] | None, experiments: Mapping[
     return out
 
 
+OPTIMALITY_ROLES = ("optimality", "baselines", "separation")  # roles that read results/optimality/<experiment>.nc
+
+
+def check_roles(given: Mapping[str, Any] | None, experiments: Mapping[str, Sequence[str]], maps: Sequence[str],
+                optimality: Sequence[str], where: str = "figures") -> None:
+    """The experiments a user named in the figures section (or a setting) exist, and those that
+    feed an optimality figure have ``optimality: true``: otherwise the figure and its claim would
+    silently drop out. Defaults that name absent experiments are fine (that figure is not drawn)."""
+    for role, value in dict(given or {}).items():
+        if role == "regime_map":
+            known, kind = list(maps), "regime map"
+        elif role in CLAIM_ROLES:
+            known, kind = list(experiments), "experiment"
+        else:
+            continue
+        for name in as_list(value):
+            if name not in known:
+                raise ValueError(f"{where}.{role}: {name!r} is not a {kind} of this config ({', '.join(known) or 'none'})")
+            if role in OPTIMALITY_ROLES and name not in optimality:
+                raise ValueError(f"{where}.{role}: experiment {name!r} has no optimality file; set experiments.{name}.optimality: true")
+
+
 def setting_experiments(setting: Mapping[str, Any]) -> list[str]:
     """The experiments a comparison setting names, in role order (each once)."""
     return list(dict.fromkeys(e for role in CLAIM_ROLES for e in as_list(setting.get(role))))

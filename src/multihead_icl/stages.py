@@ -204,11 +204,19 @@ def plot_figure(
     surrogate check; write the figure and the JSON summary its caption quotes."""
     from . import plots
 
+    from .report import FIGURE_KINDS
+
     data = _runs_data(runs, train, spectral, lengths, flows)
     opt = io.load_dataset(optimality) if optimality else None
     check = io.load_dataset(surrogate) if surrogate else None
     gathered = io.load_dataset(regime_map) if regime_map else None
-    fig, numbers = plots.draw(kind, data, opt, target, thresholds or {}, check, gathered)
+    diverged = [r for r in data if r.diverged]
+    if diverged and (FIGURE_KINDS[kind].scope == "run" or len(diverged) == len(data)):
+        fig, numbers = plots.diverged_figure(diverged, target, kind)  # nothing left to draw: say why, show the risk
+    else:
+        fig, numbers = plots.draw(kind, [r for r in data if not r.diverged], opt, target, thresholds or {}, check, gathered)
+        if diverged:
+            numbers["diverged_runs"] = [plots.M.divergence_note(r) for r in diverged]
     numbers = {"kind": kind, "target": target, "figure": str(figure), "runs": list(runs), "thresholds": dict(thresholds or {}), **numbers}
     plots.write_summary(numbers, summary)
     plots.save_figure(fig, figure)
@@ -238,6 +246,10 @@ def write_verdicts(
     from .report import setting_experiments
 
     data = _runs_data(runs, train, spectral, lengths, flows)
+    diverged = [plots.M.divergence_note(r) for r in data if r.diverged]
+    data = [r for r in data if not r.diverged]  # a diverged run's partial records decide nothing
+    for note in diverged:
+        log.warning("left out of every verdict: %s", note)
     opt = {name: io.load_dataset(path) for name, path in (optimality or {}).items()}
     check = io.load_dataset(surrogate) if surrogate else None
     owned = {name: set(setting_experiments(setting)) for name, setting in (comparisons or {}).items()}
@@ -261,9 +273,9 @@ def write_verdicts(
     for label, group in [("reconstructed", rows), *[(label, group) for _, label, group in others]]:
         for row in group:
             log.info("[%s] %s: %s — %s", label, row.claim, row.verdict, row.measurement)
-    plots.write_summary(verdict_table.verdicts_json(rows, others), summary)
+    plots.write_summary(verdict_table.verdicts_json(rows, others, diverged), summary)
     Path(table).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(table).with_name(f".{Path(table).name}.tmp")
-    tmp.write_text(verdict_table.verdicts_html(rows, comparisons=others))
+    tmp.write_text(verdict_table.verdicts_html(rows, comparisons=others, diverged=diverged))
     tmp.replace(table)
     return rows

@@ -61,6 +61,19 @@ def stream_seeds(seed: int, data_stream: int | None = None) -> tuple[int, int]:
     return int(init_state.generate_state(1)[0]), int(data_state.generate_state(1)[0])
 
 
+DIVERGENCE_FACTOR = 1e4  # a risk this many times its first record has left any trajectory gradient flow follows
+
+
+def divergence(value: float, first: float | None) -> str:
+    """Why a training risk means divergence ('' when it does not): not finite, or far above the first
+    recorded risk (a run whose risk reaches 1e19 while staying finite has diverged too)."""
+    if not math.isfinite(value):
+        return f"risk {value}"
+    if first is not None and math.isfinite(first) and value > DIVERGENCE_FACTOR * max(first, 1e-12):
+        return f"risk {value:.3g} above {DIVERGENCE_FACTOR:g} x its first record {first:.3g}"
+    return ""
+
+
 def risk(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-task mean squared error, noise included: (1/I) mean_b ||y_hat - y||^2."""
     return (prediction - target).square().mean()
@@ -163,7 +176,14 @@ def train(
     fingerprint = _fingerprint(params)
     recorder, first_step, wall_before = _Recorder(), 0, 0.0
     if checkpoint is not None and checkpoint.exists():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)  # RNG states live on the CPU
+        try:
+            state = torch.load(checkpoint, map_location="cpu", weights_only=False)  # RNG states live on the CPU
+        except Exception as error:  # noqa: BLE001 (a truncated or corrupt checkpoint: start over, keep its bytes)
+            from .io import set_aside
+
+            state = {}
+            log.warning("checkpoint %s is damaged (%s: %s); set aside as %s, training starts over", checkpoint,
+                        type(error).__name__, str(error).splitlines()[0] if str(error) else "", set_aside(checkpoint).name)
         if state.get("fingerprint") == fingerprint:
             model.load_state_dict(state["model"])
             if optimizer is not None:
@@ -172,10 +192,11 @@ def train(
             recorder = _Recorder(state["records"])
             first_step, wall_before = int(state["step"]), float(state["wall_seconds"])
             log.info("resumed from checkpoint %s at step %d of %d", checkpoint, first_step, steps)
-        else:
+        elif state:
             log.warning("ignoring checkpoint %s: it belongs to other run parameters", checkpoint)
 
-    status = "max_steps"
+    status, diverged_at = "max_steps", None
+    first_risk = float(recorder.values["train_risk"][0]) if len(recorder) else None  # the bound's reference (resumed runs too)
     last_progress = last_checkpoint = time.monotonic()
     progress_step = first_step
     with PromptStream(sampler, batch, generator, ahead=draws_ahead_by_default(device)) as stream:
@@ -199,9 +220,11 @@ def train(
             loss = risk(model(batch_prompts.x, batch_prompts.y, batch_prompts.x_query), batch_prompts.y_query)
             grads = torch.autograd.grad(loss, parameters)
             if is_record[step]:
-                if not torch.isfinite(loss):
-                    status = "diverged"
-                    log.error("training diverged: non-finite risk at step %d (t = %.4g); stopping, %d records kept", step, lr * step, len(recorder))
+                reason = divergence(float(loss.detach()), first_risk)
+                first_risk = float(loss.detach()) if first_risk is None else first_risk
+                if reason and len(recorder):  # (a run that starts diverged keeps its one record, at step 0)
+                    status, diverged_at = "diverged", step
+                    log.error("training diverged at step %d (t = %.4g): %s; stopping, %d records kept", step, lr * step, reason, len(recorder))
                     break
                 view = reduced_view(model)
                 eval_risk, eval_se, eval_task = evaluate(model, eval_on_device)
@@ -210,6 +233,10 @@ def train(
                     step=step, W=view.W, U=view.U, score_leak=view.score_leak, value_leak=view.value_leak,
                     train_risk=loss.detach(), grad_norm=grad_norm, eval_risk=eval_risk, eval_risk_se=eval_se, eval_risk_task=eval_task,
                 )
+                if reason:
+                    status, diverged_at = "diverged", step
+                    log.error("training diverged at step 0: %s; stopping with the initial state recorded", reason)
+                    break
             if step == steps:
                 break
             with torch.no_grad():
@@ -226,14 +253,18 @@ def train(
                     "step %d/%d (%.0f%%)  t=%.4g  train_risk=%.4g  %.0f steps/s  ETA %.0f s",
                     step, steps, 100 * step / steps, lr * step, current, rate, (steps - step) / max(rate, 1e-9),
                 )
-                if not math.isfinite(current):
-                    status = "diverged"
-                    log.error("training diverged: non-finite risk at step %d (t = %.4g); stopping", step, lr * step)
+                reason = divergence(current, first_risk)
+                if reason:
+                    status, diverged_at = "diverged", step
+                    log.error("training diverged at step %d (t = %.4g): %s; stopping, %d records kept", step, lr * step, reason, len(recorder))
                     break
                 last_progress, progress_step = now, step
 
     wall = wall_before + time.monotonic() - started
     dataset = _to_dataset(recorder, spec, params, lr, status, wall, device)
+    if diverged_at is not None:
+        dataset.attrs.update(diverged_at_step=int(diverged_at), diverged_at_time=float(lr * diverged_at),
+                             divergence_rule=f"risk not finite or above {DIVERGENCE_FACTOR:g} x its first record")
     log.info("finished: status=%s, %d records, %.1f s wall, %.0f steps/s", status, len(recorder), wall, dataset.attrs["steps_per_second"])
     return TrainResult(dataset, status)
 

@@ -47,7 +47,15 @@ def side_by_side_html(reference: Sequence[Verdict], comparisons: Sequence[Compar
 </tbody></table>"""
 
 
-def verdicts_html(verdicts: Sequence[Verdict], title: str = "Verdict table", comparisons: Sequence[Comparison] = ()) -> str:
+def _diverged_html(diverged: Sequence[str]) -> str:
+    if not diverged:
+        return ""
+    items = "".join(f"<li>{html.escape(note)}</li>" for note in diverged)
+    return f"<p class='diverged'><b>{len(diverged)} diverged run(s), left out of every verdict:</b></p><ul>{items}</ul>"
+
+
+def verdicts_html(verdicts: Sequence[Verdict], title: str = "Verdict table", comparisons: Sequence[Comparison] = (),
+                  diverged: Sequence[str] = ()) -> str:
     """A self-contained HTML page (the report shows it in an iframe); with ``comparisons``, a
     side-by-side table of the same claims in the other settings follows."""
     counts = {v: sum(x.verdict == v for x in verdicts) for v in VERDICT_ORDER}
@@ -79,6 +87,7 @@ td.n {{ color: #57606a; font-size: 12px; width: 12%; }}
 span.p {{ color: #57606a; font-family: monospace; font-size: 10.5px; word-break: break-all; }}
 span.v {{ color: white; border-radius: 10px; padding: 2px 8px; white-space: nowrap; font-weight: 600; }}
 span.o {{ color: #57606a; font-size: 12px; }}
+p.diverged {{ color: #cf222e; margin-bottom: 2px; }}
 h3#settings {{ margin-top: 24px; }}
 table.side td.c {{ width: 3%; }}
 table.side td.s {{ width: 12%; }}
@@ -86,7 +95,7 @@ table.side td.s {{ width: 12%; }}
 <h3>{html.escape(title)}</h3>
 <p>{len(verdicts)} claims: {html.escape(summary)}. Every number below is computed from the pipeline's netCDF files by
 <code>multihead_icl.verdicts</code>; thresholds are the config's <code>verdicts</code> section.</p>
-<table><thead><tr><th>claim</th><th>statement (paper's abstract)</th><th>verdict</th><th>judged on</th><th>measurement</th><th>threshold</th><th>noise floor</th><th>figures (report category, file)</th></tr></thead>
+{_diverged_html(diverged)}<table><thead><tr><th>claim</th><th>statement (paper's abstract)</th><th>verdict</th><th>judged on</th><th>measurement</th><th>threshold</th><th>noise floor</th><th>figures (report category, file)</th></tr></thead>
 <tbody>
 {chr(10).join(rows)}
 </tbody></table>
@@ -102,7 +111,8 @@ def _summary(verdicts: Sequence[Verdict]) -> dict[str, Any]:
     }
 
 
-def verdicts_json(verdicts: Sequence[Verdict], comparisons: Sequence[Comparison] = ()) -> dict[str, Any]:
+def verdicts_json(verdicts: Sequence[Verdict], comparisons: Sequence[Comparison] = (), diverged: Sequence[str] = ()) -> dict[str, Any]:
     """The reconstructed setting's verdicts at the top level; each comparison setting's under
-    ``settings.<name>``, with its label."""
-    return jsonable({**_summary(verdicts), "settings": {name: {"label": label, **_summary(rows)} for name, label, rows in comparisons}})
+    ``settings.<name>``, with its label; the diverged runs left out of all of them."""
+    return jsonable({**_summary(verdicts), "settings": {name: {"label": label, **_summary(rows)} for name, label, rows in comparisons},
+                     "diverged": list(diverged)})

@@ -5,10 +5,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # works without `pip install -e .`
 
-from multihead_icl.config import ConfigError, load_schema, load_suite
+from multihead_icl.config import ConfigError, load_schema, load_suite, load_yaml_strictly
+from multihead_icl.preflight import preflight
 
 try:
+    for _path in workflow.configfiles:  # Snakemake's loader keeps the last of a key given twice
+        load_yaml_strictly(_path)
     SUITE = load_suite(config, load_schema(workflow.source_path("../schemas/config.schema.yaml")))
+    preflight(SUITE)  # this machine: devices, memory (MULTIHEAD_ICL_JOBS_ELSEWHERE=1 skips)
 except ConfigError as error:
     sys.stderr.write(f"Config error: {error}\n")
     sys.exit(1)
@@ -74,6 +78,7 @@ from multihead_icl.report import (
     VERDICT_CATEGORY,
     CaptionData,
     as_list,
+    check_roles,
     comparison_settings,
     plan_settings,
     report_plan,
@@ -100,6 +105,11 @@ def figure_plan():
     need OPTIMALITY_EXPERIMENTS, the experiments that have an optimality file, and the flow
     figures FLOW_RUNS of flow.smk)."""
     try:
+        for where, given in [
+            ("figures", SUITE.config.get("figures")),
+            *((f"settings.{name}", roles) for name, roles in COMPARISONS.items()),
+        ]:
+            check_roles(given, SUITE.experiments, list(SUITE.maps), OPTIMALITY_EXPERIMENTS, where)
         return report_plan(
             plan_settings(REPORT_SETTINGS, COMPARISONS),
             SUITE.experiments,
