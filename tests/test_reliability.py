@@ -33,7 +33,6 @@ BAD_INPUTS = [
     ("unknown device", tiny_with(device="gpu"), "defaults.device: 'gpu' does not match"),
     ("steps beyond bound", tiny_with(steps=10**12), "defaults.steps: 1000000000000 is greater than the maximum"),
     ("context length beyond bound", tiny_with(context_length=10**9), "defaults.context_length: 1000000000 is greater than the maximum"),
-    ("too many records", tiny_with(steps=10, record_points=50), "experiments.a.base.record_points: 50 records for steps = 10"),
     ("memory", tiny_with(batch_size=9_000_000, context_length=200), "a/base: a training step needs about"),
     ("figure typo", {**tiny_with(), "figures": {"allocation": "allocaton"}}, "figures.allocation: 'allocaton' is not a experiment"),
     ("optimality figure without file", {**tiny_with(), "figures": {"optimality": ["a"]}}, "figures.optimality: experiment 'a' has no optimality file"),
@@ -53,6 +52,15 @@ def test_a_bad_input_stops_the_dry_run_with_one_line(name, config, message, tmp_
     assert proc.returncode != 0 and len(errors) == 1, proc.stderr[-2000:]
     assert message in errors[0], errors[0]
     assert "Traceback" not in proc.stderr and not (tmp_path / "work" / "results").exists()
+
+
+def test_more_records_than_steps_is_a_one_line_warning(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(tiny_with(steps=10, record_points=50)))
+    proc = run_snakemake(tmp_path / "work", "-n", config=path, check=False)
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("Config warning:")]
+    assert proc.returncode == 0 and warnings == ["Config warning: experiments.a.base.record_points: 50 records asked for steps = 10; "
+                                                 "every step is recorded (11 records)"], proc.stderr[-1500:]
 
 
 def test_jobs_elsewhere_skips_the_checks_of_this_machine(tmp_path):

@@ -100,6 +100,7 @@ class Suite:
     experiments: dict[str, list[str]] = field(default_factory=dict)
     run_owner: dict[str, str] = field(default_factory=dict)  # run -> the first run that trains identically
     maps: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # regime map -> point id -> parameters
+    warnings: list[str] = field(default_factory=list)  # odd but harmless settings, one line each
 
     def train_params(self, run_id: str) -> dict[str, Any]:
         """What the training job needs: the run minus post-training keys (so those never retrain)."""
@@ -150,8 +151,6 @@ def _cross_checks(run: Mapping[str, Any], where: str) -> None:
             raise ConfigError(f"{where}.{key}: must be {heads} lists (heads) of {tasks} numbers (tasks), got {json.dumps(value)}")
     if run["init"] != "decomposable" and (run["init_omega"] is not None or run["init_mu"] is not None):
         raise ConfigError(f"{where}.init: init_omega/init_mu need init = decomposable, got {run['init']!r}")
-    if run["record_points"] > run["steps"]:
-        raise ConfigError(f"{where}.record_points: {run['record_points']} records for steps = {run['steps']}; at most one record a step")
     if run["eval_lengths"] and run["model"] == "full":
         # train.nc keeps the reduced view (W, U) of a full model, which is not its whole predictor
         raise ConfigError(f"{where}.eval_lengths: length generalisation needs model = reduced or linear, got 'full'")
@@ -184,17 +183,19 @@ def load_suite(config: Mapping[str, Any], schema: Mapping[str, Any]) -> Suite:
         if "default" in sub and key not in config:  # `base` must not be padded with run defaults
             config[key] = copy.deepcopy(sub["default"])
     run_schema = schema["$defs"]["run_parameters"]
+    given_defaults = set(config["defaults"])  # keys the user wrote (before the schema's defaults fill in)
     _check(config["defaults"], run_schema, schema, "defaults", defaults=True)
     suite = Suite(config=config)
     owners: dict[str, str] = {}  # training parameters (JSON) -> the first run with them: it trains, the others copy
     for experiment, spec in config["experiments"].items():
         base = {**config["defaults"], **spec.get("base", {})}
         grid = spec.get("grid", {})
+        given = given_defaults | set(spec.get("base", {})) | set(grid)
         if spec.get("kind", "runs") == "regime_map":
-            suite.maps[experiment] = _map_points(experiment, base, grid, run_schema, schema)
+            suite.maps[experiment] = _map_points(experiment, base, grid, run_schema, schema, given, suite.warnings)
             continue
         suite.experiments[experiment] = []
-        for name, where, run in _grid_points(experiment, base, grid, run_schema, schema):
+        for name, where, run in _grid_points(experiment, base, grid, run_schema, schema, given, suite.warnings):
             run_id = f"{experiment}/{name}"
             if run_id in suite.runs:
                 raise ConfigError(f"experiments.{experiment}.grid: two grid points give the same run id {run_id!r}")
@@ -219,8 +220,10 @@ MAP_INIT_KEYS = ("init_lead", "seed")  # grid keys that vary the init within a c
 MAP_INITS = ("decomposable", "official", "official_random")
 
 
-def _grid_points(experiment: str, base: Mapping[str, Any], grid: Mapping[str, list], run_schema, schema) -> Iterator[tuple[str, str, dict[str, Any]]]:
-    """(name, where, parameters) of every grid point of an experiment, validated (defaults filled)."""
+def _grid_points(experiment: str, base: Mapping[str, Any], grid: Mapping[str, list], run_schema, schema,
+                 given: set[str], warnings: list[str]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(name, where, parameters) of every grid point of an experiment, validated (defaults filled);
+    ``given`` are the keys the user wrote for it; what is odd but harmless goes to ``warnings``."""
     keys = list(grid)
     for values in itertools.product(*(grid[k] for k in keys)):
         point = dict(zip(keys, values))
@@ -228,14 +231,18 @@ def _grid_points(experiment: str, base: Mapping[str, Any], grid: Mapping[str, li
         params = {**base, **point}
         _check(params, run_schema, schema, where, defaults=True)
         _cross_checks(params, where)
+        if "record_points" in given and params["record_points"] > params["steps"]:
+            warnings.append(f"{where}.record_points: {params['record_points']} records asked for steps = {params['steps']}; "
+                            f"every step is recorded ({params['steps'] + 1} records)")
         yield run_name(point), where, params
 
 
-def _map_points(experiment: str, base: Mapping[str, Any], grid: Mapping[str, list], run_schema, schema) -> dict[str, dict[str, Any]]:
+def _map_points(experiment: str, base: Mapping[str, Any], grid: Mapping[str, list], run_schema, schema,
+                given: set[str], warnings: list[str]) -> dict[str, dict[str, Any]]:
     """The points of a regime map: each grid point's parameters, checked like a run's and for an
     exact flow from a decomposable init."""
     points = {}
-    for name, where, params in _grid_points(experiment, base, grid, run_schema, schema):
+    for name, where, params in _grid_points(experiment, base, grid, run_schema, schema, given, warnings):
         if not flow_applies(params):
             raise ConfigError(f"{where}: a regime map needs model reduced or linear and a linear target, got model "
                               f"{params['model']!r}, target {params['target']!r}")

@@ -16,6 +16,8 @@ try:
 except ConfigError as error:
     sys.stderr.write(f"Config error: {error}\n")
     sys.exit(1)
+for _warning in SUITE.warnings:
+    sys.stderr.write(f"Config warning: {_warning}\n")
 
 RUNS = list(SUITE.runs)
 # Runs that train identically (the same training parameters, e.g. allocation/s0 and heads/H3) are
