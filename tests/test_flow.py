@@ -123,12 +123,14 @@ def synthetic(kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return times, 0.3 * base * scale[:, None, None], 2.0 * base * scale[:, None, None]
     if kind == "drift":
         return times, 0.3 * base * (times ** -0.22)[:, None, None], 2.0 * base * (times ** 0.24)[:, None, None]
+    if kind == "log":  # a drift that slows decade after decade (||mu|| ~ ln t): not a power law
+        return times, 0.3 * base * np.ones_like(times)[:, None, None], 2.0 * base * np.log(1 + times)[:, None, None]
     # slow approach still under way: neither settled nor a steady power law
     scale = 1 - np.exp(-times / 4000)
     return times, 0.3 * base * scale[:, None, None], 2.0 * base * scale[:, None, None]
 
 
-@pytest.mark.parametrize("kind, expected", [("limit", FINITE_LIMIT), ("drift", DRIFTING), ("slow", NOT_RESOLVED)])
+@pytest.mark.parametrize("kind, expected", [("limit", FINITE_LIMIT), ("drift", DRIFTING), ("slow", NOT_RESOLVED), ("log", NOT_RESOLVED)])
 def test_end_state_classifier_on_synthetic_trajectories(kind, expected):
     times, omega, mu = synthetic(kind)
     end = classify_end(times, omega, mu, limit_rtol=0.01, drift_exponent=0.05)

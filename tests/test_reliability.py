@@ -34,7 +34,7 @@ BAD_INPUTS = [
     ("steps beyond bound", tiny_with(steps=10**12), "defaults.steps: 1000000000000 is greater than the maximum"),
     ("context length beyond bound", tiny_with(context_length=10**9), "defaults.context_length: 1000000000 is greater than the maximum"),
     ("memory", tiny_with(batch_size=9_000_000, context_length=200), "a/base: a training step needs about"),
-    ("figure typo", {**tiny_with(), "figures": {"allocation": "allocaton"}}, "figures.allocation: 'allocaton' is not a experiment"),
+    ("figure typo", {**tiny_with(), "figures": {"allocation": "allocaton"}}, "figures.allocation: 'allocaton' names no experiment"),
     ("optimality figure without file", {**tiny_with(), "figures": {"optimality": ["a"]}}, "figures.optimality: experiment 'a' has no optimality file"),
     ("setting typo", {**tiny_with(), "settings": {"other": {"alocation": "a"}}}, "settings.other: unknown key 'alocation'"),
     ("empty grid", {**tiny_with(), "experiments": {"a": {"grid": {"seed": []}}}}, "experiments.a.grid.seed"),
@@ -94,8 +94,8 @@ def test_a_suite_with_diverging_runs_builds_its_report(tmp_path):
             "boom": {"optimality": True, "base": {"lr": 1e20, "init_lead": 0.5}},
             "boom0": {"base": {"init_scale": 1e20}},
         },
-        "figures": {"runs": ["ok/base", "boom/base", "boom0/base"], "allocation": "ok", "optimality": ["ok", "boom"], "winner": None},
-        "flow": {"experiments": ["ok", "boom0"], "samples": 64, "horizon": 50, "record_points": 10, "gd_horizon": 2},
+        "figures": {"runs": ["ok/base", "boom/base", "boom0/base"], "allocation": ["ok", "boom"], "optimality": ["ok", "boom"], "winner": None},
+        "flow": {"experiments": ["ok", "boom", "boom0"], "samples": 64, "horizon": 50, "record_points": 10, "gd_horizon": 2},
         "optimality": {**TINY["optimality"]},
         "spectral": TINY["spectral"],
     }
@@ -113,6 +113,8 @@ def test_a_suite_with_diverging_runs_builds_its_report(tmp_path):
     assert "boom/base diverged at step 1" in summary["diverged"][0]
     risk = json.loads((results / "figures" / "boom" / "base" / "risk.json").read_text())
     assert "Training diverged" in risk["unavailable"]
+    for kind in ("flow", "limit"):  # figures of the exact flow of an experiment whose runs diverged
+        assert "Training diverged" in json.loads((results / "figures" / "boom" / f"{kind}.json").read_text())["unavailable"]
     optimality = json.loads((results / "figures" / "boom" / "optimality.json").read_text())
     assert "has a trained limit (every run of it diverged)" in optimality["unavailable"]
     assert "diverged run(s), left out of every verdict" in (results / "figures" / "verdicts.html").read_text()
@@ -143,7 +145,14 @@ def test_a_damaged_checkpoint_is_set_aside_and_training_starts_over(tmp_path, ca
     clean = train(params, eval_set)
     assert result.status == clean.status and np.array_equal(result.dataset["W"].values, clean.dataset["W"].values)
     assert (tmp_path / "train.ckpt.damaged").read_bytes().startswith(b"PK")
-    assert "is damaged" in caplog.text
+    assert "cannot be resumed" in caplog.text
+    # a readable checkpoint with this run's fingerprint but another layout (a missing key): set aside too
+    from multihead_icl.training import _fingerprint
+
+    torch.save({"fingerprint": _fingerprint(params), "model": {}}, checkpoint)
+    again = train(params, eval_set, checkpoint=checkpoint)
+    assert np.array_equal(again.dataset["W"].values, clean.dataset["W"].values)
+    assert (tmp_path / "train.ckpt.damaged1").exists()
 
 
 def test_a_damaged_netcdf_is_set_aside_with_one_line_and_rebuilt(tmp_path):

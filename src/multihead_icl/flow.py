@@ -238,7 +238,7 @@ def gradient_descent(risk: ExactRisk, omega0: np.ndarray, mu0: np.ndarray, lr: f
 
 
 FINITE_LIMIT, DRIFTING, NOT_RESOLVED = 0, 1, 2
-STEADY_RTOL = 0.3  # a power law has one exponent on both halves of the decade; a slowing approach does not
+STEADY_RTOL = 0.3  # a power law has one exponent decade after decade; a slowing approach does not
 END_CLASSES = {FINITE_LIMIT: "finite_limit", DRIFTING: "drifting", NOT_RESOLVED: "not_resolved"}
 
 
@@ -250,7 +250,7 @@ class EndState:
     relative_change: float  # ||theta(T) - theta(T/10)|| / ||theta(T)||, theta = (omega, mu)
     omega_exponent: float  # slope of log ||omega|| against log t over the last decade
     mu_exponent: float  # the same for ||mu||
-    steady: bool  # the larger exponent has one sign and one value (within STEADY_RTOL) on both halves of the decade
+    steady: bool  # the larger exponent has one sign and one value (within STEADY_RTOL) over the last two decades
 
 
 def _log_slope(times: np.ndarray, values: np.ndarray) -> float:
@@ -263,7 +263,9 @@ def _log_slope(times: np.ndarray, values: np.ndarray) -> float:
 def classify_end(times: np.ndarray, omega: np.ndarray, mu: np.ndarray, limit_rtol: float, drift_exponent: float) -> EndState:
     """Finite limit when the parameters moved by less than ``limit_rtol`` (relative) over the last
     decade; drifting when ||omega|| or ||mu|| follows a steady power law t^a with |a| >= ``drift_exponent``
-    (a power-law drift moves by a constant fraction per decade, so it never reads as converged);
+    over the last *two* decades (the exponents of [T/100, T/10] and [T/10, T] agree within
+    STEADY_RTOL: a power-law drift moves by a constant fraction per decade, so it never reads as
+    converged, while a drift that slows from decade to decade may still be an approach to a limit);
     otherwise not resolved at this horizon."""
     times = np.asarray(times, dtype=float)
     end = times[-1]
@@ -273,13 +275,12 @@ def classify_end(times: np.ndarray, omega: np.ndarray, mu: np.ndarray, limit_rto
     theta = np.concatenate([omega.reshape(len(times), -1), mu.reshape(len(times), -1)], axis=1)
     first = int(np.argmax(decade))
     relative = float(np.linalg.norm(theta[-1] - theta[first]) / max(np.linalg.norm(theta[-1]), 1e-300))
-    t = times[decade]
-    norms = {"omega": np.linalg.norm(omega[decade].reshape(len(t), -1), axis=1), "mu": np.linalg.norm(mu[decade].reshape(len(t), -1), axis=1)}
-    slopes = {k: _log_slope(t, v) for k, v in norms.items()}
+    norms = {"omega": np.linalg.norm(omega.reshape(len(times), -1), axis=1), "mu": np.linalg.norm(mu.reshape(len(times), -1), axis=1)}
+    slopes = {k: _log_slope(times[decade], v[decade]) for k, v in norms.items()}
     key = max(slopes, key=lambda k: abs(slopes[k]) if math.isfinite(slopes[k]) else -1.0)
-    middle = math.sqrt(t[0] * t[-1])
-    halves = [_log_slope(t[t <= middle], norms[key][t <= middle]), _log_slope(t[t >= middle], norms[key][t >= middle])]
-    steady = all(math.isfinite(h) and h * slopes[key] > 0 for h in halves) and abs(halves[0] - halves[1]) <= STEADY_RTOL * abs(slopes[key])
+    before = (times >= end / 100) & (times <= end / 10)
+    previous = _log_slope(times[before], norms[key][before]) if before.sum() >= 3 and np.all(np.isfinite(norms[key][before])) else math.nan
+    steady = math.isfinite(previous) and previous * slopes[key] > 0 and abs(previous - slopes[key]) <= STEADY_RTOL * abs(slopes[key])
     if relative < limit_rtol:
         kind = FINITE_LIMIT
     elif math.isfinite(slopes[key]) and abs(slopes[key]) >= drift_exponent and steady:

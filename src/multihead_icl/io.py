@@ -63,7 +63,9 @@ def set_aside(path: str | os.PathLike) -> Path:
     """Move a damaged file to ``<name>.damaged`` (kept, never deleted): Snakemake then sees the
     output missing and rebuilds it, and the bytes stay there for a look."""
     path = Path(path)
-    target = path.with_name(path.name + ".damaged")
+    target, k = path.with_name(path.name + ".damaged"), 1
+    while target.exists():  # an earlier damaged copy is kept too
+        target, k = path.with_name(f"{path.name}.damaged{k}"), k + 1
     os.replace(path, target)
     return target
 
@@ -75,8 +77,8 @@ def load_dataset(path: str | os.PathLike) -> xr.Dataset:
     try:
         with xr.open_dataset(path) as ds:
             return ds.load()
-    except FileNotFoundError:
-        raise
+    except (FileNotFoundError, PermissionError, MemoryError, ImportError):
+        raise  # not the file's fault: leave it where it is
     except Exception as error:  # noqa: BLE001 (HDF5, netCDF and decoding errors all mean "damaged")
         where = set_aside(path)
         raise DamagedFileError(f"{path}: damaged, cannot be read as netCDF ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
@@ -86,6 +88,8 @@ def load_dataset(path: str | os.PathLike) -> xr.Dataset:
 def verify_tree(root: str | os.PathLike) -> list[str]:
     """Open every netCDF file below ``root``; set the damaged ones aside (``set_aside``) so that the
     next ``snakemake`` rebuilds them, and return one line about each."""
+    if not Path(root).is_dir():
+        raise FileNotFoundError(f"{root}: no such folder")
     damaged = []
     for path in sorted(Path(root).rglob("*.nc")):
         try:

@@ -17,7 +17,8 @@ def setup_job_logging(log_path: str | Path | None, level: int = logging.INFO) ->
         handlers = [logging.FileHandler(log_path, mode="w")]
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers, force=True)
     logging.captureWarnings(True)
-    sys.excepthook = _log_uncaught
+    if log_path is not None:  # (with stderr as the log, Python's own hook already prints it)
+        sys.excepthook = _log_uncaught
 
 
 def _log_uncaught(kind: type[BaseException], error: BaseException, traceback) -> None:

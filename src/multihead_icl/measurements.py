@@ -18,6 +18,7 @@ import numpy as np
 from . import convergence
 from .identity import training_identity
 from .report import DEFAULT_THRESHOLDS
+from .tasks import task_dims_of
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -164,13 +165,10 @@ def distinct_runs(runs: Sequence[RunData]) -> list[RunData]:
 
 def load_run(run: str, train: str | Path | None, spectral: str | Path | None = None, lengths: str | Path | None = None,
              flow: str | Path | None = None) -> RunData:
-    import xarray as xr
+    from .io import load_dataset
 
     def load(path):
-        if path is None:
-            return None
-        with xr.open_dataset(path) as ds:
-            return ds.load()
+        return None if path is None else load_dataset(path)
 
     train_ds = load(train)
     spectral_ds = load(spectral)
@@ -647,13 +645,13 @@ def measure_regimes(runs: Sequence[RunData], min_corr: float) -> dict[str, Any]:
             continue
         final = np.asarray(s["n_eff_ratio"].transpose("time", "head").values[-1], dtype=float)
         omega = s["omega"].transpose("time", "head", "task").values[-1]
-        dims = r.params.get("task_dim", 1)
+        dims = task_dims_of(r.params) if "tasks" in r.params else [r.params.get("task_dim", 1)] * omega.shape[-1]
         L = int(r.params.get("context_length", 0))
         for i, h in enumerate(np.asarray(s["winner"].values).reshape(-1)):
             h = int(h)
             if h < 0:
                 continue
-            d_i = float(dims[i] if isinstance(dims, list) else dims)
+            d_i = float(dims[i])
             points.append({
                 "run": r.run, "task": i, "head": h, "noise_std": num(r.params.get("noise_std")), "context_length": L,
                 "neff_over_L": finite_or_none(final[h]), "omega2d": float(omega[h, i] ** 2 * d_i),
@@ -716,7 +714,7 @@ def measure_comparison(runs: Sequence[RunData], purity_threshold: float) -> dict
 # the exact flow (flow.nc): C1, C2, C5, C7, C8 on the object the claims are about
 
 END_CLASS_NAMES = {0: "finite limit", 1: "drifting", 2: "not resolved"}
-FLOW_KEYS = ("tasks", "task_dim", "noise_std", "signal", "context_length", "model", "heads")
+FLOW_KEYS = ("tasks", "task_dim", "input_dim", "noise_std", "query_noise", "signal", "signal_per", "context_length", "model", "heads")
 
 
 def flow_key(run: RunData) -> str:

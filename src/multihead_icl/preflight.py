@@ -58,7 +58,7 @@ def check_memory(suite: Suite, available: int | None = None) -> None:
         for what, size in need.items():
             if size > MEMORY_SHARE * available:
                 keys = "batch_size, context_length" if what == "step" else "eval_prompts, context_length or eval_lengths"
-                raise ConfigError(f"{run_id}: a {'training step' if what == 'step' else 'evaluation set'} needs about {_gigabytes(size)} "
+                raise ConfigError(f"{run_id}: {'a training step' if what == 'step' else 'an evaluation set'} needs about {_gigabytes(size)} "
                                   f"but this machine has {_gigabytes(available)}; lower {keys} "
                                   f"(or set {JOBS_ELSEWHERE}=1 when the jobs run on larger machines)")
 

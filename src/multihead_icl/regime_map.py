@@ -5,8 +5,8 @@ its own init alone, with no training run, to the long horizon of the ``flow`` se
 state is classified by stated rules (docs/science.md §5.6):
 
 - *finite limit, allocated*: (omega, mu) moved by less than ``limit_rtol`` over the last decade
-  on both Monte-Carlo samples, H >= I, and the allocation is clean at the horizon (every purity
-  >= the spectral section's ``clean_purity``, distinct winners): one head per task;
+  on both Monte-Carlo samples, H >= I, and the allocation of the flow on sample 0 is clean at the
+  horizon (every purity >= the spectral section's ``clean_purity``, distinct winners): one head per task;
 - *finite limit, superposed*: any other finite limit (heads sharing tasks, or H < I);
 - *drifting*: ||omega|| or ||mu|| follows a steady power law t^a, |a| >= ``drift_exponent``, on
   both samples (the exponents are kept);
@@ -98,8 +98,9 @@ def map_point(params: Mapping[str, Any], settings: FlowSettings, clean_purity: f
     flow, check = flows
     ends = [classify_end(times, f.omega, f.mu, settings.limit_rtol, settings.drift_exponent) for f in flows]
     winners, purity, clean = flow_allocation(flow, clean_purity)
-    # with fewer heads than tasks some head serves several tasks: never one head per task
-    regime = classify_regime(ends[0], ends[1], bool(clean[-1]) and omega0.shape[0] >= spec.num_tasks)
+    if omega0.shape[0] < spec.num_tasks:  # fewer heads than tasks: some head serves several, never one head per task
+        clean[:] = False
+    regime = classify_regime(ends[0], ends[1], bool(clean[-1]))
     onset, lost = _clean_window(times, clean)
     phases = flow_phases(flow, fractions)
     law = warmup_law_time(SpectralProblem.from_params(params), omega0, mu0, fractions[0])

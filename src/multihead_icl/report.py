@@ -53,7 +53,7 @@ class FigureKind:
 
 FIGURE_KINDS: dict[str, FigureKind] = {
     "convergence": FigureKind("C1", "suite", None, ("train",), "convergence of every run", ("converged_rtol",)),
-    "limit": FigureKind("C1", "experiment", "allocation", ("spectral", "flow"), "the exact flow to its long horizon", flow_only=True),
+    "limit": FigureKind("C1", "experiment", "allocation", ("train", "spectral", "flow"), "the exact flow to its long horizon", flow_only=True),
     "regime_map": FigureKind("C1", "experiment", "regime_map", ("map",), "where the exact flow ends: a map of regimes"),
     "risk": FigureKind("C2", "run", "runs", ("train", "spectral"), "risk against time with phases", ("emergence_speedup",)),
     "warmup": FigureKind("C2", "experiment", "warmup", ("train", "spectral"), "warm-up time against init scale", ("warmup_slope_rtol",)),
@@ -66,7 +66,7 @@ FIGURE_KINDS: dict[str, FigureKind] = {
     "baselines": FigureKind("C5", "experiment", "baselines", ("optimality",), "every baseline against L"),
     "separation": FigureKind("C6", "experiment", "separation", ("optimality",), "separation against tasks", ("separation_ratio",)),
     "trajectories": FigureKind("C7", "run", "runs", ("train", "spectral"), "omega, mu with the spectral ODE", ("ode_gap",)),
-    "flow": FigureKind("C7", "experiment", "allocation", ("spectral", "flow"), "trained runs against the exact flow and GD at their lr", ("ode_gap",), flow_only=True),
+    "flow": FigureKind("C7", "experiment", "allocation", ("train", "spectral", "flow"), "trained runs against the exact flow and GD at their lr", ("ode_gap",), flow_only=True),
     "surrogate": FigureKind("C7", "suite", None, ("surrogate",), "finite-L surrogate against Monte Carlo"),
     "regimes": FigureKind("C8", "experiment", "regimes", ("train", "spectral", "flow"), "n_eff / L against noise", ("regime_correlation",)),
     "length": FigureKind("C9", "experiment", "length", ("train", "lengths"), "length generalisation", ("length_ratio",)),
@@ -157,7 +157,7 @@ def check_roles(given: Mapping[str, Any] | None, experiments: Mapping[str, Seque
             continue
         for name in as_list(value):
             if name not in known:
-                raise ValueError(f"{where}.{role}: {name!r} is not a {kind} of this config ({', '.join(known) or 'none'})")
+                raise ValueError(f"{where}.{role}: {name!r} names no {kind} of this config ({', '.join(known) or 'none'})")
             if role in OPTIMALITY_ROLES and name not in optimality:
                 raise ValueError(f"{where}.{role}: experiment {name!r} has no optimality file; set experiments.{name}.optimality: true")
 

@@ -78,15 +78,13 @@ def spectral(train: str | Path, eval_set: str | Path, output: str | Path, settin
     """Spectral read-out of one run (spectral.nc): omega, mu, allocation, phases, n_eff / L, ODE overlay.
     n_eff / L uses the first ``n_eff_prompts`` prompts of the run's evaluation set. ``threads`` is
     accepted for the rule's signature; the read-out is numpy and single-threaded."""
-    import xarray as xr
-
     from .spectral import Covariates, SpectralSettings, analyse_run
 
     resolved = SpectralSettings.from_config(settings)
     run = io.load_dataset(train)
-    with xr.open_dataset(eval_set) as ds:  # the first n_eff_prompts prompts, numpy only (no torch)
-        first = slice(0, resolved.n_eff_prompts)
-        prompts = Covariates(ds["x"].isel(prompt=first).values, ds["x_query"].isel(prompt=first).values)
+    ds = io.load_dataset(eval_set)  # the first n_eff_prompts prompts, numpy only (no torch)
+    first = slice(0, resolved.n_eff_prompts)
+    prompts = Covariates(ds["x"].isel(prompt=first).values, ds["x_query"].isel(prompt=first).values)
     io.write_netcdf(analyse_run(run, prompts, resolved), output)
 
 
@@ -144,25 +142,26 @@ def optimality(train: Sequence[str | Path], runs: Sequence[str], settings: Mappi
     """One experiment's optimality file from its runs' train.nc (``train`` aligned with ``runs``):
     the final eval risk, its SE, the status, the resolved parameters and the final (W, U); and from
     the runs' flow.nc (``flows``: run -> path, where a run has one) the flow's end state."""
-    import xarray as xr
-
     from .optimality import final_state, measure_experiment
 
     _set_threads(threads)
     if len(train) != len(runs):
         raise ValueError(f"{len(train)} train files for {len(runs)} runs")
-    params, finals, weights = {}, {}, {}
+    params, finals, weights, diverged = {}, {}, {}, []
     for run, path in zip(runs, train):
-        with xr.open_dataset(path) as ds:
-            params[run] = io.read_config(ds)
-            finals[run], weights[run] = final_state(ds)
+        ds = io.load_dataset(path)
+        params[run] = io.read_config(ds)
+        finals[run], weights[run] = final_state(ds)
         if ds.attrs.get("status") == "diverged":
+            diverged.append(run)
             log.warning("run %s diverged: left out of its configuration's trained limit", run)
     ends = {}
     for run, path in (flows or {}).items():
-        with xr.open_dataset(path) as ds:
-            ends[run] = (ds["omega"].values[-1], ds["mu"].values[-1])
-    io.write_netcdf(measure_experiment(params, finals, settings, weights, ends), output)
+        ds = io.load_dataset(path)
+        ends[run] = (ds["omega"].values[-1], ds["mu"].values[-1])
+    result = measure_experiment(params, finals, settings, weights, ends)
+    result.attrs["diverged_runs"] = json.dumps(diverged)  # left out of the trained limits; the figures say so
+    io.write_netcdf(result, output)
 
 
 # --- figures and the report (issue 6) -------------------------------------------------------------
@@ -210,13 +209,15 @@ def plot_figure(
     opt = io.load_dataset(optimality) if optimality else None
     check = io.load_dataset(surrogate) if surrogate else None
     gathered = io.load_dataset(regime_map) if regime_map else None
-    diverged = [r for r in data if r.diverged]
+    diverged = [r for r in data if r.diverged] if kind != "convergence" else []  # the convergence figure counts them itself
     if diverged and (FIGURE_KINDS[kind].scope == "run" or len(diverged) == len(data)):
         fig, numbers = plots.diverged_figure(diverged, target, kind)  # nothing left to draw: say why, show the risk
     else:
         fig, numbers = plots.draw(kind, [r for r in data if not r.diverged], opt, target, thresholds or {}, check, gathered)
         if diverged:
             numbers["diverged_runs"] = [plots.M.divergence_note(r) for r in diverged]
+        elif opt is not None and json.loads(opt.attrs.get("diverged_runs", "[]")):
+            numbers["diverged_runs"] = [f"{run} (left out of the trained limit)" for run in json.loads(opt.attrs["diverged_runs"])]
     numbers = {"kind": kind, "target": target, "figure": str(figure), "runs": list(runs), "thresholds": dict(thresholds or {}), **numbers}
     plots.write_summary(numbers, summary)
     plots.save_figure(fig, figure)

@@ -63,10 +63,13 @@ class SpectralProblem:
     context_length: float  # math.inf for the infinite-L risk
     model: str = "reduced"  # reduced: softmax surrogate; linear: exact linear-attention risk
     bias_term: bool = True
+    query_var: float | None = None  # the query target's noise variance: noise_var, or 0 for a noiseless query
 
     def __post_init__(self) -> None:
         if self.model not in THEORY_MODELS:
             raise ValueError(f"theory model must be one of {THEORY_MODELS}, got {self.model!r}")
+        if self.query_var is None:
+            object.__setattr__(self, "query_var", self.noise_var)
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], **overrides: Any) -> "SpectralProblem":
@@ -74,7 +77,7 @@ class SpectralProblem:
         spec = TaskSpec.from_params(params)
         model = "linear" if str(params.get("model", "reduced")) == "linear" else "reduced"
         values = dict(task_dims=spec.task_dims, signal=spec.signal, noise_var=spec.noise_std**2,
-                      context_length=float(spec.context_length), model=model)
+                      context_length=float(spec.context_length), model=model, query_var=spec.risk_floor)
         values.update(overrides)
         return cls(**values)
 
@@ -99,7 +102,7 @@ def task_signal(omega: np.ndarray, mu: np.ndarray) -> np.ndarray:
 def infinite_length_risk(problem: SpectralProblem, omega: np.ndarray, mu: np.ndarray) -> float:
     """R_inf = (1/I) sum_i [kappa_i (1 - p_i)^2 + sigma^2]."""
     p = task_signal(omega, mu)
-    return float(np.mean(problem.kappa * (1 - p) ** 2 + problem.noise_var))
+    return float(np.mean(problem.kappa * (1 - p) ** 2 + problem.query_var))
 
 
 @dataclass
@@ -300,7 +303,8 @@ def sgd_noise_amplitude(problem: SpectralProblem, lr: float, batch_size: int) ->
 
     Near W = U = 0 the batch gradient of U_h,ii is -(2 / (I B)) sum_b y_q,i ybar_i (attention is
     uniform), of mean 0 and standard deviation (2 / (I sqrt(B))) sqrt((2 kappa^2 / d + (kappa + s2)^2) / L);
-    the gradient in W is proportional to U, so negligible. Each step kicks a = (sqrt(d) omega + mu)/2
+    the gradient in W is proportional to U, so negligible (with a noiseless query, (kappa + s2)^2 becomes
+    kappa (kappa + s2)). Each step kicks a = (sqrt(d) omega + mu)/2
     by half of lr times that, while a grows by g = 1 + lr lambda / 2 per step; the kicks add up to
     an initial amplitude of standard deviation kick / sqrt(g^2 - 1). An init below it is forgotten.
     The kick is the same for every head (at W = 0 all heads average the same ybar): it shifts the
@@ -309,7 +313,8 @@ def sgd_noise_amplitude(problem: SpectralProblem, lr: float, batch_size: int) ->
     between runs by about +-1/lambda (ln of a chi-square variable) around the law.
     """
     kappa, s2, d = problem.kappa, problem.noise_var, problem.dims
-    per_sample = np.sqrt((2 * kappa**2 / d + (kappa + s2) ** 2) / problem.context_length)
+    # E y_q^2 = kappa + the query's noise (0 for a noiseless query), E ybar^2 L = kappa + sigma^2
+    per_sample = np.sqrt((2 * kappa**2 / d + (kappa + problem.query_var) * (kappa + s2)) / problem.context_length)
     kick = 0.5 * lr * 2 / (problem.num_tasks * math.sqrt(batch_size)) * per_sample
     growth = 1 + lr * warmup_rate(problem) / 2
     return kick / np.sqrt(growth**2 - 1)

@@ -65,12 +65,12 @@ DIVERGENCE_FACTOR = 1e4  # a risk this many times its first record has left any 
 
 
 def divergence(value: float, first: float | None) -> str:
-    """Why a training risk means divergence ('' when it does not): not finite, or far above the first
-    recorded risk (a run whose risk reaches 1e19 while staying finite has diverged too)."""
+    """Why a training risk means divergence ('' when it does not): not finite, or far above the risk
+    the run started from (a run whose risk reaches 1e19 while staying finite has diverged too)."""
     if not math.isfinite(value):
         return f"risk {value}"
     if first is not None and math.isfinite(first) and value > DIVERGENCE_FACTOR * max(first, 1e-12):
-        return f"risk {value:.3g} above {DIVERGENCE_FACTOR:g} x its first record {first:.3g}"
+        return f"risk {value:.3g} above {DIVERGENCE_FACTOR:g} x its initial evaluation risk {first:.3g}"
     return ""
 
 
@@ -102,7 +102,11 @@ class TrainResult:
 
 
 def _fingerprint(params: Mapping[str, Any]) -> str:
-    return json.dumps(dict(params), sort_keys=True, default=str)
+    """What a checkpoint must match to be resumed: the run's parameters and the package version
+    (whose checkpoint layout it is)."""
+    from . import __version__
+
+    return json.dumps({**dict(params), "package_version": __version__}, sort_keys=True, default=str)
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
@@ -152,21 +156,18 @@ def train(
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer_name!r}")
 
     init_seed, data_seed = stream_seeds(int(params["seed"]), params.get("data_stream"))
-    model = build_model(str(params["model"]), heads, spec.dim, spec.num_tasks)
-    initialise(
-        model,
-        spec,
-        str(params["init"]),
-        float(params["init_scale"]),
-        torch.Generator().manual_seed(init_seed),
-        omega=params.get("init_omega"),
-        mu=params.get("init_mu"),
-        lead=float(params.get("init_lead", 0.0)),
-    )
-    model.to(device)
-    parameters = list(model.parameters())
-    optimizer = torch.optim.Adam(parameters, lr=lr) if optimizer_name == "adam" else None
-    generator = torch.Generator(device=device).manual_seed(data_seed)
+
+    def fresh_start() -> tuple[torch.nn.Module, list, torch.optim.Optimizer | None, torch.Generator]:
+        """The model at its init, its optimizer and the training stream's generator at step 0."""
+        model = build_model(str(params["model"]), heads, spec.dim, spec.num_tasks)
+        initialise(model, spec, str(params["init"]), float(params["init_scale"]), torch.Generator().manual_seed(init_seed),
+                   omega=params.get("init_omega"), mu=params.get("init_mu"), lead=float(params.get("init_lead", 0.0)))
+        model.to(device)
+        parameters = list(model.parameters())
+        optimizer = torch.optim.Adam(parameters, lr=lr) if optimizer_name == "adam" else None
+        return model, parameters, optimizer, torch.Generator(device=device).manual_seed(data_seed)
+
+    model, parameters, optimizer, generator = fresh_start()
     sampler = PromptSampler(spec, device=device)
     eval_on_device = eval_set.to(device)
     schedule = record_steps(steps, int(params.get("record_points", 100)))
@@ -178,25 +179,29 @@ def train(
     if checkpoint is not None and checkpoint.exists():
         try:
             state = torch.load(checkpoint, map_location="cpu", weights_only=False)  # RNG states live on the CPU
-        except Exception as error:  # noqa: BLE001 (a truncated or corrupt checkpoint: start over, keep its bytes)
+            if not isinstance(state, dict):
+                raise TypeError(f"a {type(state).__name__}, not a checkpoint")
+            if state.get("fingerprint") == fingerprint:
+                model.load_state_dict(state["model"])
+                if optimizer is not None:
+                    optimizer.load_state_dict(state["optimizer"])
+                generator.set_state(state["generator"])
+                recorder = _Recorder(state["records"])
+                first_step, wall_before = int(state["step"]), float(state["wall_seconds"])
+                log.info("resumed from checkpoint %s at step %d of %d", checkpoint, first_step, steps)
+            else:
+                log.warning("ignoring checkpoint %s: it belongs to other run parameters or another version of the package", checkpoint)
+        except Exception as error:  # noqa: BLE001 (truncated, corrupt or of another layout: start over, keep its bytes)
             from .io import set_aside
 
-            state = {}
-            log.warning("checkpoint %s is damaged (%s: %s); set aside as %s, training starts over", checkpoint,
+            log.warning("checkpoint %s cannot be resumed (%s: %s); set aside as %s, training starts over", checkpoint,
                         type(error).__name__, str(error).splitlines()[0] if str(error) else "", set_aside(checkpoint).name)
-        if state.get("fingerprint") == fingerprint:
-            model.load_state_dict(state["model"])
-            if optimizer is not None:
-                optimizer.load_state_dict(state["optimizer"])
-            generator.set_state(state["generator"])
-            recorder = _Recorder(state["records"])
-            first_step, wall_before = int(state["step"]), float(state["wall_seconds"])
-            log.info("resumed from checkpoint %s at step %d of %d", checkpoint, first_step, steps)
-        elif state:
-            log.warning("ignoring checkpoint %s: it belongs to other run parameters", checkpoint)
+            model, parameters, optimizer, generator = fresh_start()  # a restore may have stopped half-way
+            recorder, first_step, wall_before = _Recorder(), 0, 0.0
 
     status, diverged_at = "max_steps", None
-    first_risk = float(recorder.values["train_risk"][0]) if len(recorder) else None  # the bound's reference (resumed runs too)
+    # the divergence bound's reference: the risk on the fixed evaluation set at step 0 (steadier than a batch)
+    first_risk = float(recorder.values["eval_risk"][0]) if len(recorder) else None
     last_progress = last_checkpoint = time.monotonic()
     progress_step = first_step
     with PromptStream(sampler, batch, generator, ahead=draws_ahead_by_default(device)) as stream:
@@ -221,7 +226,6 @@ def train(
             grads = torch.autograd.grad(loss, parameters)
             if is_record[step]:
                 reason = divergence(float(loss.detach()), first_risk)
-                first_risk = float(loss.detach()) if first_risk is None else first_risk
                 if reason and len(recorder):  # (a run that starts diverged keeps its one record, at step 0)
                     status, diverged_at = "diverged", step
                     log.error("training diverged at step %d (t = %.4g): %s; stopping, %d records kept", step, lr * step, reason, len(recorder))
@@ -233,6 +237,7 @@ def train(
                     step=step, W=view.W, U=view.U, score_leak=view.score_leak, value_leak=view.value_leak,
                     train_risk=loss.detach(), grad_norm=grad_norm, eval_risk=eval_risk, eval_risk_se=eval_se, eval_risk_task=eval_task,
                 )
+                first_risk = float(eval_risk) if first_risk is None else first_risk
                 if reason:
                     status, diverged_at = "diverged", step
                     log.error("training diverged at step 0: %s; stopping with the initial state recorded", reason)
@@ -264,7 +269,7 @@ def train(
     dataset = _to_dataset(recorder, spec, params, lr, status, wall, device)
     if diverged_at is not None:
         dataset.attrs.update(diverged_at_step=int(diverged_at), diverged_at_time=float(lr * diverged_at),
-                             divergence_rule=f"risk not finite or above {DIVERGENCE_FACTOR:g} x its first record")
+                             divergence_rule=f"batch risk not finite or above {DIVERGENCE_FACTOR:g} x the evaluation risk at step 0")
     log.info("finished: status=%s, %d records, %.1f s wall, %.0f steps/s", status, len(recorder), wall, dataset.attrs["steps_per_second"])
     return TrainResult(dataset, status)
 
