@@ -23,11 +23,15 @@ def test_split_blocks_cuts_where_the_authors_generator_cuts():
     assert split_blocks(50, 3) == [16, 17, 17]
     assert split_blocks(50, 1) == [50]
     assert split_blocks(10, 4) == [2, 3, 2, 3]
-    # their generator cuts at int(i * dx / dy): the same blocks for every size
-    for dx in range(3, 40):
-        for dy in range(1, min(dx, 6) + 1):
-            cuts = [int(i * dx / dy) for i in range(dy + 1)]
-            assert split_blocks(dx, dy) == [b - a for a, b in zip(cuts, cuts[1:])]
+    # their generator cuts at int(i * (dx / dy)) in floating point: the same blocks wherever that
+    # float reaches dx at the last cut; where rounding stops it short (61 over 7), theirs drops the
+    # last covariate and ours does not
+    for dx in range(3, 80):
+        for dy in range(1, min(dx, 8) + 1):
+            cuts = [int(i * (dx / dy)) for i in range(dy + 1)]
+            if cuts[-1] == dx:
+                assert split_blocks(dx, dy) == [b - a for a, b in zip(cuts, cuts[1:])], (dx, dy)
+    assert int(7 * (61 / 7)) == 60 and sum(split_blocks(61, 7)) == 61
     with pytest.raises(ValueError, match="input_dim"):
         split_blocks(2, 3)
 

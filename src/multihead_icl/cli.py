@@ -100,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     except DamagedFileError as error:
         print(f"Damaged input: {error}", file=sys.stderr)
         return 2
+    except FileNotFoundError as error:
+        print(f"Not found: {error.filename or error}", file=sys.stderr)
+        return 2
     return 0
 
 

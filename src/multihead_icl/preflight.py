@@ -70,9 +70,17 @@ def check_devices(suite: Suite) -> None:
         import torch
 
         if not torch.cuda.is_available():
-            run = next(r for r, p in suite.runs.items() if str(p.get("device", "cpu")).startswith("cuda"))
-            raise ConfigError(f"{run}.device: cuda, but torch sees no CUDA device on this machine; use device: auto (a GPU where there "
+            run, device = next((r, str(p.get("device"))) for r, p in suite.runs.items() if str(p.get("device", "cpu")).startswith("cuda"))
+            raise ConfigError(f"{run}.device: {device}, but torch sees no CUDA device on this machine; use device: auto (a GPU where there "
                               f"is one, else the CPU), or set {JOBS_ELSEWHERE}=1 when the jobs run on GPU nodes")
+    if any(w.startswith("cuda:") for w in wanted):
+        import torch
+
+        count = torch.cuda.device_count()
+        for run, params in suite.runs.items():
+            device = str(params.get("device", "cpu"))
+            if device.startswith("cuda:") and int(device.split(":")[1]) >= count:
+                raise ConfigError(f"{run}.device: {device}, but this machine has {count} CUDA device(s) (cuda:0 to cuda:{count - 1})")
     if "mps" in wanted:
         import torch
 
