@@ -7,6 +7,8 @@
     multihead-icl spectral train.nc data.nc spectral.nc [--config config.yaml]
     multihead-icl flow spectral.nc flow.nc [--config config.yaml]   # the exact spectral flow
     multihead-icl verify [results]                     # set damaged netCDF files aside for a rebuild
+    multihead-icl tables [results]                     # verdicts and optimality as CSV and LaTeX
+    multihead-icl compare results_a results_b [--json diff.json]   # what differs between two suites
 """
 
 from __future__ import annotations
@@ -53,6 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     fl.add_argument("output", type=Path)
     fl.add_argument("--config", type=Path, default=None, help="take the `flow` section from this config (default: the schema's defaults)")
     fl.add_argument("--threads", type=int, default=1)
+    tb = sub.add_parser("tables", help="the verdict and optimality tables (CSV, LaTeX) of a results folder")
+    tb.add_argument("results", type=Path, nargs="?", default=Path("results"))
+    cmp_ = sub.add_parser("compare", help="what differs between two results folders (Markdown; --json for JSON)")
+    cmp_.add_argument("first", type=Path)
+    cmp_.add_argument("second", type=Path)
+    cmp_.add_argument("--json", type=Path, default=None, help="also write the comparison as JSON here")
     ve = sub.add_parser("verify", help="open every netCDF file below a folder; set damaged ones aside so that snakemake rebuilds them")
     ve.add_argument("folder", type=Path, nargs="?", default=Path("results"))
     args = parser.parse_args(argv)
@@ -79,6 +87,19 @@ def main(argv: list[str] | None = None) -> int:
                 stages.spectral(args.train, args.eval_set, args.output, settings)
             else:
                 stages.flow(args.spectral, args.output, settings, args.threads)
+        elif args.command == "tables":
+            from .tables import write_tables
+
+            optimality = {path.stem: path for path in sorted((args.results / "optimality").glob("*.nc"))}
+            for path in write_tables(args.results / "figures" / "verdicts.json", optimality, args.results / "tables"):
+                print(path)
+        elif args.command == "compare":
+            from .tables import compare, compare_markdown, jsonable_compare
+
+            result = compare(args.first, args.second)
+            print(compare_markdown(result))
+            if args.json:
+                args.json.write_text(jsonable_compare(result))
         elif args.command == "verify":
             from .io import verify_tree
 
