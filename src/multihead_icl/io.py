@@ -29,11 +29,17 @@ def _version(package: str) -> str:
 
 
 def provenance_attrs(config: Mapping[str, Any]) -> dict[str, str]:
-    """The attrs every file carries: the resolved parameters as JSON, versions and creation time."""
+    """The attrs every file carries: the resolved parameters as JSON, versions and creation time,
+    and the CF global attributes (Conventions, source, references, history)."""
+    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     return {
+        "Conventions": "CF-1.10",
+        "source": f"multihead-icl {__version__}",
+        "references": "Chen, Sheen, Wang, Yang, Training Dynamics of Multi-Head Softmax Attention for In-Context Learning, COLT 2024, arXiv:2402.19442",
+        "history": f"{created} written by multihead-icl {__version__}",
         "config": json.dumps(dict(config), sort_keys=True, default=str),
         "package_version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": created,
         "torch_version": _version("torch"),
         "xarray_version": xr.__version__,
         "numpy_version": np.__version__,
@@ -50,6 +56,8 @@ def write_netcdf(ds: xr.Dataset, path: str | os.PathLike) -> None:
     """Write atomically: a temporary file renamed into place, so a killed job leaves no partial output."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if "title" not in ds.attrs:  # CF: a short description of what is in the file
+        ds.attrs["title"] = str(ds.attrs.get("description", f"multihead-icl {path.stem}")).split(";")[0][:200]
     tmp = path.with_name(f".{path.name}.tmp")
     ds.to_netcdf(tmp)
     os.replace(tmp, path)
