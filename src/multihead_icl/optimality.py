@@ -561,6 +561,13 @@ def _mean_se(values: np.ndarray) -> tuple[float, float]:
     return float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values)))
 
 
+def paired_ratio(num: np.ndarray, den: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
+    """mean(num) / mean(den) of per-prompt excesses on one fresh sample, with the interval of
+    ``ratio_interval`` paired by their covariance (the same prompts)."""
+    (a, a_se), (b, b_se) = _mean_se(num), _mean_se(den)
+    return ratio_interval(a, a_se, b, b_se, covariance=_paired(num, den)[2], confidence=confidence)
+
+
 def _paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
     """Mean of a - b, its SE, and the covariance of the two means (same prompts)."""
     diff = a - b

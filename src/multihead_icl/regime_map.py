@@ -32,7 +32,7 @@ from . import io
 from .config import MAP_INIT_KEYS
 from .flow import DRIFTING, FINITE_LIMIT, EndState, ExactRisk, FlowSettings, classify_end, flow_allocation, flow_phases, flow_times, integrate_flow
 from .model import OfficialInit, initial_spectrum
-from .optimality import BestInClass, SearchSettings, decomposable_W, normalisation_of, ratio_interval
+from .optimality import BestInClass, SearchSettings, decomposable_W, normalisation_of, paired_ratio
 from .tasks import TaskSpec
 from .theory import SpectralProblem, warmup_law_time
 
@@ -183,10 +183,7 @@ def gather_map(points: Mapping[str, xr.Dataset], grid_keys: Sequence[str], searc
         if np.all(np.isfinite(omega)) and np.all(np.isfinite(mu)):
             end = (decomposable_W(omega, best_search.spec), np.apply_along_axis(np.diag, 1, mu))
             fresh = best_search.fresh_excess({"best": fit, "flow": end})
-            n = len(fresh["best"])
-            flow_se, best_se = (float(np.std(fresh[k], ddof=1) / math.sqrt(n)) for k in ("flow", "best"))
-            covariance = float(np.cov(fresh["flow"], fresh["best"])[0, 1] / n)
-            ratio = ratio_interval(float(np.mean(fresh["flow"])), flow_se, float(np.mean(fresh["best"])), best_se, covariance=covariance)
+            ratio = paired_ratio(fresh["flow"], fresh["best"])
         say(f"{name}: regime {REGIMES[int(ds['regime'])]}, excess ratio to best in class {ratio[0]:.3g}")
         rows.append((name, p, ds, ratio))
 
