@@ -766,10 +766,10 @@ def measure_complexity(run: RunData) -> dict[str, Any]:
     flow_emer = np.asarray(f["emergence_end"].values, dtype=float) if f is not None else np.full(len(law), np.nan)
     flow_winner = np.full(len(law), -1)  # the winner of each task at its own emergence end along the flow
     if f is not None:
+        from .spectral import winner_at
+
         times = np.asarray(f["time"].values, dtype=float)
-        for i, end in enumerate(flow_emer):
-            if math.isfinite(end):
-                flow_winner[i] = int(f["winner"].values[min(int(np.searchsorted(times, end)), len(times) - 1), i])
+        flow_winner = np.array([winner_at(f["winner"].values[:, i], times, end) for i, end in enumerate(flow_emer)])
 
     def order(times: np.ndarray) -> list[int] | None:
         return [int(i) for i in np.argsort(times)] if np.all(np.isfinite(times)) else None

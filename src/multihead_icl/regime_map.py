@@ -33,6 +33,7 @@ from .config import MAP_INIT_KEYS
 from .flow import DRIFTING, FINITE_LIMIT, EndState, ExactRisk, FlowSettings, classify_end, flow_allocation, flow_phases, flow_times, integrate_flow
 from .model import OfficialInit, initial_spectrum
 from .optimality import BestInClass, SearchSettings, decomposable_W, normalisation_of, paired_ratio
+from .spectral import winner_at
 from .tasks import TaskSpec
 from .theory import SpectralProblem, warmup_law_time
 
@@ -133,7 +134,7 @@ def map_point(params: Mapping[str, Any], settings: FlowSettings, clean_purity: f
         "warmup_end": (("task",), np.array([p.start for p in phases]), {"long_name": f"the flow's p_i covers {fractions[0]:g} of its logistic rise", **time_units}),
         "emergence_end": (("task",), np.array([p.end for p in phases]), {"long_name": f"the flow's p_i covers {fractions[1]:g} of its logistic rise", **time_units}),
         "warmup_law_time": (("task",), law, {"long_name": f"warm-up law: the logistic p_i from a(0) reaches {fractions[0]:g} (docs/science.md §4.3)", **time_units}),
-        "winner_at_emergence": (("task",), np.array([_at(winners[:, i], times, p.end) for i, p in enumerate(phases)], dtype=np.int64),
+        "winner_at_emergence": (("task",), np.array([winner_at(winners[:, i], times, p.end) for i, p in enumerate(phases)], dtype=np.int64),
                                 {"long_name": "winning head of each task at its emergence end (-1: no emergence)"}),
     }
     coords = {"time": ("time", times, {"long_name": "gradient-flow time", **time_units}), "head": np.arange(omega0.shape[0]),
@@ -144,12 +145,6 @@ def map_point(params: Mapping[str, Any], settings: FlowSettings, clean_purity: f
                     description="One point of a regime map: the exact spectral flow from the init alone (docs/science.md §5.6)")
     say(f"regime {REGIMES[regime]} (exponents omega {ends[0].omega_exponent:.3g}, mu {ends[0].mu_exponent:.3g}; Monte-Carlo gap {gap:.3g})")
     return ds
-
-
-def _at(values: np.ndarray, times: np.ndarray, when: float) -> int:
-    if not math.isfinite(when):
-        return -1
-    return int(values[min(int(np.searchsorted(times, when)), len(times) - 1)])
 
 
 def cell_of(point: str, params: Mapping[str, Any], grid_keys: Sequence[str]) -> str:

@@ -104,6 +104,14 @@ def winner_and_purity(share: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return winner.astype(np.int64), purity
 
 
+def winner_at(winners: np.ndarray, times: np.ndarray, when: float) -> int:
+    """The winning head of one task (``winners``: (T,) along a flow) at the first record at or after
+    ``when``; -1 when ``when`` is NaN (the task did not emerge)."""
+    if not math.isfinite(when):
+        return -1
+    return int(winners[min(int(np.searchsorted(times, when)), len(times) - 1)])
+
+
 def allocation_is_clean(winner: np.ndarray, purity: np.ndarray, heads: int, threshold: float) -> bool:
     """Every purity >= threshold and, when there are at least as many heads as tasks, distinct winners."""
     if np.any(winner < 0) or not np.all(np.isfinite(purity)):
