@@ -49,10 +49,11 @@ class FigureKind:
     title: str  # short, for the report's labels
     thresholds: tuple[str, ...] = ()  # the verdict thresholds the figure draws (its rule's params)
     flow_only: bool = False  # drawn only for experiments with runs that have an exact flow (flow.nc)
+    shows_diverged: bool = False  # draws diverged runs itself (otherwise they are left out and listed)
 
 
 FIGURE_KINDS: dict[str, FigureKind] = {
-    "convergence": FigureKind("C1", "suite", None, ("train",), "convergence of every run", ("converged_rtol",)),
+    "convergence": FigureKind("C1", "suite", None, ("train",), "convergence of every run", ("converged_rtol",), shows_diverged=True),
     "limit": FigureKind("C1", "experiment", "allocation", ("train", "spectral", "flow"), "the exact flow to its long horizon", flow_only=True),
     "regime_map": FigureKind("C1", "experiment", "regime_map", ("map",), "where the exact flow ends: a map of regimes"),
     "risk": FigureKind("C2", "run", "runs", ("train", "spectral"), "risk against time with phases", ("emergence_speedup",)),

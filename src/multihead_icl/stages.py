@@ -209,7 +209,7 @@ def plot_figure(
     opt = io.load_dataset(optimality) if optimality else None
     check = io.load_dataset(surrogate) if surrogate else None
     gathered = io.load_dataset(regime_map) if regime_map else None
-    diverged = [r for r in data if r.diverged] if kind != "convergence" else []  # the convergence figure counts them itself
+    diverged = [] if FIGURE_KINDS[kind].shows_diverged else [r for r in data if r.diverged]
     if diverged and (FIGURE_KINDS[kind].scope == "run" or len(diverged) == len(data)):
         fig, numbers = plots.diverged_figure(diverged, target, kind)  # nothing left to draw: say why, show the risk
     else:
