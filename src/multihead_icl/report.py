@@ -22,6 +22,7 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     "optimality_ratio": 2.0,
     "separation_ratio": 1.0,
     "ode_gap": 0.1,
+    "ode_max_floor": 0.5,
     "regime_correlation": 0.8,
     "length_ratio": 1.1,
 }

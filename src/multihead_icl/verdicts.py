@@ -52,7 +52,6 @@ if TYPE_CHECKING:
 HOLDS, PARTLY, FAILS, INCONCLUSIVE, UNMEASURED = "holds", "holds partly", "does not hold", "inconclusive", "not measured"
 VERDICT_ORDER = (HOLDS, PARTLY, FAILS, INCONCLUSIVE, UNMEASURED)
 FLOW, TRAINED, BOTH = "exact flow", "trained runs", "exact flow and trained runs"
-C7_MAX_FLOOR = 0.5  # a C7 noise floor (in p_i, which runs from 0 to 1) this large leaves the comparison no power
 
 AXIS_SHORT = {"context_length": "L", "heads": "H", "tasks": "I", "noise_std": "σ", "task_dim": "d_i"}
 
@@ -312,8 +311,8 @@ def verdict_c7(runs: Sequence[RunData], th: Mapping[str, float], plan=None, surr
     if spread["median_gap"] is not None:
         thr = ("largest |p_i(trained) − p_i(GD on the exact risk at the run's lr)| up to the trained emergence end ≤ the seed-to-seed "
                "spread of training (median largest gap between runs from one init with other data streams) + the reference's Monte-Carlo "
-               "gap = agrees; above the largest spread + that gap = differs; between = inconclusive. All decisive runs agree = holds, "
-               f"≥ {th['partly_fraction']:.0%} = holds partly")
+               f"gap = agrees; above the largest spread + that gap = differs; between, or a floor ≥ {th['ode_max_floor']:g}, = inconclusive. "
+               f"All decisive runs agree = holds, ≥ {th['partly_fraction']:.0%} = holds partly")
     else:
         thr = (f"largest |p_i(trained) − p_i(GD on the exact risk at the run's lr)| up to the trained emergence end ≤ {th['ode_gap']:g} "
                "(no seed-to-seed spread measured: no runs differing only in their data stream)")
@@ -327,15 +326,15 @@ def verdict_c7(runs: Sequence[RunData], th: Mapping[str, float], plan=None, surr
             floor, ceiling = th["ode_gap"], math.inf
         gap = f["train_gd_gap"]
         state = "pass" if gap <= floor else ("fail" if gap > ceiling else "inconclusive")
-        if floor >= C7_MAX_FLOOR:  # a floor half the range of p_i: no gap could fail, so none may pass
+        if floor >= th["ode_max_floor"]:  # a floor near the range of p_i: no gap could fail, so none may pass
             state = "inconclusive"
         rows.append({"run": r.run, "gap": gap, "floor": floor, "ceiling": ceiling, "state": state,
                      "flow_gd_gap": f["flow_gd_gap"], "train_flow_gap": f["train_flow_gap"], "mc_gap": f["mc_gap"]})
     decisive = [row for row in rows if row["state"] != "inconclusive"]
     passed = sum(row["state"] == "pass" for row in decisive)
-    if not decisive and all(row["floor"] >= C7_MAX_FLOOR for row in rows):
-        return _row("C7", f"{len(rows)} trained runs, none decisive: their noise floor {fmt(rows[0]['floor'], 2)} is at least {C7_MAX_FLOOR:g}, half "
-                    f"the range of p_i, so the gaps {', '.join(fmt(row['gap'], 2) for row in rows)} to gradient descent on the exact risk could not "
+    if not decisive and all(row["floor"] >= th["ode_max_floor"] for row in rows):
+        return _row("C7", f"{len(rows)} trained runs, none decisive: their noise floor {fmt(rows[0]['floor'], 2)} is at least "
+                    f"{th['ode_max_floor']:g} (verdicts.ode_max_floor; p_i runs from 0 to 1), so the gaps {', '.join(fmt(row['gap'], 2) for row in rows)} to gradient descent on the exact risk could not "
                     "fail (more data streams and a larger Monte-Carlo sample would lower it)",
                     thr, INCONCLUSIVE, plan, {"runs": rows, "spread": spread}, BOTH,
                     f"seed-to-seed spread {fmt(spread['median_gap'], 2)} + Monte-Carlo gap {fmt(max(num(row['mc_gap']) for row in rows), 2)}"
