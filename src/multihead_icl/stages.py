@@ -218,6 +218,8 @@ def plot_figure(
             numbers["diverged_runs"] = [plots.M.divergence_note(r) for r in diverged]
         elif opt is not None and json.loads(opt.attrs.get("diverged_runs", "[]")):
             numbers["diverged_runs"] = [f"{run} (left out of the trained limit)" for run in json.loads(opt.attrs["diverged_runs"])]
+    if FIGURE_KINDS[kind].scope == "run" and data and data[0].params.get("rotate"):
+        numbers["rotated_basis"] = True  # the caption says that the figure repeats a run in other bases
     numbers = {"kind": kind, "target": target, "figure": str(figure), "runs": list(runs), "thresholds": dict(thresholds or {}), **numbers}
     plots.write_summary(numbers, summary)
     plots.save_figure(fig, figure)
