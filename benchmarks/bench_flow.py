@@ -54,15 +54,27 @@ def main() -> None:
         auto = (time.perf_counter() - started) / 3
         signals, short = [], []
         for seed in range(args.seeds):
-            flow = integrate_flow(ExactRisk(spec, "softmax", prompts, seed=seed), omega0, mu0, run_times, args.rtol, args.rtol * 1e-3)
+            flow = integrate_flow(
+                ExactRisk(spec, "softmax", prompts, seed=seed),
+                omega0,
+                mu0,
+                run_times,
+                args.rtol,
+                args.rtol * 1e-3,
+            )
             signals.append(flow.signal)
             short.append(flow.seconds)
         gaps = [float(np.abs(a - b).max()) for a, b in itertools.combinations(signals, 2)]
         long = integrate_flow(risk, omega0, mu0, long_times, args.rtol, args.rtol * 1e-3)
-        print(f"{prompts:6d} prompts: gradient {hand * 1e3:6.1f} ms (autograd {auto * 1e3:6.1f} ms, {auto / hand:.1f}x); "
-              f"flow to t = 100 {np.median(short):5.1f} s (median of {len(short)}), to t = {args.horizon:g} {long.seconds:6.1f} s "
-              f"({long.evaluations} gradients); Monte-Carlo gap in p_i: median {np.median(gaps):.3f}, largest {max(gaps):.3f} "
-              f"over {len(gaps)} pairs")
+        print(
+            f"{prompts:6d} prompts: gradient {hand * 1e3:6.1f} ms (autograd {auto * 1e3:6.1f} ms, "
+            f"{auto / hand:.1f}x); "
+            f"flow to t = 100 {np.median(short):5.1f} s (median of {len(short)}), to t = "
+            f"{args.horizon:g} {long.seconds:6.1f} s "
+            f"({long.evaluations} gradients); Monte-Carlo gap in p_i: median "
+            f"{np.median(gaps):.3f}, largest {max(gaps):.3f} "
+            f"over {len(gaps)} pairs"
+        )
 
 
 if __name__ == "__main__":

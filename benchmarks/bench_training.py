@@ -30,7 +30,9 @@ SPEC = TaskSpec(task_dims=(4, 4, 4), noise_std=0.3, signal=(1.0, 1.0, 1.0), cont
 HEADS, BATCH, LR = 3, 1024, 0.5
 
 
-def timed_loop(spec: TaskSpec, batch: int, model: torch.nn.Module, update, steps: int, ahead: bool) -> float:
+def timed_loop(
+    spec: TaskSpec, batch: int, model: torch.nn.Module, update, steps: int, ahead: bool
+) -> float:
     """Seconds a step of training.train's loop, stripped of recording: the prompt stream (drawing
     ahead in a background thread when ``ahead``, as train does on a CPU with >= 2 threads), the
     model's risk, and ``update(loss)``."""
@@ -67,8 +69,14 @@ def sampling_only(steps: int) -> float:
 
 
 def randn_only(steps: int) -> float:
-    """Just the normal draws of one step (context+query covariates, coefficients, noise): the floor."""
-    gen, d, tasks, length = torch.Generator().manual_seed(1), SPEC.dim, SPEC.num_tasks, SPEC.context_length
+    """Just the normal draws of one step (context+query covariates, coefficients, noise): the
+    floor."""
+    gen, d, tasks, length = (
+        torch.Generator().manual_seed(1),
+        SPEC.dim,
+        SPEC.num_tasks,
+        SPEC.context_length,
+    )
     start = time.perf_counter()
     for _ in range(steps):
         torch.randn(BATCH, length + 1, d, generator=gen)
@@ -90,7 +98,9 @@ def reference_steps(steps: int) -> float:
         y = np.zeros((BATCH, length + 1, tasks))
         for i in range(tasks):
             g = rng.standard_normal((BATCH, 4)) * np.sqrt(1 / 4)
-            y[:, :, i] = np.einsum("bld,bd->bl", x[:, :, 4 * i : 4 * i + 4], g) + 0.3 * rng.standard_normal((BATCH, length + 1))
+            y[:, :, i] = np.einsum(
+                "bld,bd->bl", x[:, :, 4 * i : 4 * i + 4], g
+            ) + 0.3 * rng.standard_normal((BATCH, length + 1))
         x, y = torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.float32)
         xc, yc, xq, yq = x[:, :length], y[:, :length], x[:, length], y[:, length]
         pred = 0
@@ -105,8 +115,17 @@ def reference_steps(steps: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
-AUTHORS_SPEC = TaskSpec.from_params({"tasks": 3, "input_dim": 50, "signal": 1.0, "signal_per": "coordinate", "noise_std": 0.0,
-                                    "query_noise": False, "context_length": 100})
+AUTHORS_SPEC = TaskSpec.from_params(
+    {
+        "tasks": 3,
+        "input_dim": 50,
+        "signal": 1.0,
+        "signal_per": "coordinate",
+        "noise_std": 0.0,
+        "query_noise": False,
+        "context_length": 100,
+    }
+)
 AUTHORS_BATCH = 1000
 
 
@@ -118,7 +137,9 @@ class TokenProjectionAttention(torch.nn.Module):
     def __init__(self, heads: int, dim: int, tasks: int):
         super().__init__()
         self.heads, self.width, self.tasks = heads, dim + tasks, tasks
-        self.q, self.k, self.v = (torch.nn.Linear(self.width, heads * self.width, bias=False) for _ in range(3))
+        self.q, self.k, self.v = (
+            torch.nn.Linear(self.width, heads * self.width, bias=False) for _ in range(3)
+        )
         self.o = torch.nn.Linear(heads * self.width, tasks, bias=False)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, x_query: torch.Tensor) -> torch.Tensor:
@@ -153,28 +174,45 @@ def compare_with_token_projection(steps: int, threads: int, ahead: bool) -> None
             linear.weight.copy_(stacked.reshape(-1, stacked.shape[-1]))
         theirs.o.weight.copy_(torch.cat(list(ours.O), dim=1))
         p = PromptSampler(AUTHORS_SPEC).sample(8, torch.Generator().manual_seed(2))
-        torch.testing.assert_close(theirs(p.x, p.y, p.x_query), ours(p.x, p.y, p.x_query), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(
+            theirs(p.x, p.y, p.x_query), ours(p.x, p.y, p.x_query), rtol=1e-4, atol=1e-5
+        )
     authors_steps(2, ours, ahead), authors_steps(2, theirs, ahead)  # warm-up
     t_ours, t_theirs = [], []
     for _ in range(3):  # interleaved, best of 3
         t_ours.append(authors_steps(steps, ours, ahead))
         t_theirs.append(authors_steps(max(steps // 4, 3), theirs, ahead))
     a, b = min(t_ours), min(t_theirs)
-    print(f"authors' setting: d=50 (16/17/17), I=3, H=3, L=100, batch {AUTHORS_BATCH}, full model, Adam, {threads} threads (best of 3)")
+    print(
+        f"authors' setting: d=50 (16/17/17), I=3, H=3, L=100, batch {AUTHORS_BATCH}, full model, "
+        f"Adam, {threads} threads (best of 3)"
+    )
     print(f"ours (W_K^T W_Q and O W_V formed once a step): {1e3 * a:8.2f} ms/step")
     print(f"authors' form (per-token Q, K, V projections): {1e3 * b:8.2f} ms/step")
     print(f"ratio                                        : {b / a:8.2f} x   (goal >= 8)")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--authors-steps", type=int, default=20, help="steps per measurement in the authors' setting (0: skip it)")
+    parser.add_argument(
+        "--authors-steps",
+        type=int,
+        default=20,
+        help="steps per measurement in the authors' setting (0: skip it)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     ahead = draws_ahead_by_default(torch.device("cpu"))
-    pipeline_steps(5, ahead), pipeline_steps(5, False), reference_steps(3), sampling_only(5)  # warm-up
+    (
+        pipeline_steps(5, ahead),
+        pipeline_steps(5, False),
+        reference_steps(3),
+        sampling_only(5),
+    )  # warm-up
     # interleave the measurements so machine noise hits both alike
     ours, foreground, ref, draw, normals = [], [], [], [], []
     for _ in range(3):
@@ -183,15 +221,33 @@ def main() -> None:
         ref.append(reference_steps(max(args.steps // 3, 5)))
         draw.append(sampling_only(args.steps))
         normals.append(randn_only(args.steps))
-    t_ours, t_fg, t_ref, t_draw, t_normals = min(ours), min(foreground), min(ref), min(draw), min(normals)
-    print(f"setting: I=3, d_i=4, H={HEADS}, L=200, batch {BATCH}, reduced, GD, {args.threads} threads (best of 3)")
-    print(f"pipeline trainer : {1 / t_ours:8.1f} steps/s  ({1e3 * t_ours:.2f} ms/step; draws ahead in a background thread: {ahead})")
+    t_ours, t_fg, t_ref, t_draw, t_normals = (
+        min(ours),
+        min(foreground),
+        min(ref),
+        min(draw),
+        min(normals),
+    )
+    print(
+        f"setting: I=3, d_i=4, H={HEADS}, L=200, batch {BATCH}, reduced, GD, {args.threads} "
+        "threads (best of 3)"
+    )
+    print(
+        f"pipeline trainer : {1 / t_ours:8.1f} steps/s  ({1e3 * t_ours:.2f} ms/step; draws ahead "
+        f"in a background thread: {ahead})"
+    )
     print(f"  same, drawing in the foreground: {1 / t_fg:8.1f} steps/s  ({1e3 * t_fg:.2f} ms/step)")
     print(f"reference trainer: {1 / t_ref:8.1f} steps/s  ({1e3 * t_ref:.2f} ms/step)")
     print(f"speed-up         : {t_ref / t_ours:8.2f} x   (goal >= 5)")
-    print(f"drawing a step's random numbers (randn only): {1e3 * t_normals:.2f} ms = {100 * t_normals / t_ours:.0f}% of a step; "
-          f"step / draw = {t_ours / t_normals:.2f} (goal <= 2)")
-    print(f"building a step's prompts (randn + targets): {1e3 * t_draw:.2f} ms = {100 * t_draw / t_ours:.0f}% of a step")
+    print(
+        f"drawing a step's random numbers (randn only): {1e3 * t_normals:.2f} ms = "
+        f"{100 * t_normals / t_ours:.0f}% of a step; "
+        f"step / draw = {t_ours / t_normals:.2f} (goal <= 2)"
+    )
+    print(
+        f"building a step's prompts (randn + targets): {1e3 * t_draw:.2f} ms = "
+        f"{100 * t_draw / t_ours:.0f}% of a step"
+    )
     if args.authors_steps > 0:
         compare_with_token_projection(args.authors_steps, args.threads, ahead)
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: a fast torch, the repository paths, and a Snakemake runner in a temporary directory."""
+"""Shared fixtures: a fast torch, the repository paths, and a Snakemake runner in a temporary
+directory."""
 
 from __future__ import annotations
 
@@ -18,22 +19,45 @@ TINY_CONFIG = ROOT / "config" / "tiny.yaml"
 torch.set_num_threads(1)
 
 
+def tool(name: str) -> str:
+    """A command-line tool of the environment running the tests (beside its Python), else on PATH;
+    the test is skipped when neither has it."""
+    candidate = Path(sys.executable).with_name(name)
+    found = str(candidate) if candidate.exists() else shutil.which(name)
+    if found is None:
+        pytest.skip(f"{name} is not installed in this environment (bin/setup installs it)")
+    return found
+
+
 def snakemake_bin() -> str:
-    candidate = Path(sys.executable).with_name("snakemake")
-    return str(candidate) if candidate.exists() else shutil.which("snakemake") or "snakemake"
+    return tool("snakemake")
 
 
-def run_snakemake(workdir: Path, *args: str, config: Path | None = TINY_CONFIG, check: bool = True) -> subprocess.CompletedProcess:
-    """Run the repository's workflow with ``workdir`` as its working directory (results go there)."""
+def run_snakemake(
+    workdir: Path, *args: str, config: Path | None = TINY_CONFIG, check: bool = True
+) -> subprocess.CompletedProcess:
+    """Run the repository's workflow with ``workdir`` as its working directory (results go
+    there)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    command = [snakemake_bin(), "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir), "--cores", "2"]
+    command = [
+        snakemake_bin(),
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--cores",
+        "2",
+    ]
     if config is not None:
         command += ["--configfile", str(config)]
     command += list(args)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env)
     if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed "
+            f"({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+        )
     return proc
 
 

@@ -1,16 +1,21 @@
-"""Config validation (one-line errors naming key and value) and the expansion of experiments into runs."""
+"""Config validation (one-line errors naming key and value) and the expansion of experiments into
+runs."""
 
 import copy
 
 import pytest
 import yaml
+from conftest import ROOT, SCHEMA, run_snakemake
 
 from multihead_icl.config import ConfigError, load_schema, load_suite
 
-from conftest import ROOT, SCHEMA, run_snakemake
-
 SCHEMA_DICT = load_schema(SCHEMA)
-GOOD = {"defaults": {"tasks": 2, "task_dim": 3}, "experiments": {"sweep": {"base": {"heads": 2}, "grid": {"seed": [0, 1], "context_length": [10, 20]}}}}
+GOOD = {
+    "defaults": {"tasks": 2, "task_dim": 3},
+    "experiments": {
+        "sweep": {"base": {"heads": 2}, "grid": {"seed": [0, 1], "context_length": [10, 20]}}
+    },
+}
 
 
 def suite(config):
@@ -21,10 +26,16 @@ def test_grid_is_a_cartesian_product_with_readable_stable_ids():
     s = suite(GOOD)
     assert list(s.runs) == ["sweep/s0-L10", "sweep/s0-L20", "sweep/s1-L10", "sweep/s1-L20"]
     run = s.runs["sweep/s1-L20"]
-    assert run["seed"] == 1 and run["context_length"] == 20 and run["heads"] == 2 and run["tasks"] == 2
+    assert (
+        run["seed"] == 1 and run["context_length"] == 20 and run["heads"] == 2 and run["tasks"] == 2
+    )
     assert run["noise_std"] == 0.3  # schema default filled in
     # runs sharing data parameters share one evaluation set
-    assert s.run_dataset["sweep/s0-L10"] == s.run_dataset["sweep/s1-L10"] != s.run_dataset["sweep/s0-L20"]
+    assert (
+        s.run_dataset["sweep/s0-L10"]
+        == s.run_dataset["sweep/s1-L10"]
+        != s.run_dataset["sweep/s0-L20"]
+    )
 
 
 def test_adding_a_grid_value_keeps_existing_runs_unchanged():
@@ -43,25 +54,57 @@ def test_experiment_without_grid_and_base_overrides_defaults():
 
 def test_post_training_keys_do_not_reach_training():
     s = suite({"experiments": {"e": {"base": {"eval_lengths": [50]}}}})
-    assert "eval_lengths" not in s.train_params("e/base") and s.runs["e/base"]["eval_lengths"] == [50]
+    assert "eval_lengths" not in s.train_params("e/base") and s.runs["e/base"]["eval_lengths"] == [
+        50
+    ]
 
 
 BAD = [
     ({"experiments": {"e": {"base": {"headz": 2}}}}, "experiments.e.base: unknown key 'headz'"),
     ({"experiments": {"e": {}}, "colour": 1}, "unknown key 'colour'"),
-    ({"experiments": {"e": {"base": {"heads": "three"}}}}, "experiments.e.base.heads: 'three' is not of type 'integer'"),
-    ({"experiments": {"e": {"base": {"heads": 0}}}}, "experiments.e.base.heads: 0 is less than the minimum of 1"),
-    ({"experiments": {"e": {"base": {"tasks": 0}}}}, "experiments.e.base.tasks: 0 is less than the minimum of 1"),
+    (
+        {"experiments": {"e": {"base": {"heads": "three"}}}},
+        "experiments.e.base.heads: 'three' is not of type 'integer'",
+    ),
+    (
+        {"experiments": {"e": {"base": {"heads": 0}}}},
+        "experiments.e.base.heads: 0 is less than the minimum of 1",
+    ),
+    (
+        {"experiments": {"e": {"base": {"tasks": 0}}}},
+        "experiments.e.base.tasks: 0 is less than the minimum of 1",
+    ),
     ({"experiments": {"e": {"base": {"lr": -0.1}}}}, "experiments.e.base.lr: -0.1"),
     ({"experiments": {"e": {"base": {"batch_size": 0}}}}, "experiments.e.base.batch_size: 0"),
     ({"defaults": {"context_length": -5}, "experiments": {"e": {}}}, "defaults.context_length: -5"),
-    ({"experiments": {"e": {"base": {"tasks": 2, "task_dim": [2, 3, 4]}}}}, "task_dim: [2, 3, 4] lists 3 values for tasks = 2"),
-    ({"experiments": {"e": {"grid": {"seed": 3}}}}, "experiments.e.grid.seed: grid values must be lists, got 3"),
-    ({"experiments": {"e": {"grid": {"heads": [2, 0]}}}}, "experiments.e.grid(H0).heads: 0 is less than the minimum of 1"),
-    ({"experiments": {"e": {"base": {"model": "transformer"}}}}, "experiments.e.base.model: 'transformer' is not one of"),
-    ({"experiments": {"e": {"base": {"init": "orthogonal"}}}}, "experiments.e.base.init: 'orthogonal' is not one of"),
-    ({"experiments": {"e": {"base": {"heads": 2, "tasks": 2, "init_mu": [[1, 2]]}}}}, "init_mu: must be 2 lists (heads) of 2 numbers"),
-    ({"experiments": {"e": {"base": {"model": "full", "eval_lengths": [50]}}}}, "eval_lengths: length generalisation needs model = reduced or linear"),
+    (
+        {"experiments": {"e": {"base": {"tasks": 2, "task_dim": [2, 3, 4]}}}},
+        "task_dim: [2, 3, 4] lists 3 values for tasks = 2",
+    ),
+    (
+        {"experiments": {"e": {"grid": {"seed": 3}}}},
+        "experiments.e.grid.seed: grid values must be lists, got 3",
+    ),
+    (
+        {"experiments": {"e": {"grid": {"heads": [2, 0]}}}},
+        "experiments.e.grid(H0).heads: 0 is less than the minimum of 1",
+    ),
+    (
+        {"experiments": {"e": {"base": {"model": "transformer"}}}},
+        "experiments.e.base.model: 'transformer' is not one of",
+    ),
+    (
+        {"experiments": {"e": {"base": {"init": "orthogonal"}}}},
+        "experiments.e.base.init: 'orthogonal' is not one of",
+    ),
+    (
+        {"experiments": {"e": {"base": {"heads": 2, "tasks": 2, "init_mu": [[1, 2]]}}}},
+        "init_mu: must be 2 lists (heads) of 2 numbers",
+    ),
+    (
+        {"experiments": {"e": {"base": {"model": "full", "eval_lengths": [50]}}}},
+        "eval_lengths: length generalisation needs model = reduced or linear",
+    ),
     ({"experiments": {}}, "experiments: {} should be non-empty"),
 ]
 
@@ -78,12 +121,17 @@ def test_bad_configs_give_one_line_naming_key_and_value(config, message):
 @pytest.mark.slow
 def test_workflow_stops_on_bad_config_without_traceback(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump({"experiments": {"e": {"base": {"tasks": 2, "task_dim": [1, 2, 3]}}}}))
+    bad.write_text(
+        yaml.safe_dump({"experiments": {"e": {"base": {"tasks": 2, "task_dim": [1, 2, 3]}}}})
+    )
     proc = run_snakemake(tmp_path / "work", "-n", config=bad, check=False)
     assert proc.returncode != 0
     output = proc.stdout + proc.stderr
-    assert "Config error: experiments.e.base.task_dim: [1, 2, 3] lists 3 values for tasks = 2" in output
-    assert "Traceback" not in output and "File \"" not in output
+    assert (
+        "Config error: experiments.e.base.task_dim: [1, 2, 3] lists 3 values for tasks = 2"
+        in output
+    )
+    assert "Traceback" not in output and 'File "' not in output
     assert not (tmp_path / "work" / "results").exists()
 
 
@@ -117,7 +165,9 @@ def test_comparison_settings_name_known_roles_and_existing_experiments_once():
     from multihead_icl.report import comparison_settings, plan_settings, setting_experiments
 
     experiments = {"a": ["a/base"], "b": ["b/s0", "b/s1"], "c": ["c/base"]}
-    got = comparison_settings({"other": {"label": "Other", "allocation": ["b", "c"], "winner": "b"}}, experiments)
+    got = comparison_settings(
+        {"other": {"label": "Other", "allocation": ["b", "c"], "winner": "b"}}, experiments
+    )
     assert got["other"]["label"] == "Other" and got["other"]["optimality"] is None
     assert setting_experiments(got["other"]) == ["b", "c"]
     merged = plan_settings({"allocation": "a", "winner": None}, got)

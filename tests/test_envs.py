@@ -6,7 +6,6 @@ import tomllib
 
 import pytest
 import yaml
-
 from conftest import ROOT
 
 # conda-forge name -> PyPI name, where they differ
@@ -16,7 +15,9 @@ ENV_FILES = sorted((ROOT / "envs").glob("*.yaml"))
 
 def pypi_pins() -> dict[str, str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    specs = project["dependencies"] + [d for extra in project["optional-dependencies"].values() for d in extra]
+    specs = project["dependencies"] + [
+        d for extra in project["optional-dependencies"].values() for d in extra
+    ]
     pins = {}
     for spec in specs:
         name, version = re.fullmatch(r"([A-Za-z0-9_.\-]+)(?:\[[^\]]*\])?==([^;\s]+)", spec).groups()
@@ -49,31 +50,41 @@ def test_env_is_pinned_on_conda_forge_and_agrees_with_pyproject(path):
         assert match, f"{path.name}: {dep!r} is not pinned as `name =version`"
         name, version = match.groups()
         if name == "python":
-            assert tuple(int(v) for v in version.split(".")[:2]) >= (3, 11), f"{path.name}: python ={version}"
+            assert tuple(int(v) for v in version.split(".")[:2]) >= (3, 11), (
+                f"{path.name}: python ={version}"
+            )
             continue
         pypi = CONDA_TO_PYPI.get(name, name).lower()
         assert pypi in pins, f"{path.name}: {name} is not a pinned dependency in pyproject.toml"
-        assert release(pins[pypi]) == version, f"{path.name}: {name} ={version} but pyproject pins {pins[pypi]}"
+        assert release(pins[pypi]) == version, (
+            f"{path.name}: {name} ={version} but pyproject pins {pins[pypi]}"
+        )
         checked += 1
     assert checked >= 3
 
 
 def test_lock_file_agrees_with_pyproject():
     lock = dict(
-        line.split("==", 1) for line in (ROOT / "requirements.lock").read_text().splitlines() if "==" in line
+        line.split("==", 1)
+        for line in (ROOT / "requirements.lock").read_text().splitlines()
+        if "==" in line
     )
     lock = {k.lower(): v for k, v in lock.items()}
     for name, version in pypi_pins().items():
-        assert lock.get(name.lower()) == version, f"requirements.lock has {name}=={lock.get(name.lower())}, pyproject {version}"
+        assert lock.get(name.lower()) == version, (
+            f"requirements.lock has {name}=={lock.get(name.lower())}, pyproject {version}"
+        )
 
 
 def test_figure_stages_do_not_need_torch():
-    """envs/plotting.yaml has no pytorch: importing and using what the figure rules use must not load it."""
+    """envs/plotting.yaml has no pytorch: importing and using what the figure rules use must not
+    load it."""
     import subprocess
     import sys
 
     code = (
-        "import sys; import multihead_icl.stages, multihead_icl.plots, multihead_icl.verdicts, multihead_icl.report;"
+        "import sys; import multihead_icl.stages, multihead_icl.plots, multihead_icl.verdicts, "
+        "multihead_icl.report;"
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

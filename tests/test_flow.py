@@ -1,5 +1,6 @@
 """The exact spectral flow against independent references: autograd and finite differences for its
-gradient, the linear-attention closed form and the infinite-L limit for its risk, the warm-up law for
+gradient, the linear-attention closed form and the infinite-L limit for its risk, the warm-up law
+for
 its early phase, a second Monte-Carlo sample for its error, and synthetic trajectories for the
 end-state classifier."""
 
@@ -22,7 +23,12 @@ from multihead_icl.flow import (
     gradient_descent,
     integrate_flow,
 )
-from multihead_icl.theory import SpectralProblem, finite_length_risk, infinite_length_risk, warmup_law_time
+from multihead_icl.theory import (
+    SpectralProblem,
+    finite_length_risk,
+    infinite_length_risk,
+    warmup_law_time,
+)
 
 
 def spec(dims=(2, 3), signal=(1.0, 0.5), noise=0.3, length=20) -> TaskSpec:
@@ -59,7 +65,9 @@ def test_linear_attention_risk_matches_its_closed_form():
     task = spec(dims=(2, 3), length=12)
     omega = np.array([[0.5, -0.2], [0.1, 0.4]])
     mu = np.array([[0.8, 0.3], [-0.4, 0.9]])
-    closed = finite_length_risk(SpectralProblem((2, 3), (1.0, 0.5), 0.09, 12.0, model="linear"), omega, mu)
+    closed = finite_length_risk(
+        SpectralProblem((2, 3), (1.0, 0.5), 0.09, 12.0, model="linear"), omega, mu
+    )
     values = [ExactRisk(task, "linear", prompts=4000, seed=k).risk(omega, mu) for k in range(5)]
     se = np.std(values, ddof=1) / math.sqrt(len(values))
     assert abs(np.mean(values) - closed) < 4 * se + 1e-4, (np.mean(values), closed, se)
@@ -70,8 +78,13 @@ def test_softmax_risk_tends_to_the_infinite_length_limit():
     omega = np.array([[0.3, 0.05], [0.05, 0.25]])
     mu = np.array([[1.2, 0.1], [0.2, 1.4]])
     limit = infinite_length_risk(SpectralProblem((2, 2), (1.0, 1.0), 0.09, math.inf), omega, mu)
-    gaps = [ExactRisk(spec(dims=(2, 2), signal=(1.0, 1.0), length=L), "softmax", prompts=2000, seed=1).risk(omega, mu) - limit
-            for L in (100, 400)]
+    gaps = [
+        ExactRisk(
+            spec(dims=(2, 2), signal=(1.0, 1.0), length=L), "softmax", prompts=2000, seed=1
+        ).risk(omega, mu)
+        - limit
+        for L in (100, 400)
+    ]
     assert 0 < gaps[1] < 0.02
     assert 2.5 < gaps[0] / gaps[1] < 6.0, gaps
 
@@ -98,7 +111,12 @@ def test_two_samples_agree_within_the_stated_error():
     omega0 = np.array([[0.03, 0.01], [0.01, 0.025]])
     mu0 = np.array([[0.02, 0.01], [0.01, 0.03]])
     times = flow_times(np.array([0.0, 0.5, 1.0]), 60.0, 40)
-    signals = [integrate_flow(ExactRisk(task, "softmax", 4096, seed), omega0, mu0, times, 1e-4, 1e-7).signal for seed in (0, 1, 2)]
+    signals = [
+        integrate_flow(
+            ExactRisk(task, "softmax", 4096, seed), omega0, mu0, times, 1e-4, 1e-7
+        ).signal
+        for seed in (0, 1, 2)
+    ]
     stated = np.abs(signals[0] - signals[1]).max()
     assert stated < 0.05
     assert np.abs(signals[0] - signals[2]).max() < 2 * stated + 0.01
@@ -112,7 +130,10 @@ def test_gradient_descent_with_a_small_step_follows_the_flow():
     flow = integrate_flow(risk, omega0, mu0, gd.times, 1e-8, 1e-11)
     big = gradient_descent(risk, omega0, mu0, 0.5, np.arange(0, 11))
     assert np.abs(gd.signal - flow.signal).max() < 0.01
-    assert np.abs(big.signal[-1] - flow.signal[-1]).max() > np.abs(gd.signal[-1] - flow.signal[-1]).max()
+    assert (
+        np.abs(big.signal[-1] - flow.signal[-1]).max()
+        > np.abs(gd.signal[-1] - flow.signal[-1]).max()
+    )
 
 
 def synthetic(kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -122,15 +143,26 @@ def synthetic(kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         scale = 1 - np.exp(-times / 50)
         return times, 0.3 * base * scale[:, None, None], 2.0 * base * scale[:, None, None]
     if kind == "drift":
-        return times, 0.3 * base * (times ** -0.22)[:, None, None], 2.0 * base * (times ** 0.24)[:, None, None]
+        return (
+            times,
+            0.3 * base * (times**-0.22)[:, None, None],
+            2.0 * base * (times**0.24)[:, None, None],
+        )
     if kind == "log":  # a drift that slows decade after decade (||mu|| ~ ln t): not a power law
-        return times, 0.3 * base * np.ones_like(times)[:, None, None], 2.0 * base * np.log(1 + times)[:, None, None]
+        return (
+            times,
+            0.3 * base * np.ones_like(times)[:, None, None],
+            2.0 * base * np.log(1 + times)[:, None, None],
+        )
     # slow approach still under way: neither settled nor a steady power law
     scale = 1 - np.exp(-times / 4000)
     return times, 0.3 * base * scale[:, None, None], 2.0 * base * scale[:, None, None]
 
 
-@pytest.mark.parametrize("kind, expected", [("limit", FINITE_LIMIT), ("drift", DRIFTING), ("slow", NOT_RESOLVED), ("log", NOT_RESOLVED)])
+@pytest.mark.parametrize(
+    "kind, expected",
+    [("limit", FINITE_LIMIT), ("drift", DRIFTING), ("slow", NOT_RESOLVED), ("log", NOT_RESOLVED)],
+)
 def test_end_state_classifier_on_synthetic_trajectories(kind, expected):
     times, omega, mu = synthetic(kind)
     end = classify_end(times, omega, mu, limit_rtol=0.01, drift_exponent=0.05)
@@ -154,21 +186,36 @@ def test_the_cli_runs_spectral_and_flow_on_a_trained_run(tmp_path):
     import json
 
     import xarray as xr
-
     from conftest import SCHEMA, TINY_CONFIG
+
     from multihead_icl import cli
     from multihead_icl.config import load_suite_file
 
     params = load_suite_file(TINY_CONFIG, SCHEMA).runs["tiny/s0"]
     params_file = tmp_path / "run.json"
     params_file.write_text(json.dumps(params))
-    data, train, spectral, flow = (tmp_path / name for name in ("data.nc", "train.nc", "spectral.nc", "flow.nc"))
+    data, train, spectral, flow = (
+        tmp_path / name for name in ("data.nc", "train.nc", "spectral.nc", "flow.nc")
+    )
     assert cli.main(["eval-set", str(params_file), str(data)]) == 0
     assert cli.main(["train", str(params_file), str(data), str(train)]) == 0
-    assert cli.main(["spectral", str(train), str(data), str(spectral), "--config", str(TINY_CONFIG)]) == 0
+    assert (
+        cli.main(["spectral", str(train), str(data), str(spectral), "--config", str(TINY_CONFIG)])
+        == 0
+    )
     assert cli.main(["flow", str(spectral), str(flow), "--config", str(TINY_CONFIG)]) == 0
     with xr.open_dataset(flow) as ds:
-        assert {"omega", "mu", "signal", "signal_check", "mc_gap", "signal_gd", "train_gd_gap", "end_class", "omega_exponent"} <= set(ds.variables)
+        assert {
+            "omega",
+            "mu",
+            "signal",
+            "signal_check",
+            "mc_gap",
+            "signal_gd",
+            "train_gd_gap",
+            "end_class",
+            "omega_exponent",
+        } <= set(ds.variables)
         assert ds["time"].values[-1] == pytest.approx(200.0)  # tiny.yaml: flow.horizon
         assert ds["end_class"].attrs["flag_meanings"] == "finite_limit drifting not_resolved"
         assert json.loads(ds.attrs["flow_settings"])["samples"] == 128

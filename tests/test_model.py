@@ -19,7 +19,9 @@ SPEC = TaskSpec(task_dims=(2, 3), noise_std=0.2, signal=(1.0, 1.0), context_leng
 
 
 def prompts(batch=5, seed=0, spec=SPEC):
-    return PromptSampler(spec, dtype=torch.float64).sample(batch, torch.Generator().manual_seed(seed))
+    return PromptSampler(spec, dtype=torch.float64).sample(
+        batch, torch.Generator().manual_seed(seed)
+    )
 
 
 def test_reduced_model_matches_the_formula_by_hand_for_decomposable_weights():
@@ -38,7 +40,12 @@ def test_reduced_model_matches_the_formula_by_hand_for_decomposable_weights():
     for b in range(x.shape[0]):
         for h in range(3):
             # score_l = sum_j omega_hj <x_l[S_j], x_q[S_j]>, softmax over the context only
-            scores = np.array([sum(omega[h, j] * x[b, l, s] @ xq[b, s] for j, s in enumerate(blocks)) for l in range(6)])
+            scores = np.array(
+                [
+                    sum(omega[h, j] * x[b, l, s] @ xq[b, s] for j, s in enumerate(blocks))
+                    for l in range(6)
+                ]
+            )
             weights = np.exp(scores - scores.max())
             weights /= weights.sum()
             for i in range(2):
@@ -67,7 +74,7 @@ def test_gradient_matches_finite_differences():
         model.double()
         p = prompts(batch=7, seed=2)
 
-        def loss():
+        def loss(model=model, p=p):
             return (model(p.x, p.y, p.x_query) - p.y_query).square().mean()
 
         grads = torch.autograd.grad(loss(), list(model.parameters()))
@@ -82,13 +89,17 @@ def test_gradient_matches_finite_differences():
                     param[idx] -= 2 * eps
                     down = loss().item()
                     param[idx] += eps
-                assert math.isclose(grad[idx].item(), (up - down) / (2 * eps), rel_tol=1e-5, abs_tol=1e-9), (kind, idx)
+                assert math.isclose(
+                    grad[idx].item(), (up - down) / (2 * eps), rel_tol=1e-5, abs_tol=1e-9
+                ), (kind, idx)
 
 
 def _off_structure(weight: torch.Tensor, spec: TaskSpec) -> float:
     """Relative norm of the part of a (H, d, d) matrix that is not of the form sum_i omega_i P_i."""
     proj = torch.from_numpy(spec.block_projections())
-    omega = torch.einsum("hjk,ijk->hi", weight, proj) / torch.tensor(spec.task_dims, dtype=weight.dtype)
+    omega = torch.einsum("hjk,ijk->hi", weight, proj) / torch.tensor(
+        spec.task_dims, dtype=weight.dtype
+    )
     rest = weight - torch.einsum("hi,ijk->hjk", omega, proj)
     return (rest.norm() / weight.norm()).item()
 
@@ -115,7 +126,9 @@ def test_full_model_with_leak_blocks_zero_equals_its_reduced_view():
     gen = torch.Generator().manual_seed(3)
     with torch.no_grad():
         for param in full.parameters():
-            param.copy_(torch.randn(param.shape, generator=gen, dtype=torch.float64) / math.sqrt(width))
+            param.copy_(
+                torch.randn(param.shape, generator=gen, dtype=torch.float64) / math.sqrt(width)
+            )
         full.W_K[:, :, d:] = 0  # keys ignore y features -> no y -> score block
         full.W_V[:, :, :d] = 0  # values ignore x features -> no x -> value block
     view = reduced_view(full)
@@ -125,7 +138,9 @@ def test_full_model_with_leak_blocks_zero_equals_its_reduced_view():
         reduced.W.copy_(view.W)
         reduced.U.copy_(view.U)
     p = prompts(seed=4)
-    torch.testing.assert_close(full(p.x, p.y, p.x_query), reduced(p.x, p.y, p.x_query), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(
+        full(p.x, p.y, p.x_query), reduced(p.x, p.y, p.x_query), rtol=1e-10, atol=1e-12
+    )
 
 
 def test_full_model_leaks_are_reported_when_present():

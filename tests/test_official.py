@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import SCHEMA
 
 from multihead_icl.config import ConfigError, load_schema, load_suite
 from multihead_icl.data import PromptSampler, TaskSpec
@@ -13,10 +14,16 @@ from multihead_icl.model import FullAttention, ReducedAttention, initialise, red
 from multihead_icl.tasks import split_blocks
 from multihead_icl.training import risk
 
-from conftest import SCHEMA
-
-AUTHORS = {"tasks": 3, "input_dim": 50, "task_dim": 4, "signal": 1.0, "signal_per": "coordinate", "noise_std": 0.0,
-           "query_noise": False, "context_length": 100}
+AUTHORS = {
+    "tasks": 3,
+    "input_dim": 50,
+    "task_dim": 4,
+    "signal": 1.0,
+    "signal_per": "coordinate",
+    "noise_std": 0.0,
+    "query_noise": False,
+    "context_length": 100,
+}
 
 
 def test_split_blocks_cuts_where_the_authors_generator_cuts():
@@ -42,13 +49,19 @@ def test_the_authors_spec_has_their_blocks_signal_and_floor():
     assert spec.signal == (16.0, 17.0, 17.0)  # coefficient entries N(0, 1): kappa_i = d_i
     assert spec.risk_floor == 0.0
     noisy = TaskSpec.from_params({**AUTHORS, "noise_std": 0.5})
-    assert noisy.risk_floor == 0.0 and TaskSpec.from_params({**AUTHORS, "noise_std": 0.5, "query_noise": True}).risk_floor == 0.25
+    assert (
+        noisy.risk_floor == 0.0
+        and TaskSpec.from_params({**AUTHORS, "noise_std": 0.5, "query_noise": True}).risk_floor
+        == 0.25
+    )
 
 
 def test_generator_matches_the_authors_layout_scale_and_noiseless_query():
     spec = TaskSpec.from_params({**AUTHORS, "noise_std": 0.5})
     p = PromptSampler(spec, dtype=torch.float64).sample(4000, torch.Generator().manual_seed(0))
-    coef = p.coef.numpy()  # (B, I, d): zero off each task's block [floor(i 50/3), floor((i+1) 50/3))
+    coef = (
+        p.coef.numpy()
+    )  # (B, I, d): zero off each task's block [floor(i 50/3), floor((i+1) 50/3))
     for i, (lo, hi) in enumerate([(0, 16), (16, 33), (33, 50)]):
         outside = np.ones(50, dtype=bool)
         outside[lo:hi] = False
@@ -69,8 +82,12 @@ def test_generator_matches_the_authors_layout_scale_and_noiseless_query():
 def test_noiseless_query_keeps_the_random_stream():
     """Switching the query noise off changes only the query target: the same generator state
     gives the same covariates, coefficients and context."""
-    on = PromptSampler(TaskSpec.from_params({**AUTHORS, "noise_std": 0.3, "query_noise": True})).sample(8, torch.Generator().manual_seed(3))
-    off = PromptSampler(TaskSpec.from_params({**AUTHORS, "noise_std": 0.3})).sample(8, torch.Generator().manual_seed(3))
+    on = PromptSampler(
+        TaskSpec.from_params({**AUTHORS, "noise_std": 0.3, "query_noise": True})
+    ).sample(8, torch.Generator().manual_seed(3))
+    off = PromptSampler(TaskSpec.from_params({**AUTHORS, "noise_std": 0.3})).sample(
+        8, torch.Generator().manual_seed(3)
+    )
     for name in ("x", "y", "x_query", "coef"):
         torch.testing.assert_close(getattr(on, name), getattr(off, name))
     assert not torch.allclose(on.y_query, off.y_query)
@@ -80,7 +97,7 @@ def test_official_init_builds_the_stated_matrices():
     spec = TaskSpec.from_params(AUTHORS)
     model = FullAttention(3, spec.dim, spec.num_tasks)
     initialise(model, spec, "official", 0.01, torch.Generator().manual_seed(0))
-    c, width, d = 100 ** -0.75, 53, 50
+    c, width, d = 100**-0.75, 53, 50
     for h in range(3):
         torch.testing.assert_close(model.W_Q[h], c * torch.eye(width))
         torch.testing.assert_close(model.W_K[h], c * torch.eye(width))
@@ -94,7 +111,10 @@ def test_official_init_builds_the_stated_matrices():
     view = reduced_view(model)
     # the read-outs of their code: diag(K^T Q)/sqrt(53) on the x block, diag of (O V)_yy
     torch.testing.assert_close(view.W, torch.eye(d).expand(3, d, d) * c**2 / math.sqrt(width))
-    torch.testing.assert_close(torch.diagonal(view.U, dim1=1, dim2=2), torch.tensor([[4.0, 1, 1], [1, 4, 1], [1, 1, 4]]) * c**2)
+    torch.testing.assert_close(
+        torch.diagonal(view.U, dim1=1, dim2=2),
+        torch.tensor([[4.0, 1, 1], [1, 4, 1], [1, 1, 4]]) * c**2,
+    )
     assert float(view.score_leak.max()) == 0.0 and float(view.value_leak.max()) == 0.0
 
 
@@ -102,7 +122,7 @@ def test_official_random_draws_one_normal_per_head_and_factor_and_reduced_gets_t
     spec = TaskSpec.from_params({**AUTHORS, "tasks": 1})
     full = FullAttention(8, spec.dim, 1)
     initialise(full, spec, "official_random", 0.01, torch.Generator().manual_seed(5))
-    c = 100 ** -0.75
+    c = 100**-0.75
     q = torch.stack([full.W_Q[h, 0, 0] for h in range(8)]) / c
     k = torch.stack([full.W_K[h, 0, 0] for h in range(8)]) / c
     assert len(set(q.tolist())) == 8 and not torch.allclose(q, k)
@@ -131,7 +151,9 @@ def test_pytorch_init_is_nn_linear_default_and_needs_the_full_model():
         initialise(ReducedAttention(3, spec.dim, 3), spec, "pytorch", 0.01, torch.Generator())
 
 
-def _token_by_token(model: FullAttention, x: torch.Tensor, y: torch.Tensor, x_query: torch.Tensor) -> torch.Tensor:
+def _token_by_token(
+    model: FullAttention, x: torch.Tensor, y: torch.Tensor, x_query: torch.Tensor
+) -> torch.Tensor:
     """The authors' forward written out: project every token with Q, K, V per head, scale the
     logits by D^-1/2, softmax over the context, and project the concatenated heads with O."""
     batch, length, _ = x.shape
@@ -159,10 +181,17 @@ def test_full_model_equals_the_token_by_token_projection(scheme):
     initialise(model, spec, scheme, 0.01, torch.Generator().manual_seed(1))
     with torch.no_grad():  # away from the init's symmetry, so every block of every factor matters
         for param in model.parameters():
-            param.add_(0.3 * torch.randn(param.shape, generator=torch.Generator().manual_seed(7), dtype=param.dtype))
+            param.add_(
+                0.3
+                * torch.randn(
+                    param.shape, generator=torch.Generator().manual_seed(7), dtype=param.dtype
+                )
+            )
     p = PromptSampler(spec, dtype=torch.float64).sample(4, torch.Generator().manual_seed(2))
     with torch.no_grad():
-        torch.testing.assert_close(model(p.x, p.y, p.x_query), _token_by_token(model, p.x, p.y, p.x_query))
+        torch.testing.assert_close(
+            model(p.x, p.y, p.x_query), _token_by_token(model, p.x, p.y, p.x_query)
+        )
 
 
 def test_risk_is_the_authors_mse_loss():
@@ -172,11 +201,17 @@ def test_risk_is_the_authors_mse_loss():
 
 def test_config_refuses_inits_that_do_not_apply():
     schema = load_schema(SCHEMA)
-    base = {"defaults": {**AUTHORS, "model": "reduced", "init": "pytorch"}, "experiments": {"e": {}}}
+    base = {
+        "defaults": {**AUTHORS, "model": "reduced", "init": "pytorch"},
+        "experiments": {"e": {}},
+    }
     with pytest.raises(ConfigError, match="init: pytorch"):
         load_suite(base, schema)
     fewer = {"defaults": {**AUTHORS, "heads": 2, "init": "official"}, "experiments": {"e": {}}}
     with pytest.raises(ConfigError, match="heads >= tasks"):
         load_suite(fewer, schema)
-    suite = load_suite({"defaults": {**AUTHORS, "model": "full", "init": "pytorch"}, "experiments": {"e": {}}}, schema)
+    suite = load_suite(
+        {"defaults": {**AUTHORS, "model": "full", "init": "pytorch"}, "experiments": {"e": {}}},
+        schema,
+    )
     assert list(suite.datasets)[0].startswith("I3-d16x17x17-L100-")

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from multihead_icl.convergence import convergence_evidence
-from multihead_icl.phases import crossing_time, detect_transition, logistic_transition, monotone_fit, robust_noise
+from multihead_icl.phases import (
+    crossing_time,
+    detect_transition,
+    logistic_transition,
+    monotone_fit,
+    robust_noise,
+)
 
 # the training record schedule: t = lr x steps at log-spaced steps (lr 0.5, 2000 steps, 100 points)
 TIMES = 0.5 * np.unique(np.concatenate([[0], np.round(np.geomspace(1, 2000, 100))]))
@@ -20,7 +26,8 @@ def logistic(times: np.ndarray) -> np.ndarray:
 
 
 def true_crossing(fraction: float) -> float:
-    """Where the logistic covers ``fraction`` of its total change (its t=0 value is ~6e-5, negligible)."""
+    """Where the logistic covers ``fraction`` of its total change (its t=0 value is ~6e-5,
+    negligible)."""
     return CENTRE + math.log(fraction / (1 - fraction)) / RATE
 
 
@@ -69,7 +76,8 @@ def test_flat_and_wrong_way_curves_read_as_no_emergence():
 
 
 def test_growth_too_small_to_count_is_not_emergence():
-    """A signal still in warm-up (1e-4 -> 4e-3, a 40-fold rise) has not emerged: absolute threshold."""
+    """A signal still in warm-up (1e-4 -> 4e-3, a 40-fold rise) has not emerged: absolute
+    threshold."""
     tiny = 1e-4 * np.exp(TIMES / TIMES[-1] * math.log(40))
     assert not detect_transition(TIMES, tiny, "increase", min_change=0.25).detected
     assert detect_transition(TIMES, tiny, "increase", min_change=0.0).detected
@@ -121,11 +129,16 @@ def test_logistic_phase_ends_do_not_move_with_the_run_length():
     assert long_fit.end == pytest.approx(short_fit.end, rel=0.02)
     assert long_fit.end == pytest.approx(40 + 5 * math.log(9), rel=0.03)
     assert long_fit.start == pytest.approx(40 - 5 * math.log(9), rel=0.03)
-    by_end = detect_transition(t, p, "increase").end, detect_transition(t[short], p[short], "increase").end
+    by_end = (
+        detect_transition(t, p, "increase").end,
+        detect_transition(t[short], p[short], "increase").end,
+    )
     assert by_end[0] > 1.05 * by_end[1]
 
 
 def test_logistic_phase_of_a_flat_curve_is_not_detected():
     t = np.geomspace(0.5, 100.0, 50)
-    flat = logistic_transition(t, np.full(t.size, 0.3) + np.random.default_rng(1).normal(0, 0.01, t.size))
+    flat = logistic_transition(
+        t, np.full(t.size, 0.3) + np.random.default_rng(1).normal(0, 0.01, t.size)
+    )
     assert not flat.detected and math.isnan(flat.end)

@@ -12,23 +12,26 @@ import math
 import pickle
 import re
 import types
-import zlib
 import xml.etree.ElementTree as ET
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import xarray as xr
 import yaml
-
 from conftest import ROOT, SCHEMA
+
 from multihead_icl import measurements, plots, report, stages, verdict_table, verdicts
-from multihead_icl.report import CaptionData, FIGURE_KINDS
 from multihead_icl.measurements import RunData
+from multihead_icl.report import FIGURE_KINDS, CaptionData
 from multihead_icl.verdicts import FAILS, HOLDS, INCONCLUSIVE, PARTLY, UNMEASURED
 
 TIMES = np.concatenate([[0.0], np.geomspace(0.5, 200.0, 24)])
-RUN_DEFAULTS = {k: v.get("default") for k, v in yaml.safe_load(SCHEMA.read_text())["$defs"]["run_parameters"]["properties"].items()}
+RUN_DEFAULTS = {
+    k: v.get("default")
+    for k, v in yaml.safe_load(SCHEMA.read_text())["$defs"]["run_parameters"]["properties"].items()
+}
 RATE, T0 = 0.6, 12.0
 
 
@@ -84,10 +87,20 @@ def make_run(
     risk = risk_task.mean(axis=1)
     params = {
         **RUN_DEFAULTS,
-        "tasks": tasks, "task_dim": dim, "heads": heads, "noise_std": noise_std, "signal": 1.0,
-        "context_length": context_length, "init_scale": init_scale, "model": model, "target": target,
+        "tasks": tasks,
+        "task_dim": dim,
+        "heads": heads,
+        "noise_std": noise_std,
+        "signal": 1.0,
+        "context_length": context_length,
+        "init_scale": init_scale,
+        "model": model,
+        "target": target,
         # distinct runs of a real suite differ in some parameter (here the seed, from the run id)
-        "optimizer": optimizer, "seed": zlib.crc32(run.encode()), "lr": 0.5, "init": "decomposable",
+        "optimizer": optimizer,
+        "seed": zlib.crc32(run.encode()),
+        "lr": 0.5,
+        "init": "decomposable",
     }
     attrs = {"config": json.dumps(params), "status": "max_steps", "noise_floor": sigma2}
     train = xr.Dataset(
@@ -103,7 +116,12 @@ def make_run(
             "basis_y": (("y_row", "y_col"), np.eye(tasks)),
             "block_mask": (("task", "x_col"), mask),
         },
-        coords={"time": TIMES, "step": ("time", (TIMES / 0.5).astype(int)), "head": np.arange(heads), "task": np.arange(tasks)},
+        coords={
+            "time": TIMES,
+            "step": ("time", (TIMES / 0.5).astype(int)),
+            "head": np.arange(heads),
+            "task": np.arange(tasks),
+        },
         attrs=attrs,
     )
     share = (mu * omega) ** 2 / ((mu * omega) ** 2).sum(axis=1, keepdims=True)
@@ -122,8 +140,14 @@ def make_run(
             "decomposability_residual": (("time", "head"), np.zeros((T, heads))),
             "winner": ("task", np.argmax(share[-1], axis=0)),
             "purity": ("task", share[-1].max(axis=0)),
-            "winner_at_emergence": ("task", np.array([np.argmax(share[k, :, i]) for i, k in enumerate(at_em)])),
-            "purity_at_emergence": ("task", np.array([share[k, :, i].max() for i, k in enumerate(at_em)])),
+            "winner_at_emergence": (
+                "task",
+                np.array([np.argmax(share[k, :, i]) for i, k in enumerate(at_em)]),
+            ),
+            "purity_at_emergence": (
+                "task",
+                np.array([share[k, :, i].max() for i, k in enumerate(at_em)]),
+            ),
             "predicted_winner": ("task", np.array(predicted)),
             "warmup_end": ("task", warm),
             "emergence_end": ("task", emer),
@@ -136,7 +160,10 @@ def make_run(
             "signal_ode": (("time", "task"), signal_ode),
             "ode_signal_gap": ("task", np.abs(signal_ode - p).max(axis=0)),
             "ode_agreement": ((), float(np.abs(signal_ode - p).max())),
-            "ode_agreement_emergence": ((), float(np.abs(signal_ode - p)[TIMES <= emer.max()].max())),
+            "ode_agreement_emergence": (
+                (),
+                float(np.abs(signal_ode - p)[TIMES <= emer.max()].max()),
+            ),
             "winner_at_cleanest": ("task", np.argmax(share[cleanest], axis=0)),
             "cleanest_purity": ((), float(share[cleanest].max(axis=0).min())),
             "n_eff_ratio": (("time", "head"), np.full((T, heads), n_eff)),
@@ -147,14 +174,27 @@ def make_run(
     lengths_L = np.array([context_length // 2, context_length, 2 * context_length])
     excess_L = 0.5 / lengths_L * context_length / context_length + 0.01
     lengths = xr.Dataset(
-        {"risk": ("length", excess_L + sigma2), "risk_se": ("length", np.full(3, 0.001)), "excess_risk": ("length", excess_L)},
+        {
+            "risk": ("length", excess_L + sigma2),
+            "risk_se": ("length", np.full(3, 0.001)),
+            "excess_risk": ("length", excess_L),
+        },
         coords={"length": lengths_L},
         attrs={"train_context_length": context_length, "config": json.dumps(params)},
     )
     return RunData(run, train, spectral, params, lengths)
 
 
-def with_flow(run: RunData, end_class=1, end_class_check=None, train_gd_gap=0.05, mc_gap=0.02, n_eff=None, horizon=1e4, exponents=(-0.22, 0.24)) -> RunData:
+def with_flow(
+    run: RunData,
+    end_class=1,
+    end_class_check=None,
+    train_gd_gap=0.05,
+    mc_gap=0.02,
+    n_eff=None,
+    horizon=1e4,
+    exponents=(-0.22, 0.24),
+) -> RunData:
     """``run`` with a flow.nc after flow.py: the same logistic rise as the run, then (end_class) a
     finite limit (0), a power-law drift (1) or an unresolved approach (2)."""
     T = np.concatenate([[0.0], np.geomspace(0.5, horizon, 40)])
@@ -163,53 +203,100 @@ def with_flow(run: RunData, end_class=1, end_class_check=None, train_gd_gap=0.05
     base_omega, base_mu = s["omega"].values[-1], s["mu"].values[-1]
     rise = np.stack([logistic(T, t0=T0 + 2 * i) for i in range(tasks)], axis=1)[:, None, :]
     late = np.clip(T / 200.0, 1.0, None)[:, None, None]
-    w_exp, m_exp = exponents if end_class == 1 else ((0.0, 0.0) if end_class == 0 else (0.05, -0.02))
-    omega = base_omega[None] * np.sqrt(rise) * late**w_exp * (1 + 1e-6 * (run.params["seed"] % 997))  # each seed its own init
+    w_exp, m_exp = (
+        exponents if end_class == 1 else ((0.0, 0.0) if end_class == 0 else (0.05, -0.02))
+    )
+    omega = (
+        base_omega[None] * np.sqrt(rise) * late**w_exp * (1 + 1e-6 * (run.params["seed"] % 997))
+    )  # each seed its own init
     mu = base_mu[None] * np.sqrt(rise) * late**m_exp
     signal = (omega * mu).sum(axis=1)
     share = (omega * mu) ** 2 / ((omega * mu) ** 2).sum(axis=1, keepdims=True)
-    neff = np.full((T.size, heads), run.spectral["n_eff_ratio"].values[-1, 0] if n_eff is None else n_eff)
+    neff = np.full(
+        (T.size, heads), run.spectral["n_eff_ratio"].values[-1, 0] if n_eff is None else n_eff
+    )
     gd_t = np.arange(0, 41) * 0.5
     warm = np.array([T0 + 2 * i - math.log(9) / RATE for i in range(tasks)])
     rt = s["time"].values
-    flags = {"flag_values": np.array([0, 1, 2], dtype=np.int8), "flag_meanings": "finite_limit drifting not_resolved"}
+    flags = {
+        "flag_values": np.array([0, 1, 2], dtype=np.int8),
+        "flag_meanings": "finite_limit drifting not_resolved",
+    }
     check = end_class if end_class_check is None else end_class_check
     flow = xr.Dataset(
         {
-            "omega": (("time", "head", "task"), omega), "mu": (("time", "head", "task"), mu), "signal": (("time", "task"), signal),
+            "omega": (("time", "head", "task"), omega),
+            "mu": (("time", "head", "task"), mu),
+            "signal": (("time", "task"), signal),
             "signal_check": (("time", "task"), signal + 0.5 * mc_gap),
-            "excess": ("time", 0.05 + (1 - signal.mean(axis=1)) ** 2), "grad_norm": ("time", 1e-2 / (1 + T)),
-            "n_eff_ratio": (("time", "head"), neff), "purity": (("time", "task"), share.max(axis=1)),
-            "winner": (("time", "task"), share.argmax(axis=1)), "mc_gap": ((), mc_gap), "mc_gap_long": ((), mc_gap),
-            "signal_gd": (("gd_time", "task"), np.stack([logistic(gd_t, t0=T0 + 2 * i) for i in range(tasks)], axis=1)),
+            "excess": ("time", 0.05 + (1 - signal.mean(axis=1)) ** 2),
+            "grad_norm": ("time", 1e-2 / (1 + T)),
+            "n_eff_ratio": (("time", "head"), neff),
+            "purity": (("time", "task"), share.max(axis=1)),
+            "winner": (("time", "task"), share.argmax(axis=1)),
+            "mc_gap": ((), mc_gap),
+            "mc_gap_long": ((), mc_gap),
+            "signal_gd": (
+                ("gd_time", "task"),
+                np.stack([logistic(gd_t, t0=T0 + 2 * i) for i in range(tasks)], axis=1),
+            ),
             "omega_gd": (("gd_time", "head", "task"), np.zeros((gd_t.size, heads, tasks))),
             "mu_gd": (("gd_time", "head", "task"), np.zeros((gd_t.size, heads, tasks))),
-            "flow_gd_gap": ((), 0.08), "train_gd_gap": ((), train_gd_gap), "train_flow_gap": ((), train_gd_gap + 0.05),
+            "flow_gd_gap": ((), 0.08),
+            "train_gd_gap": ((), train_gd_gap),
+            "train_flow_gap": ((), train_gd_gap + 0.05),
             "train_flow_gap_run": ((), train_gd_gap + 0.1),
-            "trained_grad_norm": ("run_time", np.full(rt.size, 0.02)), "trained_excess": ("run_time", np.full(rt.size, 0.06)),
-            "warmup_end": ("task", warm), "emergence_end": ("task", warm + 2 * math.log(9) / RATE),
-            "clean_onset": ((), 30.0), "clean_end": ((), 300.0),
-            "end_class": ((), np.int8(end_class), flags), "end_class_check": ((), np.int8(check), flags),
+            "trained_grad_norm": ("run_time", np.full(rt.size, 0.02)),
+            "trained_excess": ("run_time", np.full(rt.size, 0.06)),
+            "warmup_end": ("task", warm),
+            "emergence_end": ("task", warm + 2 * math.log(9) / RATE),
+            "clean_onset": ((), 30.0),
+            "clean_end": ((), 300.0),
+            "end_class": ((), np.int8(end_class), flags),
+            "end_class_check": ((), np.int8(check), flags),
             "relative_change_last_decade": ((), {0: 1e-4, 1: 0.4, 2: 0.1}[end_class]),
-            "omega_exponent": ((), w_exp), "mu_exponent": ((), m_exp), "omega_exponent_check": ((), w_exp), "mu_exponent_check": ((), m_exp),
+            "omega_exponent": ((), w_exp),
+            "mu_exponent": ((), m_exp),
+            "omega_exponent_check": ((), w_exp),
+            "mu_exponent_check": ((), m_exp),
         },
-        coords={"time": T, "gd_time": gd_t, "run_time": rt, "head": np.arange(heads), "task": np.arange(tasks)},
-        attrs={"config": json.dumps(run.params), "run_end_time": float(rt[-1]), "gd_status": "test"},
+        coords={
+            "time": T,
+            "gd_time": gd_t,
+            "run_time": rt,
+            "head": np.arange(heads),
+            "task": np.arange(tasks),
+        },
+        attrs={
+            "config": json.dumps(run.params),
+            "run_end_time": float(rt[-1]),
+            "gd_status": "test",
+        },
     )
     return RunData(run.run, run.train, run.spectral, run.params, run.lengths, flow)
 
 
-def make_optimality(x_name="context_length", x=(16, 32, 64), ratio=(1.2, 1.3, 1.4), half_width=0.1, single_over_multi=(1.0, 1.8, 2.5)):
+def make_optimality(
+    x_name="context_length",
+    x=(16, 32, 64),
+    ratio=(1.2, 1.3, 1.4),
+    half_width=0.1,
+    single_over_multi=(1.0, 1.8, 2.5),
+):
     """An optimality.nc after design.md: one row per configuration, excess risks, SEs, ratios."""
     x = np.asarray(x)
     best = 0.5 / x
     trained = best * np.asarray(ratio)
     single = best * np.asarray(single_over_multi)
     data = {
-        "excess_trained": ("config", trained), "excess_trained_se": ("config", 0.01 * trained),
-        "excess_best_in_class": ("config", best), "excess_best_in_class_se": ("config", 0.01 * best),
-        "excess_single_head": ("config", single), "excess_single_head_se": ("config", 0.01 * single),
-        "excess_bayes": ("config", 0.1 / x), "excess_bayes_se": ("config", 0.001 / x),
+        "excess_trained": ("config", trained),
+        "excess_trained_se": ("config", 0.01 * trained),
+        "excess_best_in_class": ("config", best),
+        "excess_best_in_class_se": ("config", 0.01 * best),
+        "excess_single_head": ("config", single),
+        "excess_single_head_se": ("config", 0.01 * single),
+        "excess_bayes": ("config", 0.1 / x),
+        "excess_bayes_se": ("config", 0.001 / x),
         "optimality_ratio": ("config", np.asarray(ratio, dtype=float)),
         "optimality_ratio_low": ("config", np.asarray(ratio) - half_width),
         "optimality_ratio_high": ("config", np.asarray(ratio) + half_width),
@@ -222,14 +309,20 @@ def make_optimality(x_name="context_length", x=(16, 32, 64), ratio=(1.2, 1.3, 1.
 
 
 def make_surrogate_check(tolerance=0.1):
-    """A surrogate_check.nc after spectral.py: relative gap of surrogate and Monte Carlo on a grid."""
+    """A surrogate_check.nc after spectral.py: relative gap of surrogate and Monte Carlo on a
+    grid."""
     omega = np.array([0.15, 0.3, 0.6])
     gap = np.array([[0.02, 0.06, 0.4], [0.03, 0.12, 0.9]])  # (pattern, omega)
     sat = np.exp(2 * omega**2)[None, :] / 20 * np.array([[1.0], [2.0]])
     dims = ("pattern", "omega")
     return xr.Dataset(
-        {"relative_gap": (dims, gap), "saturation_index": (dims, sat), "agrees": (dims, np.abs(gap) <= tolerance),
-         "conclusive": (dims, np.ones_like(gap, dtype=bool)), "mc_excess": (dims, np.ones_like(gap))},
+        {
+            "relative_gap": (dims, gap),
+            "saturation_index": (dims, sat),
+            "agrees": (dims, np.abs(gap) <= tolerance),
+            "conclusive": (dims, np.ones_like(gap, dtype=bool)),
+            "mc_excess": (dims, np.ones_like(gap)),
+        },
         coords={"pattern": ["allocated", "shared"], "omega": omega},
         attrs={"config": json.dumps({"tolerance": tolerance}), "summary": "agrees at small omega"},
     )
@@ -254,20 +347,39 @@ def test_schema_defaults_are_the_code_defaults():
 
 
 def test_plan_draws_only_figures_whose_experiment_exists():
-    settings = report.report_settings({"allocation": "alloc", "winner": "alloc", "length": "missing"}, yaml.safe_load(SCHEMA.read_text()))
+    settings = report.report_settings(
+        {"allocation": "alloc", "winner": "alloc", "length": "missing"},
+        yaml.safe_load(SCHEMA.read_text()),
+    )
     experiments = {"alloc": ["alloc/s0", "alloc/s1"], "other": ["other/base"]}
     plan = report.report_plan(settings, experiments)
     kinds = {(f.kind, f.target) for f in plan}
     assert ("winner", "alloc") in kinds and ("convergence", "suite") in kinds
-    assert {k for k, _ in kinds} == {"convergence", "surrogate", "risk", "allocation", "heatmaps", "trajectories", "winner", "flow", "limit"}
+    assert {k for k, _ in kinds} == {
+        "convergence",
+        "surrogate",
+        "risk",
+        "allocation",
+        "heatmaps",
+        "trajectories",
+        "winner",
+        "flow",
+        "limit",
+    }
     without_flows = {f.kind for f in report.report_plan(settings, experiments, flows=[])}
     assert "flow" not in without_flows and "limit" not in without_flows
-    assert {t for k, t in kinds if k == "risk"} == {"alloc/s0"}  # runs: null -> first run of `allocation`
+    assert {t for k, t in kinds if k == "risk"} == {
+        "alloc/s0"
+    }  # runs: null -> first run of `allocation`
     assert next(f for f in plan if f.kind == "winner").runs == ("alloc/s0", "alloc/s1")
     both = report.report_plan({**settings, "runs": ["other", "alloc/s1"]}, experiments)
     assert {f.target for f in both if f.kind == "risk"} == {"other/base", "alloc/s1"}
-    opt = report.report_plan({**settings, "optimality": ["alloc", "other"]}, experiments, optimality=["other"])
-    assert [f.target for f in opt if f.kind == "optimality"] == ["other"]  # only experiments with an optimality file
+    opt = report.report_plan(
+        {**settings, "optimality": ["alloc", "other"]}, experiments, optimality=["other"]
+    )
+    assert [f.target for f in opt if f.kind == "optimality"] == [
+        "other"
+    ]  # only experiments with an optimality file
     with pytest.raises(ValueError, match="neither a run id nor an experiment"):
         report.report_plan({**settings, "runs": ["nope"]}, experiments)
     with pytest.raises(ValueError, match="unknown verdict thresholds"):
@@ -280,7 +392,7 @@ def test_caption_data_reads_lazily_and_pickles_as_its_path(tmp_path):
     path.write_text(json.dumps({"final_risk": 0.25, "nested": {"a": 1}}))
     assert data.final_risk == 0.25 and data["nested"]["a"] == 1 and "nested" in data
     with pytest.raises(AttributeError):
-        data.missing
+        _ = data.missing
     assert pickle.loads(pickle.dumps(data)) == str(path)
 
 
@@ -293,7 +405,9 @@ def test_convergence_measurement_matches_a_hand_computation(runs):
         times = r.train.time.values
         earlier = np.flatnonzero(times <= 0.9 * times[-1])[-1]  # the record at or before 0.9 T
         final = np.concatenate([r.train.W.values[-1].ravel(), r.train.U.values[-1].ravel()])
-        before = np.concatenate([r.train.W.values[earlier].ravel(), r.train.U.values[earlier].ravel()])
+        before = np.concatenate(
+            [r.train.W.values[earlier].ravel(), r.train.U.values[earlier].ravel()]
+        )
         expected = np.linalg.norm(final - before) / np.linalg.norm(final)
         assert measurements.relative_change_last_tenth(r.train) == pytest.approx(expected)
     moving = make_run(frozen_end=False)
@@ -319,7 +433,10 @@ def test_drift_time_is_the_first_record_where_a_clean_allocation_loses_purity():
     assert measurements.drift_time(clean.spectral, 0.9) is None
     drifted = make_run(leak=0.2, leak_end=0.8)
     assert measurements.drift_time(drifted.spectral, 0.9) == pytest.approx(TIMES[-1])
-    sweep = [make_run(f"L/L{L}", context_length=L, leak_end=0.8 if L < 64 else None) for L in (16, 32, 64)]
+    sweep = [
+        make_run(f"L/L{L}", context_length=L, leak_end=0.8 if L < 64 else None)
+        for L in (16, 32, 64)
+    ]
     pur = measurements.measure_purity(sweep, 0.9)
     assert pur["x_name"] == "context_length" and [r["x"] for r in pur["runs"]] == [16, 32, 64]
     assert [r["drift_time"] is None for r in pur["runs"]] == [False, False, True]
@@ -354,7 +471,10 @@ def test_verdicts_decide_by_their_thresholds():
     settings = {"allocation": "alloc", "winner": "alloc", "warmup": None}
     rows = verdicts.build_verdicts(finite, {}, settings, None)
     assert [r.claim for r in rows] == [f"C{k}" for k in range(1, 10)]
-    assert verdict_of(rows, "C1").verdict == HOLDS and verdict_of(rows, "C1").judged_on == verdicts.FLOW
+    assert (
+        verdict_of(rows, "C1").verdict == HOLDS
+        and verdict_of(rows, "C1").judged_on == verdicts.FLOW
+    )
     assert verdict_of(rows, "C3").verdict == HOLDS
     assert verdict_of(rows, "C4").verdict == HOLDS
     assert verdict_of(rows, "C7").verdict == HOLDS  # gaps 0.05 within the fixed 0.1 (no streams)
@@ -366,21 +486,39 @@ def test_verdicts_decide_by_their_thresholds():
 
     drifting = [with_flow(make_run(f"alloc/s{k}"), end_class=1) for k in range(3)]
     c1 = verdict_of(verdicts.build_verdicts(drifting, {}, settings, None), "C1")
-    assert c1.verdict == FAILS and "no finite limit" in c1.measurement and "t^-0.22" in c1.measurement
+    assert (
+        c1.verdict == FAILS and "no finite limit" in c1.measurement and "t^-0.22" in c1.measurement
+    )
     mixed = finite[:2] + drifting[2:]  # 2/3 decisive flows finite: at least partly_fraction
     assert verdict_of(verdicts.build_verdicts(mixed, {}, settings, None), "C1").verdict == PARTLY
     mostly_drifting = finite[:1] + drifting[1:]  # 1/3: below partly_fraction
-    assert verdict_of(verdicts.build_verdicts(mostly_drifting, {}, settings, None), "C1").verdict == FAILS
+    assert (
+        verdict_of(verdicts.build_verdicts(mostly_drifting, {}, settings, None), "C1").verdict
+        == FAILS
+    )
     unresolved = [with_flow(make_run(f"alloc/s{k}"), end_class=2) for k in range(3)]
-    assert verdict_of(verdicts.build_verdicts(unresolved, {}, settings, None), "C1").verdict == INCONCLUSIVE
-    disagree = [with_flow(make_run(f"alloc/s{k}"), end_class=1, end_class_check=2) for k in range(3)]
-    assert verdict_of(verdicts.build_verdicts(disagree, {}, settings, None), "C1").verdict == INCONCLUSIVE
+    assert (
+        verdict_of(verdicts.build_verdicts(unresolved, {}, settings, None), "C1").verdict
+        == INCONCLUSIVE
+    )
+    disagree = [
+        with_flow(make_run(f"alloc/s{k}"), end_class=1, end_class_check=2) for k in range(3)
+    ]
+    assert (
+        verdict_of(verdicts.build_verdicts(disagree, {}, settings, None), "C1").verdict
+        == INCONCLUSIVE
+    )
     no_flow = [make_run(f"alloc/s{k}") for k in range(3)]
-    assert verdict_of(verdicts.build_verdicts(no_flow, {}, settings, None), "C1").verdict == UNMEASURED
+    assert (
+        verdict_of(verdicts.build_verdicts(no_flow, {}, settings, None), "C1").verdict == UNMEASURED
+    )
 
-    # C7: against the seed-to-seed spread of training when the suite measures it, else inconclusive above the fixed threshold
+    # C7: against the seed-to-seed spread of training when the suite measures it, else inconclusive
+    # above the fixed threshold
     far = [with_flow(make_run(f"alloc/s{k}"), end_class=0, train_gd_gap=0.3) for k in range(3)]
-    assert verdict_of(verdicts.build_verdicts(far, {}, settings, None), "C7").verdict == INCONCLUSIVE
+    assert (
+        verdict_of(verdicts.build_verdicts(far, {}, settings, None), "C7").verdict == INCONCLUSIVE
+    )
     streams = [make_run(f"streams/stream{k}", t0=T0 + 0.2 * k) for k in range(3)]
     for r in streams:
         r.params["seed"] = far[0].params["seed"]
@@ -390,14 +528,30 @@ def test_verdicts_decide_by_their_thresholds():
     c7 = verdict_of(verdicts.build_verdicts(far + streams, {}, with_streams, None), "C7")
     assert c7.verdict == FAILS and "seed-to-seed spread" in c7.noise_floor
     spread_max = verdicts.measure_stream_spread(streams)["max_gap"]
-    between = [with_flow(make_run(f"alloc/s{k}"), end_class=0, mc_gap=0.0, train_gd_gap=(spread + spread_max) / 2) for k in range(3)]
+    between = [
+        with_flow(
+            make_run(f"alloc/s{k}"), end_class=0, mc_gap=0.0, train_gd_gap=(spread + spread_max) / 2
+        )
+        for k in range(3)
+    ]
     assert spread_max > spread  # streams offset by 0.2 each: pairs differ by 0.2 and 0.4 in t0
     # above the typical spread, not beyond the largest: batch noise cannot be ruled out
-    assert verdict_of(verdicts.build_verdicts(between + streams, {}, with_streams, None), "C7").verdict == INCONCLUSIVE
-    near = [with_flow(make_run(f"alloc/s{k}"), end_class=0, train_gd_gap=spread / 2) for k in range(3)]
-    assert verdict_of(verdicts.build_verdicts(near + streams, {}, with_streams, None), "C7").verdict == HOLDS
+    assert (
+        verdict_of(verdicts.build_verdicts(between + streams, {}, with_streams, None), "C7").verdict
+        == INCONCLUSIVE
+    )
+    near = [
+        with_flow(make_run(f"alloc/s{k}"), end_class=0, train_gd_gap=spread / 2) for k in range(3)
+    ]
+    assert (
+        verdict_of(verdicts.build_verdicts(near + streams, {}, with_streams, None), "C7").verdict
+        == HOLDS
+    )
 
-    drifted = [make_run(f"alloc/s{k}", leak_end=0.8, predicted=[1, 0], frozen_end=False, ode_error=0.5) for k in range(3)]
+    drifted = [
+        make_run(f"alloc/s{k}", leak_end=0.8, predicted=[1, 0], frozen_end=False, ode_error=0.5)
+        for k in range(3)
+    ]
     rows = verdicts.build_verdicts(drifted, {}, settings, None)
     assert verdict_of(rows, "C3").verdict == PARTLY  # clean at the end of emergence only
     assert verdict_of(rows, "C4").verdict == FAILS  # 0/6 right, chance is 1/2
@@ -408,52 +562,113 @@ def test_verdicts_decide_by_their_thresholds():
 
 
 def test_flow_verdicts_of_regimes_and_optimality():
-    """C8 on the flow's n_eff / L and C5 on the flow's end state: each verdict state from small inputs."""
+    """C8 on the flow's n_eff / L and C5 on the flow's end state: each verdict state from small
+    inputs."""
     levels = [0.1, 0.3, 0.6, 1.0]
-    rising = [with_flow(make_run(f"noise/s{k}", noise_std=s, n_eff=0.9), n_eff=0.5 + 0.3 * s) for k, s in enumerate(levels)]
-    falling = [with_flow(make_run(f"noise/s{k}", noise_std=s, n_eff=0.2 + s), n_eff=0.9 - 0.3 * s) for k, s in enumerate(levels)]
+    rising = [
+        with_flow(make_run(f"noise/s{k}", noise_std=s, n_eff=0.9), n_eff=0.5 + 0.3 * s)
+        for k, s in enumerate(levels)
+    ]
+    falling = [
+        with_flow(make_run(f"noise/s{k}", noise_std=s, n_eff=0.2 + s), n_eff=0.9 - 0.3 * s)
+        for k, s in enumerate(levels)
+    ]
     settings = {"regimes": "noise"}
     c8 = verdict_of(verdicts.build_verdicts(rising, {}, settings, None), "C8")
-    assert c8.verdict == HOLDS and c8.judged_on == verdicts.FLOW and "trained runs" in c8.measurement
+    assert (
+        c8.verdict == HOLDS and c8.judged_on == verdicts.FLOW and "trained runs" in c8.measurement
+    )
     assert verdict_of(verdicts.build_verdicts(falling, {}, settings, None), "C8").verdict == FAILS
 
     def with_flow_ratio(opt, ratio, half_width=0.1):
         opt = opt.copy()
         ratio = np.asarray(ratio, dtype=float)
-        for suffix, value in (("", ratio), ("_low", ratio - half_width), ("_high", ratio + half_width)):
+        for suffix, value in (
+            ("", ratio),
+            ("_low", ratio - half_width),
+            ("_high", ratio + half_width),
+        ):
             opt[f"optimality_ratio_flow{suffix}"] = ("config", value)
         return opt
 
     settings = {"optimality": ["L"]}
     runs = rising[:1]
-    holds = verdict_of(verdicts.build_verdicts(runs, {"L": with_flow_ratio(make_optimality(), (1.1, 1.2, 1.5))}, settings, None), "C5")
-    assert holds.verdict == HOLDS and holds.judged_on == verdicts.FLOW and "3/3 configurations" in holds.measurement
-    fails = verdict_of(verdicts.build_verdicts(runs, {"L": with_flow_ratio(make_optimality(), (2.5, 3.0, 3.5))}, settings, None), "C5")
+    holds = verdict_of(
+        verdicts.build_verdicts(
+            runs, {"L": with_flow_ratio(make_optimality(), (1.1, 1.2, 1.5))}, settings, None
+        ),
+        "C5",
+    )
+    assert (
+        holds.verdict == HOLDS
+        and holds.judged_on == verdicts.FLOW
+        and "3/3 configurations" in holds.measurement
+    )
+    fails = verdict_of(
+        verdicts.build_verdicts(
+            runs, {"L": with_flow_ratio(make_optimality(), (2.5, 3.0, 3.5))}, settings, None
+        ),
+        "C5",
+    )
     assert fails.verdict == FAILS
-    straddles = verdict_of(verdicts.build_verdicts(runs, {"L": with_flow_ratio(make_optimality(), (1.95, 2.0, 2.05))}, settings, None), "C5")
+    straddles = verdict_of(
+        verdicts.build_verdicts(
+            runs, {"L": with_flow_ratio(make_optimality(), (1.95, 2.0, 2.05))}, settings, None
+        ),
+        "C5",
+    )
     assert straddles.verdict == INCONCLUSIVE
 
 
 def test_regime_length_and_optimality_verdicts():
-    noise = [make_run(f"noise/s{k}", noise_std=s, n_eff=0.2 + s) for k, s in enumerate([0.1, 0.3, 0.6, 1.0])]
-    reverse = [make_run(f"noise/s{k}", noise_std=s, n_eff=1.0 - 0.5 * s) for k, s in enumerate([0.1, 0.3, 0.6, 1.0])]
-    opt = {"L": make_optimality(), "tasks": make_optimality("tasks", (1, 2, 3), single_over_multi=(1.0, 1.8, 2.5))}
+    noise = [
+        make_run(f"noise/s{k}", noise_std=s, n_eff=0.2 + s)
+        for k, s in enumerate([0.1, 0.3, 0.6, 1.0])
+    ]
+    reverse = [
+        make_run(f"noise/s{k}", noise_std=s, n_eff=1.0 - 0.5 * s)
+        for k, s in enumerate([0.1, 0.3, 0.6, 1.0])
+    ]
+    opt = {
+        "L": make_optimality(),
+        "tasks": make_optimality("tasks", (1, 2, 3), single_over_multi=(1.0, 1.8, 2.5)),
+    }
     settings = {"regimes": "noise", "length": "noise", "optimality": ["L"], "separation": "tasks"}
     rows = verdicts.build_verdicts(noise, opt, settings, None)
     assert verdict_of(rows, "C8").verdict == HOLDS  # no flows: judged on the trained runs
-    assert verdict_of(rows, "C8").judged_on == verdicts.TRAINED and "ρ = 1" in verdict_of(rows, "C8").measurement
-    assert verdict_of(rows, "C5").verdict == HOLDS and "3/3 configurations" in verdict_of(rows, "C5").measurement
-    assert verdict_of(rows, "C6").verdict == HOLDS and "2/2 configurations" in verdict_of(rows, "C6").measurement
-    assert verdict_of(rows, "C9").verdict == PARTLY  # length passes, linear and nonlinear not measured
+    assert (
+        verdict_of(rows, "C8").judged_on == verdicts.TRAINED
+        and "ρ = 1" in verdict_of(rows, "C8").measurement
+    )
+    assert (
+        verdict_of(rows, "C5").verdict == HOLDS
+        and "3/3 configurations" in verdict_of(rows, "C5").measurement
+    )
+    assert (
+        verdict_of(rows, "C6").verdict == HOLDS
+        and "2/2 configurations" in verdict_of(rows, "C6").measurement
+    )
+    assert (
+        verdict_of(rows, "C9").verdict == PARTLY
+    )  # length passes, linear and nonlinear not measured
     assert verdict_of(verdicts.build_verdicts(reverse, {}, settings, None), "C8").verdict == FAILS
-    far = {"L": make_optimality(ratio=(1.5, 2.5, 3.5)), "tasks": make_optimality("tasks", (1, 2, 3), single_over_multi=(1.0, 0.9, 1.05))}
+    far = {
+        "L": make_optimality(ratio=(1.5, 2.5, 3.5)),
+        "tasks": make_optimality("tasks", (1, 2, 3), single_over_multi=(1.0, 0.9, 1.05)),
+    }
     rows = verdicts.build_verdicts(noise, far, settings, None)
     assert verdict_of(rows, "C5").verdict == FAILS  # 1/3 within the factor 2
     assert verdict_of(rows, "C6").verdict == FAILS
 
 
 def test_verdict_table_html_lists_every_claim_with_its_threshold(runs):
-    rows = verdicts.build_verdicts(runs, {}, {"allocation": "exp", "winner": "exp"}, None, [{"kind": "winner", "path": "results/figures/exp/winner.svg"}])
+    rows = verdicts.build_verdicts(
+        runs,
+        {},
+        {"allocation": "exp", "winner": "exp"},
+        None,
+        [{"kind": "winner", "path": "results/figures/exp/winner.svg"}],
+    )
     page = verdict_table.verdicts_html(rows)
     for row in rows:
         assert f"<td class='c'>{row.claim}</td>" in page
@@ -476,19 +691,39 @@ def make_regime_map() -> xr.Dataset:
     lead = np.array([0.5, 0.0] * 4)
     regime = np.where(heads == 1, SUPERPOSED, DRIFT).astype(np.int8)
     regime[-1] = UNRESOLVED
-    flags = {"flag_values": np.array(list(REGIMES), dtype=np.int8), "flag_meanings": " ".join(REGIMES.values())}
+    flags = {
+        "flag_values": np.array(list(REGIMES), dtype=np.int8),
+        "flag_meanings": " ".join(REGIMES.values()),
+    }
     ratio = np.linspace(1.0, 1.05, 8)
     point = [f"H{h}-noise{n:g}-init_lead{l:g}" for h, n, l in zip(heads, noise, lead)]
     return xr.Dataset(
-        {"regime": (("point",), regime, flags), "omega_exponent": (("point",), np.where(heads == 2, -0.2, 0.0)),
-         "mu_exponent": (("point",), np.where(heads == 2, 0.2, 0.0)), "purity_end": (("point",), np.full(8, 0.6)),
-         "clean_onset": (("point",), np.full(8, np.nan)), "clean_lost": (("point",), np.full(8, np.nan)),
-         "emergence_end": (("point",), np.full(8, 20.0)), "excess_end": (("point",), np.full(8, 0.1)),
-         "excess_ratio": (("point",), ratio), "excess_ratio_low": (("point",), ratio - 0.01), "excess_ratio_high": (("point",), ratio + 0.01),
-         "mc_gap": (("point",), np.full(8, 0.02))},
-        coords={"point": ("point", point), "cell": ("point", [p.rsplit("-", 1)[0] for p in point]), "heads": ("point", heads),
-                "noise_std": ("point", noise), "init_lead": ("point", lead)},
-        attrs={"axes": json.dumps(["heads", "noise_std"]), "init_keys": json.dumps(["init_lead"]), "horizon": 1e4},
+        {
+            "regime": (("point",), regime, flags),
+            "omega_exponent": (("point",), np.where(heads == 2, -0.2, 0.0)),
+            "mu_exponent": (("point",), np.where(heads == 2, 0.2, 0.0)),
+            "purity_end": (("point",), np.full(8, 0.6)),
+            "clean_onset": (("point",), np.full(8, np.nan)),
+            "clean_lost": (("point",), np.full(8, np.nan)),
+            "emergence_end": (("point",), np.full(8, 20.0)),
+            "excess_end": (("point",), np.full(8, 0.1)),
+            "excess_ratio": (("point",), ratio),
+            "excess_ratio_low": (("point",), ratio - 0.01),
+            "excess_ratio_high": (("point",), ratio + 0.01),
+            "mc_gap": (("point",), np.full(8, 0.02)),
+        },
+        coords={
+            "point": ("point", point),
+            "cell": ("point", [p.rsplit("-", 1)[0] for p in point]),
+            "heads": ("point", heads),
+            "noise_std": ("point", noise),
+            "init_lead": ("point", lead),
+        },
+        attrs={
+            "axes": json.dumps(["heads", "noise_std"]),
+            "init_keys": json.dumps(["init_lead"]),
+            "horizon": 1e4,
+        },
     )
 
 
@@ -499,8 +734,15 @@ def draw_kind(kind, runs):
         opt = make_optimality()
     elif kind == "separation":
         opt = make_optimality("tasks", (1, 2, 3))
-    return plots.draw(kind, runs, opt, target, {}, make_surrogate_check() if kind == "surrogate" else None,
-                      make_regime_map() if kind == "regime_map" else None)
+    return plots.draw(
+        kind,
+        runs,
+        opt,
+        target,
+        {},
+        make_surrogate_check() if kind == "surrogate" else None,
+        make_regime_map() if kind == "regime_map" else None,
+    )
 
 
 @pytest.mark.parametrize("kind", list(FIGURE_KINDS))
@@ -555,7 +797,9 @@ def test_figure_summaries_quote_the_data(runs):
     assert risk["convergence"]["final_risk"] == pytest.approx(float(runs[0].train.eval_risk[-1]))
     assert risk["convergence"]["initial_risk"] == pytest.approx(float(runs[0].train.eval_risk[0]))
     _, alloc = draw_kind("allocation", runs)
-    assert [t["purity_end"] for t in alloc["allocation"]["tasks"]] == pytest.approx(runs[0].spectral.purity.values.tolist())
+    assert [t["purity_end"] for t in alloc["allocation"]["tasks"]] == pytest.approx(
+        runs[0].spectral.purity.values.tolist()
+    )
     _, ode = draw_kind("trajectories", runs)
     assert ode["ode"]["max_signal_gap"] == pytest.approx(float(runs[0].spectral.ode_agreement))
     _, win = draw_kind("winner", runs)
@@ -563,7 +807,9 @@ def test_figure_summaries_quote_the_data(runs):
     _, opt = draw_kind("optimality", runs)
     assert opt["ratio"] == pytest.approx([1.2, 1.3, 1.4]) and opt["x"] == [16, 32, 64]
     _, sur = draw_kind("surrogate", runs)
-    assert (sur["agree"], sur["total"]) == (3, 6) and sur["min_saturation_failing"] == pytest.approx(np.exp(2 * 0.6**2) / 20)
+    assert (sur["agree"], sur["total"]) == (3, 6) and sur[
+        "min_saturation_failing"
+    ] == pytest.approx(np.exp(2 * 0.6**2) / 20)
     _, length = draw_kind("length", runs)
     assert length["runs"][0]["excess"] == pytest.approx(runs[0].lengths.excess_risk.values.tolist())
 
@@ -576,7 +822,9 @@ def test_the_real_spectral_file_feeds_the_figures(runs, tmp_path):
     ds = spectral.analyse_run(runs[0].train, None, SpectralSettings())
     real = RunData("exp/s0", runs[0].train, ds, runs[0].params, runs[0].lengths)
     for kind in ("risk", "trajectories", "allocation", "heatmaps", "winner"):
-        fig, _ = plots.draw(kind, [real], None, "exp/s0" if FIGURE_KINDS[kind].scope == "run" else "exp", {})
+        fig, _ = plots.draw(
+            kind, [real], None, "exp/s0" if FIGURE_KINDS[kind].scope == "run" else "exp", {}
+        )
         assert plots.empty_axes(fig) == []
     alloc = measurements.measure_allocation(ds, 0.9)
     assert alloc["min_purity_end"] == pytest.approx(1 / (1 + 0.2**4), rel=1e-3)
@@ -595,8 +843,12 @@ def render_caption(kind: str, summary_path: Path) -> str:
     env = Environment(trim_blocks=True, lstrip_blocks=True)
     sm = types.SimpleNamespace(params=types.SimpleNamespace(summary=CaptionData(summary_path)))
     links = "\n".join(f".. _{c['category']}: javascript:void(0)" for c in report.CLAIMS.values())
-    text = env.from_string((ROOT / "report" / f"{kind}.rst").read_text() + "\n\n" + links + "\n").render(snakemake=sm)
-    html = publish_parts(text, writer="html", settings_overrides={"report_level": 5, "halt_level": 5})["body"]
+    text = env.from_string(
+        (ROOT / "report" / f"{kind}.rst").read_text() + "\n\n" + links + "\n"
+    ).render(snakemake=sm)
+    html = publish_parts(
+        text, writer="html", settings_overrides={"report_level": 5, "halt_level": 5}
+    )["body"]
     assert "system-message" not in html, html
     return re.sub(r"<[^>]+>", "", html)
 
@@ -627,7 +879,10 @@ def test_caption_renders_and_quotes_the_summary(kind, runs, tmp_path):
         "length": lambda d: measurements.fmt(d["runs"][0]["excess"][0]),
         "linear": lambda d: measurements.fmt(d["runs"][0]["final_risk"]),
         "nonlinear": lambda d: measurements.fmt(d["runs"][0]["final_excess"]),
-        "regime_map": lambda d: f"Of {d['points']} flows in {d['cells']} cells: 3 drifting, 0 finite limit allocated, 4 finite limit superposed, 1 not resolved.",
+        "regime_map": lambda d: (
+            f"Of {d['points']} flows in {d['cells']} cells: 3 drifting, 0 finite limit allocated, "
+            "4 finite limit superposed, 1 not resolved."
+        ),
         "complexity": lambda d: f"law t* = {d['runs'][0]['tasks'][0]['law_time']:.3g}",
     }[kind](data)
     assert expected in text, (expected, text)
@@ -653,13 +908,24 @@ def test_stage_functions_write_figure_and_summary(runs, tmp_path):
         r.spectral.to_netcdf(base / "spectral.nc")
         paths[name] = base
     numbers = stages.plot_figure(
-        "winner", "exp", ["exp/s0", "exp/s1"], tmp_path / "w.svg", tmp_path / "w.json",
-        train=[paths[n] / "train.nc" for n in "ab"], spectral=[paths[n] / "spectral.nc" for n in "ab"],
+        "winner",
+        "exp",
+        ["exp/s0", "exp/s1"],
+        tmp_path / "w.svg",
+        tmp_path / "w.json",
+        train=[paths[n] / "train.nc" for n in "ab"],
+        spectral=[paths[n] / "spectral.nc" for n in "ab"],
         thresholds={"winner_agreement": 0.9},
     )
-    assert (tmp_path / "w.svg").exists() and json.loads((tmp_path / "w.json").read_text())["total"] == numbers["total"] == 4
+    assert (tmp_path / "w.svg").exists() and json.loads((tmp_path / "w.json").read_text())[
+        "total"
+    ] == numbers["total"] == 4
     rows = stages.write_verdicts(
-        ["exp/s0", "exp/s1"], [paths[n] / "train.nc" for n in "ab"], [paths[n] / "spectral.nc" for n in "ab"],
-        tmp_path / "v.html", tmp_path / "v.json", settings={"allocation": "exp", "winner": "exp"},
+        ["exp/s0", "exp/s1"],
+        [paths[n] / "train.nc" for n in "ab"],
+        [paths[n] / "spectral.nc" for n in "ab"],
+        tmp_path / "v.html",
+        tmp_path / "v.json",
+        settings={"allocation": "exp", "winner": "exp"},
     )
     assert len(rows) == 9 and "<table>" in (tmp_path / "v.html").read_text()

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 import yaml
-
 from conftest import ROOT, TINY_CONFIG, run_snakemake
+
 from multihead_icl import io
 from multihead_icl.training import DIVERGENCE_FACTOR, divergence, train
 
@@ -27,20 +27,62 @@ def tiny_with(**defaults) -> dict:
 
 # (name, config text or dict, the message's start after "Config error: ")
 BAD_INPUTS = [
-    ("duplicate key", "defaults:\n  lr: 0.5\n  lr: 0.7\nexperiments:\n  a: {}\n", "key 'lr' is given twice (lines 2 and 3)"),
+    (
+        "duplicate key",
+        "defaults:\n  lr: 0.5\n  lr: 0.7\nexperiments:\n  a: {}\n",
+        "key 'lr' is given twice (lines 2 and 3)",
+    ),
     ("nan lr", tiny_with(lr=float("nan")), "defaults.lr: must be a finite number, got nan"),
-    ("inf noise", tiny_with(noise_std=float("inf")), "defaults.noise_std: must be a finite number, got inf"),
+    (
+        "inf noise",
+        tiny_with(noise_std=float("inf")),
+        "defaults.noise_std: must be a finite number, got inf",
+    ),
     ("unknown device", tiny_with(device="gpu"), "defaults.device: 'gpu' does not match"),
-    ("steps beyond bound", tiny_with(steps=10**12), "defaults.steps: 1000000000000 is greater than the maximum"),
-    ("context length beyond bound", tiny_with(context_length=10**9), "defaults.context_length: 1000000000 is greater than the maximum"),
-    ("memory", tiny_with(batch_size=9_000_000, context_length=200), "a/base: a training step needs about"),
-    ("figure typo", {**tiny_with(), "figures": {"allocation": "allocaton"}}, "figures.allocation: 'allocaton' names no experiment"),
-    ("optimality figure without file", {**tiny_with(), "figures": {"optimality": ["a"]}}, "figures.optimality: experiment 'a' has no optimality file"),
-    ("setting typo", {**tiny_with(), "settings": {"other": {"alocation": "a"}}}, "settings.other: unknown key 'alocation'"),
-    ("empty grid", {**tiny_with(), "experiments": {"a": {"grid": {"seed": []}}}}, "experiments.a.grid.seed"),
+    (
+        "steps beyond bound",
+        tiny_with(steps=10**12),
+        "defaults.steps: 1000000000000 is greater than the maximum",
+    ),
+    (
+        "context length beyond bound",
+        tiny_with(context_length=10**9),
+        "defaults.context_length: 1000000000 is greater than the maximum",
+    ),
+    (
+        "memory",
+        tiny_with(batch_size=9_000_000, context_length=200),
+        "a/base: a training step needs about",
+    ),
+    (
+        "figure typo",
+        {**tiny_with(), "figures": {"allocation": "allocaton"}},
+        "figures.allocation: 'allocaton' names no experiment",
+    ),
+    (
+        "optimality figure without file",
+        {**tiny_with(), "figures": {"optimality": ["a"]}},
+        "figures.optimality: experiment 'a' has no optimality file",
+    ),
+    (
+        "setting typo",
+        {**tiny_with(), "settings": {"other": {"alocation": "a"}}},
+        "settings.other: unknown key 'alocation'",
+    ),
+    (
+        "empty grid",
+        {**tiny_with(), "experiments": {"a": {"grid": {"seed": []}}}},
+        "experiments.a.grid.seed",
+    ),
 ]
 if not torch.cuda.is_available():
-    BAD_INPUTS.append(("cuda without CUDA", tiny_with(device="cuda"), "a/base.device: cuda, but torch sees no CUDA device"))
+    BAD_INPUTS.append(
+        (
+            "cuda without CUDA",
+            tiny_with(device="cuda"),
+            "a/base.device: cuda, but torch sees no CUDA device",
+        )
+    )
 
 
 @pytest.mark.parametrize("name, config, message", BAD_INPUTS, ids=[case[0] for case in BAD_INPUTS])
@@ -59,8 +101,10 @@ def test_more_records_than_steps_is_a_one_line_warning(tmp_path):
     path.write_text(yaml.safe_dump(tiny_with(steps=10, record_points=50)))
     proc = run_snakemake(tmp_path / "work", "-n", config=path, check=False)
     warnings = [line for line in proc.stderr.splitlines() if line.startswith("Config warning:")]
-    assert proc.returncode == 0 and warnings == ["Config warning: experiments.a.base.record_points: 50 records asked for steps = 10; "
-                                                 "every step is recorded (11 records)"], proc.stderr[-1500:]
+    assert proc.returncode == 0 and warnings == [
+        "Config warning: experiments.a.base.record_points: 50 records asked for steps = 10; "
+        "every step is recorded (11 records)"
+    ], proc.stderr[-1500:]
 
 
 def test_jobs_elsewhere_skips_the_checks_of_this_machine(tmp_path):
@@ -94,8 +138,19 @@ def test_a_suite_with_diverging_runs_builds_its_report(tmp_path):
             "boom": {"optimality": True, "base": {"lr": 1e20, "init_lead": 0.5}},
             "boom0": {"base": {"init_scale": 1e20}},
         },
-        "figures": {"runs": ["ok/base", "boom/base", "boom0/base"], "allocation": ["ok", "boom"], "optimality": ["ok", "boom"], "winner": None},
-        "flow": {"experiments": ["ok", "boom", "boom0"], "samples": 64, "horizon": 50, "record_points": 10, "gd_horizon": 2},
+        "figures": {
+            "runs": ["ok/base", "boom/base", "boom0/base"],
+            "allocation": ["ok", "boom"],
+            "optimality": ["ok", "boom"],
+            "winner": None,
+        },
+        "flow": {
+            "experiments": ["ok", "boom", "boom0"],
+            "samples": 64,
+            "horizon": 50,
+            "record_points": 10,
+            "gd_horizon": 2,
+        },
         "optimality": {**TINY["optimality"]},
         "spectral": TINY["spectral"],
     }
@@ -114,16 +169,27 @@ def test_a_suite_with_diverging_runs_builds_its_report(tmp_path):
     risk = json.loads((results / "figures" / "boom" / "base" / "risk.json").read_text())
     assert "Training diverged" in risk["unavailable"]
     for kind in ("flow", "limit"):  # figures of the exact flow of an experiment whose runs diverged
-        assert "Training diverged" in json.loads((results / "figures" / "boom" / f"{kind}.json").read_text())["unavailable"]
+        assert (
+            "Training diverged"
+            in json.loads((results / "figures" / "boom" / f"{kind}.json").read_text())[
+                "unavailable"
+            ]
+        )
     optimality = json.loads((results / "figures" / "boom" / "optimality.json").read_text())
     assert "has a trained limit (every run of it diverged)" in optimality["unavailable"]
-    assert "diverged run(s), left out of every verdict" in (results / "figures" / "verdicts.html").read_text()
+    assert (
+        "diverged run(s), left out of every verdict"
+        in (results / "figures" / "verdicts.html").read_text()
+    )
     assert (work / "report.html").stat().st_size > 0
 
 
 def test_an_uncaught_exception_lands_in_the_job_log(tmp_path):
     log = tmp_path / "job.log"
-    code = f"from multihead_icl.logs import setup_job_logging\nsetup_job_logging({str(log)!r})\nraise ValueError('boom in a job')\n"
+    code = (
+        "from multihead_icl.logs import "
+        f"setup_job_logging\nsetup_job_logging({str(log)!r})\nraise ValueError('boom in a job')\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode != 0
     text = log.read_text()
@@ -131,10 +197,10 @@ def test_an_uncaught_exception_lands_in_the_job_log(tmp_path):
 
 
 def test_a_damaged_checkpoint_is_set_aside_and_training_starts_over(tmp_path, caplog):
+    from conftest import SCHEMA
+
     from multihead_icl.config import load_suite_file
     from multihead_icl.data import TaskSpec, sample_eval_set
-
-    from conftest import SCHEMA
 
     params = load_suite_file(TINY_CONFIG, SCHEMA).runs["tiny/s0"]
     eval_set = sample_eval_set(TaskSpec.from_params(params), 16, 1)
@@ -143,10 +209,13 @@ def test_a_damaged_checkpoint_is_set_aside_and_training_starts_over(tmp_path, ca
     with caplog.at_level("WARNING"):
         result = train(params, eval_set, checkpoint=checkpoint)
     clean = train(params, eval_set)
-    assert result.status == clean.status and np.array_equal(result.dataset["W"].values, clean.dataset["W"].values)
+    assert result.status == clean.status and np.array_equal(
+        result.dataset["W"].values, clean.dataset["W"].values
+    )
     assert (tmp_path / "train.ckpt.damaged").read_bytes().startswith(b"PK")
     assert "cannot be resumed" in caplog.text
-    # a readable checkpoint with this run's fingerprint but another layout (a missing key): set aside too
+    # a readable checkpoint with this run's fingerprint but another layout (a missing key): set
+    # aside too
     from multihead_icl.training import _fingerprint
 
     torch.save({"fingerprint": _fingerprint(params), "model": {}}, checkpoint)
@@ -161,18 +230,32 @@ def test_a_damaged_netcdf_is_set_aside_with_one_line_and_rebuilt(tmp_path):
     from multihead_icl import cli
 
     work = tmp_path / "work"
-    config = {"defaults": {**TINY["defaults"], "steps": 10, "record_points": 4}, "experiments": {"a": {}}}
+    config = {
+        "defaults": {**TINY["defaults"], "steps": 10, "record_points": 4},
+        "experiments": {"a": {}},
+    }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     run_snakemake(work, "--printshellcmds", "results/runs/a/base/spectral.nc", config=path)
     train_file = work / "results" / "runs" / "a" / "base" / "train.nc"
     intact = io.load_dataset(train_file)
     train_file.write_bytes(train_file.read_bytes()[:300])  # truncated
-    with pytest.raises(io.DamagedFileError, match=r"train\.nc: damaged, cannot be read as netCDF .*moved to train\.nc\.damaged; run snakemake again"):
+    with pytest.raises(
+        io.DamagedFileError,
+        match=r"train\.nc: damaged, cannot be read as netCDF .*moved to train\.nc\.damaged; run "
+        r"snakemake again",
+    ):
         io.load_dataset(train_file)
-    assert not train_file.exists() and (work / "results" / "runs" / "a" / "base" / "train.nc.damaged").exists()
-    run_snakemake(work, config=path)  # the default target: the missing output is trained again, and what reads it redone
-    assert os.path.getmtime(work / "results" / "runs" / "a" / "base" / "spectral.nc") >= os.path.getmtime(train_file)
+    assert (
+        not train_file.exists()
+        and (work / "results" / "runs" / "a" / "base" / "train.nc.damaged").exists()
+    )
+    run_snakemake(
+        work, config=path
+    )  # the default target: the missing output is trained again, and what reads it redone
+    assert os.path.getmtime(
+        work / "results" / "runs" / "a" / "base" / "spectral.nc"
+    ) >= os.path.getmtime(train_file)
     np.testing.assert_array_equal(io.load_dataset(train_file)["W"].values, intact["W"].values)
     spectral = work / "results" / "runs" / "a" / "base" / "spectral.nc"
     spectral.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 64)
@@ -180,8 +263,17 @@ def test_a_damaged_netcdf_is_set_aside_with_one_line_and_rebuilt(tmp_path):
     assert not spectral.exists() and cli.main(["verify", str(work / "results")]) == 0
 
 
-@pytest.mark.parametrize("args, message", [(["--configfile", "missing.yaml"], "--configfile missing.yaml: no such file"),
-                                            (["--config", "heads"], "--config heads: expected KEY=VALUE")])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--configfile", "missing.yaml"], "--configfile missing.yaml: no such file"),
+        (["--config", "heads"], "--config heads: expected KEY=VALUE"),
+    ],
+)
 def test_the_pipeline_wrapper_answers_snakemake_argument_mistakes_in_one_line(args, message):
-    proc = subprocess.run([str(ROOT / "bin" / "pipeline"), "-n", *args], capture_output=True, text=True, cwd=ROOT)
-    assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1] == f"Config error: {message}"
+    proc = subprocess.run(
+        [str(ROOT / "bin" / "pipeline"), "-n", *args], capture_output=True, text=True, cwd=ROOT
+    )
+    assert (
+        proc.returncode == 1 and proc.stderr.strip().splitlines()[-1] == f"Config error: {message}"
+    )

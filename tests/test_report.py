@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -23,16 +22,22 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
-
 from conftest import SCHEMA, TINY_CONFIG, run_snakemake
+
 from multihead_icl import report as plan_module
 from multihead_icl.measurements import fmt
 
 pytestmark = pytest.mark.slow
 
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
@@ -50,7 +55,9 @@ def report_path(tiny_workdir) -> Path:
 
 def embedded(html: str, name: str, script_id: str | None = None):
     """A JSON value the report defines in its own ``<script id=...>var name = ...;</script>``."""
-    match = re.search(rf'<script id="{script_id or name}">\s*var {name} = (.*?);\s*</script>', html, re.S)
+    match = re.search(
+        rf'<script id="{script_id or name}">\s*var {name} = (.*?);\s*</script>', html, re.S
+    )
     assert match, f"no `var {name}` in the report"
     return json.loads(match.group(1))
 
@@ -58,7 +65,11 @@ def embedded(html: str, name: str, script_id: str | None = None):
 @pytest.fixture(scope="module")
 def report_data(report_path):
     html = report_path.read_text()
-    return {"results": embedded(html, "results"), "categories": embedded(html, "categories"), "html": html}
+    return {
+        "results": embedded(html, "results"),
+        "categories": embedded(html, "categories"),
+        "html": html,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +80,9 @@ def plan():
     schema = yaml.safe_load(SCHEMA.read_text())
     settings = plan_module.report_settings(suite.config.get("figures"), schema)
     comparisons = plan_module.comparison_settings(suite.config.get("settings"), suite.experiments)
-    return plan_module.report_plan(plan_module.plan_settings(settings, comparisons), suite.experiments)
+    return plan_module.report_plan(
+        plan_module.plan_settings(settings, comparisons), suite.experiments
+    )
 
 
 def text_of(html: str) -> str:
@@ -82,7 +95,9 @@ def caption(report_data, path: str) -> str:
 
 def decode(data_uri: str) -> bytes:
     head, _, payload = data_uri.partition(",")
-    return base64.b64decode(payload) if ";base64" in head else urllib.parse.unquote(payload).encode()
+    return (
+        base64.b64decode(payload) if ";base64" in head else urllib.parse.unquote(payload).encode()
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -91,12 +106,19 @@ def decode(data_uri: str) -> bytes:
 
 def test_every_planned_figure_is_in_the_report_under_its_claim(report_data, plan):
     results, categories = report_data["results"], report_data["categories"]
-    assert len(plan) >= 10  # tiny: convergence, surrogate, 4 per-run figures, winner, length, optimality, baselines
+    assert (
+        len(plan) >= 10
+    )  # tiny: convergence, surrogate, 4 per-run figures, winner, length, optimality, baselines
     for spec in plan:
         assert spec.path in results, spec.path
-        assert any(spec.path in files for files in categories[spec.category].values()), (spec.category, spec.path)
+        assert any(spec.path in files for files in categories[spec.category].values()), (
+            spec.category,
+            spec.path,
+        )
         assert len(caption(report_data, spec.path)) > 200, spec.path
-        assert "system-message" not in results[spec.path]["caption"], spec.path  # docutils found no error
+        assert "system-message" not in results[spec.path]["caption"], (
+            spec.path
+        )  # docutils found no error
         assert results[spec.path]["labels"]["figure"] == plan_module.FIGURE_KINDS[spec.kind].title
     assert "results/figures/verdicts.html" in categories[plan_module.VERDICT_CATEGORY]["Other"]
 
@@ -105,10 +127,16 @@ def test_every_embedded_figure_shows_data_in_every_axes(report_data, plan):
     for spec in plan:
         svg = decode(report_data["results"][spec.path]["data_uri"])
         root = ET.fromstring(svg)
-        axes = [g for g in root.iter("{http://www.w3.org/2000/svg}g") if re.fullmatch(r"axes_\d+", g.get("id", ""))]
+        axes = [
+            g
+            for g in root.iter("{http://www.w3.org/2000/svg}g")
+            if re.fullmatch(r"axes_\d+", g.get("id", ""))
+        ]
         assert axes, spec.path
         for g in axes:
-            assert any((e.get("id") or "").startswith("data") for e in g.iter()), f"{spec.path}: {g.get('id')} shows no data"
+            assert any((e.get("id") or "").startswith("data") for e in g.iter()), (
+                f"{spec.path}: {g.get('id')} shows no data"
+            )
 
 
 def test_captions_quote_the_numbers_in_the_netcdf_files(report_data, plan, tiny_workdir):
@@ -127,7 +155,10 @@ def test_captions_quote_the_numbers_in_the_netcdf_files(report_data, plan, tiny_
                 purity = share.max(axis=0)
                 assert f"lowest purity {fmt(purity.min())}" in text, text
                 for i in range(purity.size):
-                    assert f"head {int(share[:, i].argmax())} with {fmt(purity[i])} at the end of training" in text
+                    assert (
+                        f"head {int(share[:, i].argmax())} with {fmt(purity[i])} at the end of "
+                        "training" in text
+                    )
         elif spec.kind == "trajectories":
             with xr.open_dataset(results / "runs" / spec.target / "spectral.nc") as sp:
                 p = (sp.omega * sp.mu).sum("head")
@@ -149,11 +180,17 @@ def test_captions_quote_the_numbers_in_the_netcdf_files(report_data, plan, tiny_
         elif spec.kind in ("optimality", "baselines"):
             with xr.open_dataset(results / "optimality" / f"{spec.experiment}.nc") as opt:
                 if spec.kind == "optimality":
-                    for r, lo, hi in zip(opt.optimality_ratio.values, opt.optimality_ratio_low.values, opt.optimality_ratio_high.values):
+                    for r, lo, hi in zip(
+                        opt.optimality_ratio.values,
+                        opt.optimality_ratio_low.values,
+                        opt.optimality_ratio_high.values,
+                    ):
                         assert f"ratio {fmt(r)} (interval {fmt(lo)} – {fmt(hi)})" in text, text
                 else:
                     for name in ("bayes", "trained", "best_in_class"):
-                        for value, L in zip(opt[f"excess_{name}"].values, opt.context_length.values):
+                        for value, L in zip(
+                            opt[f"excess_{name}"].values, opt.context_length.values
+                        ):
                             assert f"{fmt(value)} at {fmt(L)}" in text, (name, text)
         elif spec.kind == "surrogate":
             with xr.open_dataset(results / "theory" / "surrogate_check.nc") as check:
@@ -165,7 +202,10 @@ def test_captions_quote_the_numbers_in_the_netcdf_files(report_data, plan, tiny_
                 with xr.open_dataset(results / "runs" / run / "train.nc") as train:
                     t = train.time.values
                     k = min(max(np.searchsorted(t, 0.9 * t[-1], side="right") - 1, 0), len(t) - 2)
-                    theta = np.concatenate([train.W.values.reshape(len(t), -1), train.U.values.reshape(len(t), -1)], axis=1)
+                    theta = np.concatenate(
+                        [train.W.values.reshape(len(t), -1), train.U.values.reshape(len(t), -1)],
+                        axis=1,
+                    )
                     changes.append(np.linalg.norm(theta[-1] - theta[k]) / np.linalg.norm(theta[-1]))
             assert f"{sum(c < 0.01 for c in changes)} of {len(changes)}" in text
             assert fmt(np.median(changes)) in text
@@ -174,17 +214,27 @@ def test_captions_quote_the_numbers_in_the_netcdf_files(report_data, plan, tiny_
 def test_verdict_table_is_complete_and_agrees_with_the_files(report_data, tiny_workdir):
     results = tiny_workdir / "results"
     table = decode(report_data["results"]["results/figures/verdicts.html"]["data_uri"]).decode()
-    assert "system-message" not in report_data["results"]["results/figures/verdicts.html"]["caption"]
-    table, side = table.split('<h3 id="settings">')  # this setting's table, then the side-by-side one
-    rows = re.findall(r"<tr><td class='c'>(C\d)</td>.*?<span class='v'[^>]*>([^<]+)</span>", table, re.S)
+    assert (
+        "system-message" not in report_data["results"]["results/figures/verdicts.html"]["caption"]
+    )
+    table, side = table.split(
+        '<h3 id="settings">'
+    )  # this setting's table, then the side-by-side one
+    rows = re.findall(
+        r"<tr><td class='c'>(C\d)</td>.*?<span class='v'[^>]*>([^<]+)</span>", table, re.S
+    )
     assert len(re.findall(r"<tr>", table)) == 10  # header and nine claims
     assert [c for c, _ in rows] == [f"C{k}" for k in range(1, 10)]
     verdict = dict(rows)
     assert verdict["C6"] == verdict["C8"] == "not measured"  # no such experiment in tiny
-    with xr.open_dataset(results / "optimality" / "tiny.nc") as opt:  # C5 on the exact flow's end state
+    with xr.open_dataset(
+        results / "optimality" / "tiny.nc"
+    ) as opt:  # C5 on the exact flow's end state
         ratio, low, high = (opt[f"optimality_ratio_flow{s}"].values for s in ("", "_low", "_high"))
     assert high.size == 1
-    expected_c5 = "holds" if 1 <= high[0] <= 2 else ("does not hold" if low[0] > 2 else "inconclusive")
+    expected_c5 = (
+        "holds" if 1 <= high[0] <= 2 else ("does not hold" if low[0] > 2 else "inconclusive")
+    )
     assert verdict["C5"] == expected_c5
     assert f"flow {fmt(ratio[0])} [{fmt(low[0])}, {fmt(high[0])}]" in table
     # C4 recomputed from the spectral files: agreement of predicted and observed winners
@@ -193,16 +243,26 @@ def test_verdict_table_is_complete_and_agrees_with_the_files(report_data, tiny_w
         with xr.open_dataset(path) as sp:
             agree += int((sp.winner_at_cleanest.values == sp.predicted_winner.values).sum())
             total += sp.sizes["task"]
-    expected = "holds" if agree / total >= 0.9 else ("holds partly" if agree / total > 0.5 else "does not hold")
+    expected = (
+        "holds"
+        if agree / total >= 0.9
+        else ("holds partly" if agree / total > 0.5 else "does not hold")
+    )
     assert verdict["C4"] == expected
     assert f"{agree}/{total} (run, task) pairs" in table
     # the second setting (config `settings`) is judged on its own experiment alone, side by side
     summary = json.loads((results / "figures" / "verdicts.json").read_text())
     other = summary["settings"]["authors"]
     assert [v["claim"] for v in other["verdicts"]] == [f"C{k}" for k in range(1, 10)]
-    assert {f["run"] for f in summary["verdicts"][0]["numbers"]["per_flow"]} == {"tiny/s0", "tiny/s1"}
+    assert {f["run"] for f in summary["verdicts"][0]["numbers"]["per_flow"]} == {
+        "tiny/s0",
+        "tiny/s1",
+    }
     assert {f["run"] for f in other["verdicts"][0]["numbers"]["per_flow"]} == {"tiny_authors/base"}
-    assert "the authors&#x27; kind of setting, in miniature" in side and len(re.findall(r"<tr>", side)) == 10
+    assert (
+        "the authors&#x27; kind of setting, in miniature" in side
+        and len(re.findall(r"<tr>", side)) == 10
+    )
     assert all(f"<td class='c'>C{k}</td>" in side for k in range(1, 10))
     # the landing page repeats the verdicts
     raw = embedded(report_data["html"], "workflow_desc", "workflow-desc")
@@ -219,29 +279,33 @@ def chromium() -> str:
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found:
         return found
-    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
-        install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        if subprocess.run(install, capture_output=True, env=env).returncode != 0:
-            subprocess.run(["apt-get", "update"], capture_output=True, env=env)
-            subprocess.run(install, capture_output=True, env=env)
-        found = shutil.which("chromium")
-        if found:
-            return found
-    pytest.skip("headless Chromium is not installed (Debian: apt-get install --no-install-recommends chromium, as root)")
+    pytest.skip(
+        "headless Chromium is not installed (Debian: apt-get install --no-install-recommends "
+        "chromium, as root)"
+    )
 
 
 def with_view(report_path: Path, out: Path, view_js: str) -> Path:
-    """A copy of the report that opens ``view_js`` (a call on the report's own `app`) once loaded."""
+    """A copy of the report that opens ``view_js`` (a call on the report's own `app`) once
+    loaded."""
     html = report_path.read_text()
-    script = f"<script>window.addEventListener('load', function () {{ setTimeout(function () {{ {view_js} }}, 200); }});</script>"
+    script = (
+        f"<script>window.addEventListener('load', function () {{ setTimeout(function () {{ "
+        f"{view_js} }}, 200); }});</script>"
+    )
     at = html.rindex("</body>")
     out.write_text(html[:at] + script + html[at:])
     return out
 
 
 def browse(page: Path, tmp: Path, screenshot: Path | None = None) -> str:
-    args = [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp / 'chromium-profile'}", "--window-size=1500,1000", "--virtual-time-budget=8000"]
+    args = [
+        chromium(),
+        *CHROMIUM_FLAGS,
+        f"--user-data-dir={tmp / 'chromium-profile'}",
+        "--window-size=1500,1000",
+        "--virtual-time-budget=8000",
+    ]
     args += [f"--screenshot={screenshot}"] if screenshot else ["--dump-dom"]
     proc = subprocess.run([*args, page.as_uri()], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -252,7 +316,10 @@ def ink(png: Path, box=None) -> float:
     """Fraction of pixels (in ``box``) that differ clearly from the page's most common colour."""
     from PIL import Image
 
-    image = np.asarray(Image.open(png).convert("RGB").crop(box) if box else Image.open(png).convert("RGB"), dtype=int)
+    image = np.asarray(
+        Image.open(png).convert("RGB").crop(box) if box else Image.open(png).convert("RGB"),
+        dtype=int,
+    )
     flat = image.reshape(-1, 3)
     values, counts = np.unique(flat, axis=0, return_counts=True)
     background = values[counts.argmax()]
@@ -269,8 +336,10 @@ def shots(report_path, tmp_path_factory):
     table = "results/figures/verdicts.html"
     views = {
         "landing": "",
-        "figure": f"app.setView({{navbarMode: 'resultinfo', resultPath: '{risk}', content: 'img', contentPath: results['{risk}'].data_uri}});",
-        "verdicts": f"app.setView({{navbarMode: 'resultinfo', resultPath: '{table}', content: 'html', contentPath: results['{table}'].data_uri}});",
+        "figure": f"app.setView({{navbarMode: 'resultinfo', resultPath: '{risk}', content: 'img', "
+        f"contentPath: results['{risk}'].data_uri}});",
+        "verdicts": f"app.setView({{navbarMode: 'resultinfo', resultPath: '{table}', content: "
+        f"'html', contentPath: results['{table}'].data_uri}});",
     }
     taken = {}
     for name, js in views.items():
@@ -295,7 +364,9 @@ def test_report_renders_in_chromium_with_visible_figures_and_captions(shots, rep
     from PIL import Image
 
     width, height = Image.open(png).size
-    assert ink(png, (width // 2, 0, width, height)) > 0.02  # the figure half of the page is not blank
+    assert (
+        ink(png, (width // 2, 0, width, height)) > 0.02
+    )  # the figure half of the page is not blank
 
     png, dom = shots["verdicts"]
     width, height = Image.open(png).size

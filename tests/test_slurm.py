@@ -27,7 +27,6 @@ from pathlib import Path
 
 import pytest
 import xarray as xr
-
 from conftest import ROOT, TINY_CONFIG, snakemake_bin
 
 UP = ROOT / "ci" / "slurm" / "up.sh"
@@ -51,7 +50,10 @@ def _skip_reason() -> str | None:
 
 
 # Decided at collection, so that a skip costs nothing (not even the shared local run).
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(not IN_CI and _skip_reason() is not None, reason=str(_skip_reason()))]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not IN_CI and _skip_reason() is not None, reason=str(_skip_reason())),
+]
 
 
 def _not_possible(reason: str) -> None:
@@ -70,20 +72,36 @@ def slurm_cluster():
         fcntl.flock(lock, fcntl.LOCK_EX)  # another session's test is using the cluster: wait
         started = time.monotonic()
         try:
-            up = subprocess.run(["bash", str(UP)], capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
+            up = subprocess.run(
+                ["bash", str(UP)],
+                capture_output=True,
+                text=True,
+                timeout=900,
+                stdin=subprocess.DEVNULL,
+            )
             bring_up_s = time.monotonic() - started
             output = f"{up.stdout[-3000:]}\n{up.stderr[-5000:]}"
             if up.returncode == UP_EXIT_NO_PACKAGES and not IN_CI:
-                pytest.skip(f"SLURM packages could not be installed: {up.stderr.strip().splitlines()[-1:]}")
+                pytest.skip(
+                    f"SLURM packages could not be installed: {up.stderr.strip().splitlines()[-1:]}"
+                )
             if up.returncode != 0:
                 pytest.fail(f"ci/slurm/up.sh failed ({up.returncode}):\n{output}")
             print(f"[slurm] bring-up took {bring_up_s:.1f} s\n{up.stdout}")
             yield {"bring_up_s": bring_up_s}
         finally:
-            down = subprocess.run(["bash", str(DOWN)], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+            down = subprocess.run(
+                ["bash", str(DOWN)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                stdin=subprocess.DEVNULL,
+            )
             print(down.stdout)
             if down.returncode != 0:
-                print(f"ci/slurm/down.sh failed ({down.returncode}):\n{down.stderr}", file=sys.stderr)
+                print(
+                    f"ci/slurm/down.sh failed ({down.returncode}):\n{down.stderr}", file=sys.stderr
+                )
 
 
 def _run_through_slurm(workdir: Path) -> tuple[subprocess.CompletedProcess, float]:
@@ -95,9 +113,15 @@ def _run_through_slurm(workdir: Path) -> tuple[subprocess.CompletedProcess, floa
                "--configfile", str(TINY_CONFIG), "--workflow-profile", str(PROFILE)]  # fmt: skip
     # Jobs inherit this environment (sbatch --export=ALL): the project's venv comes first on PATH.
     venv_bin = str(Path(snakemake_bin()).parent)
-    env = {**os.environ, "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYTHONUNBUFFERED": "1",
+    }
     started = time.monotonic()
-    proc = subprocess.run(command, cwd=workdir, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        command, cwd=workdir, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL
+    )
     return proc, time.monotonic() - started
 
 
@@ -106,7 +130,8 @@ def _netcdf_files(workdir: Path) -> set[Path]:
 
 
 def _non_local_rules() -> set[str]:
-    """Rules of workflow/rules/*.smk that do not declare ``localrule: True``: every job of these must
+    """Rules of workflow/rules/*.smk that do not declare ``localrule: True``: every job of these
+    must
     go through sbatch (read from the rule files, so a rule wrongly made local fails the test)."""
     rules = set()
     for path in (ROOT / "workflow" / "rules").glob("*.smk"):
@@ -118,9 +143,10 @@ def _non_local_rules() -> set[str]:
 
 
 def _squeue_states(run_id: str) -> dict[str, str]:
-    """SLURM job id -> state for the jobs of one Snakemake run (finished ones stay for MinJobAge)."""
-    out = subprocess.run(["squeue", "--states=all", "--noheader", "--name", run_id, "--format=%i|%T"],
-                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    """SLURM job id -> state for the jobs of one Snakemake run (finished ones stay for
+    MinJobAge)."""
+    command = ["squeue", "--states=all", "--noheader", "--name", run_id, "--format=%i|%T"]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     return dict(line.split("|", 1) for line in out.split())
 
 
@@ -137,18 +163,33 @@ def test_tiny_suite_through_slurm_equals_local_run(slurm_cluster, tiny_workdir, 
 
     # Every job of a non-local rule went through sbatch (training always does; cheap rules marked
     # `localrule` run on the submitting host), and SLURM saw each of them complete.
-    submitted = dict(re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", log))  # snakemake -> SLURM id
-    finished = dict(re.findall(r"Finished jobid: (\d+) \(Rule: (\S+)\)", log))  # snakemake id -> rule
+    submitted = dict(
+        re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", log)
+    )  # snakemake -> SLURM id
+    finished = dict(
+        re.findall(r"Finished jobid: (\d+) \(Rule: (\S+)\)", log)
+    )  # snakemake id -> rule
     remote_rules = {finished.get(job) for job in submitted}
-    assert "train" in remote_rules, f"training did not go through SLURM (submitted: {remote_rules}):\n{log[-4000:]}"
+    assert "train" in remote_rules, (
+        f"training did not go through SLURM (submitted: {remote_rules}):\n{log[-4000:]}"
+    )
     non_local = _non_local_rules()
     assert "train" in non_local and "eval_set" not in non_local, non_local
-    not_submitted = sorted(f"{rule} (job {job})" for job, rule in finished.items() if rule in non_local and job not in submitted)
+    not_submitted = sorted(
+        f"{rule} (job {job})"
+        for job, rule in finished.items()
+        if rule in non_local and job not in submitted
+    )
     assert not not_submitted, f"jobs of rules run through SLURM ran locally: {not_submitted}"
-    print(f"[slurm] {len(submitted)} jobs through sbatch ({', '.join(sorted(remote_rules))}), {len(finished) - len(submitted)} local")
+    print(
+        f"[slurm] {len(submitted)} jobs through sbatch ({', '.join(sorted(remote_rules))}), "
+        f"{len(finished) - len(submitted)} local"
+    )
     run_id = re.search(r"SLURM run ID: (\S+)", log).group(1)
     states = _squeue_states(run_id)
-    assert states == dict.fromkeys(submitted.values(), "COMPLETED"), f"SLURM jobs of this run: {states}"
+    assert states == dict.fromkeys(submitted.values(), "COMPLETED"), (
+        f"SLURM jobs of this run: {states}"
+    )
 
     # Same netCDF files, same numbers (attrs such as created/wall_seconds differ by design).
     local_files, slurm_files = _netcdf_files(tiny_workdir), _netcdf_files(workdir)
@@ -158,10 +199,17 @@ def test_tiny_suite_through_slurm_equals_local_run(slurm_cluster, tiny_workdir, 
         f"only SLURM: {sorted(map(str, slurm_files - local_files))}"
     )
     for relative in sorted(local_files):
-        with xr.open_dataset(tiny_workdir / relative) as expected, xr.open_dataset(workdir / relative) as actual:
+        with (
+            xr.open_dataset(tiny_workdir / relative) as expected,
+            xr.open_dataset(workdir / relative) as actual,
+        ):
             assert sorted(actual.data_vars) == sorted(expected.data_vars), relative
             for name in expected.data_vars:
                 try:
-                    xr.testing.assert_allclose(actual[name].drop_attrs(), expected[name].drop_attrs())
+                    xr.testing.assert_allclose(
+                        actual[name].drop_attrs(), expected[name].drop_attrs()
+                    )
                 except AssertionError as error:
-                    raise AssertionError(f"{relative}: variable {name!r} differs from the local run\n{error}") from None
+                    raise AssertionError(
+                        f"{relative}: variable {name!r} differs from the local run\n{error}"
+                    ) from None

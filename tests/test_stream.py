@@ -11,7 +11,9 @@ SPEC = TaskSpec(task_dims=(2, 3), noise_std=0.3, signal=(1.0, 2.0), context_leng
 
 
 def batches(ahead, count, seed=0):
-    with PromptStream(PromptSampler(SPEC), 8, torch.Generator().manual_seed(seed), ahead=ahead) as stream:
+    with PromptStream(
+        PromptSampler(SPEC), 8, torch.Generator().manual_seed(seed), ahead=ahead
+    ) as stream:
         return [stream.next() for _ in range(count)]
 
 
@@ -31,7 +33,9 @@ def test_drawing_ahead_gives_exactly_the_foreground_batches():
 
 @pytest.mark.parametrize("ahead", [True, False])
 def test_resume_state_restarts_the_stream_at_the_next_batch(ahead):
-    with PromptStream(PromptSampler(SPEC), 8, torch.Generator().manual_seed(3), ahead=ahead) as stream:
+    with PromptStream(
+        PromptSampler(SPEC), 8, torch.Generator().manual_seed(3), ahead=ahead
+    ) as stream:
         for _ in range(3):
             stream.next()
         state = stream.resume_state()
@@ -68,7 +72,8 @@ def test_an_error_in_the_drawing_thread_reaches_the_caller():
 
 @pytest.mark.parametrize("ahead", [True, False])
 def test_the_stream_refuses_use_outside_its_with_block(ahead):
-    # after exit a drawing-ahead stream has drawn one batch it never returned: reading on would skip it
+    # after exit a drawing-ahead stream has drawn one batch it never returned: reading on would skip
+    # it
     stream = PromptStream(PromptSampler(SPEC), 8, torch.Generator(), ahead=ahead)
     with pytest.raises(RuntimeError, match="outside its `with` block"):
         stream.next()

@@ -1,4 +1,5 @@
-"""Closed-form risk, its gradient, the spectral ODE and the warm-up law, against independent references:
+"""Closed-form risk, its gradient, the spectral ODE and the warm-up law, against independent
+references:
 hand-computed values, finite differences, Monte Carlo with the real sampler and model, the logistic
 solution, and gradient-descent training itself."""
 
@@ -42,11 +43,14 @@ def test_infinite_length_risk_by_hand():
     # p = (0.5 + 0.2, 0 + 0.6) = (0.7, 0.6); kappa = (1, 2)
     expected = 0.5 * (1.0 * 0.3**2 + 0.09 + 2.0 * 0.4**2 + 0.09)
     assert infinite_length_risk(problem(kappa=(1.0, 2.0)), omega, mu) == pytest.approx(expected)
-    assert finite_length_risk(problem(math.inf, kappa=(1.0, 2.0)), omega, mu) == pytest.approx(expected)
+    assert finite_length_risk(problem(math.inf, kappa=(1.0, 2.0)), omega, mu) == pytest.approx(
+        expected
+    )
 
 
 def test_single_head_single_task_surrogate_by_hand():
-    """One head, one task: C = (1 - 2 w^2)^(-d/2) [kappa + s2 + kappa w^2 / (1 - 2 w^2)], and the bias
+    """One head, one task: C = (1 - 2 w^2)^(-d/2) [kappa + s2 + kappa w^2 / (1 - 2 w^2)], and the
+    bias
     term 2 kappa (1 - p) mu w (1 - 2 w^2)^(-d/2 - 1)."""
     w, m, d, length = 0.3, 2.0, 4, 50.0
     s2, kappa = 0.09, 1.0
@@ -56,10 +60,14 @@ def test_single_head_single_task_surrogate_by_hand():
     bias = 2 * kappa * (1 - p) * m * w * factor / (1 - 2 * w**2)
     expected = kappa * (1 - p) ** 2 + s2 + (variance + bias) / length
     prob = problem(length, dims=(d,), kappa=(kappa,))
-    assert finite_length_risk(prob, np.array([[w]]), np.array([[m]])) == pytest.approx(expected, rel=1e-12)
-    assert finite_length_risk(problem(length, dims=(d,), kappa=(kappa,), bias_term=False), np.array([[w]]), np.array([[m]])) == pytest.approx(
-        expected - bias / length, rel=1e-12
+    assert finite_length_risk(prob, np.array([[w]]), np.array([[m]])) == pytest.approx(
+        expected, rel=1e-12
     )
+    assert finite_length_risk(
+        problem(length, dims=(d,), kappa=(kappa,), bias_term=False),
+        np.array([[w]]),
+        np.array([[m]]),
+    ) == pytest.approx(expected - bias / length, rel=1e-12)
     assert math.isinf(finite_length_risk(prob, np.array([[0.75]]), np.array([[1.0]])))
 
 
@@ -73,14 +81,19 @@ def test_gradient_matches_finite_differences(model, bias):
     for idx in np.ndindex(omega.shape):
         e = np.zeros_like(omega)
         e[idx] = h
-        numeric_omega = (finite_length_risk(prob, omega + e, mu) - finite_length_risk(prob, omega - e, mu)) / (2 * h)
-        numeric_mu = (finite_length_risk(prob, omega, mu + e) - finite_length_risk(prob, omega, mu - e)) / (2 * h)
+        numeric_omega = (
+            finite_length_risk(prob, omega + e, mu) - finite_length_risk(prob, omega - e, mu)
+        ) / (2 * h)
+        numeric_mu = (
+            finite_length_risk(prob, omega, mu + e) - finite_length_risk(prob, omega, mu - e)
+        ) / (2 * h)
         assert grad_omega[idx] == pytest.approx(numeric_omega, abs=1e-7)
         assert grad_mu[idx] == pytest.approx(numeric_mu, abs=1e-7)
 
 
 def test_linear_attention_risk_is_exact_against_monte_carlo():
-    """For linear attention the finite-L formula is exact (Isserlis), so it must match Monte Carlo."""
+    """For linear attention the finite-L formula is exact (Isserlis), so it must match Monte
+    Carlo."""
     from multihead_icl.model import ReducedAttention, decomposable_weights
 
     spec = TaskSpec(task_dims=(2, 3), noise_std=0.3, signal=(1.0, 1.0), context_length=10)
@@ -94,7 +107,12 @@ def test_linear_attention_risk_is_exact_against_monte_carlo():
         model.U.copy_(torch.as_tensor(value, dtype=torch.float32))
     prompts = sample_eval_set(spec, 40000, seed=5)
     with torch.no_grad():
-        err = (model(prompts.x, prompts.y, prompts.x_query) - prompts.y_query).square().mean(dim=1).double()
+        err = (
+            (model(prompts.x, prompts.y, prompts.x_query) - prompts.y_query)
+            .square()
+            .mean(dim=1)
+            .double()
+        )
     mc, se = float(err.mean()), float(err.std()) / math.sqrt(len(err))
     assert abs(finite_length_risk(prob, omega, mu) - mc) < 4 * se
 
@@ -104,10 +122,19 @@ def test_softmax_surrogate_agrees_with_monte_carlo_for_small_omega_and_fails_whe
     spec = TaskSpec(task_dims=(2, 2), noise_std=0.3, signal=(1.0, 1.0), context_length=80)
     prob = problem(80.0)
     no_bias = problem(80.0, bias_term=False)
-    points = [check_point("allocated", 0.15, 1.0), check_point("allocated", 0.3, 0.5), check_point("shared", 0.3, 1.0), check_point("allocated", 0.6, 1.0)]
+    points = [
+        check_point("allocated", 0.15, 1.0),
+        check_point("allocated", 0.3, 0.5),
+        check_point("shared", 0.3, 1.0),
+        check_point("allocated", 0.6, 1.0),
+    ]
     mc, se = monte_carlo_excess(spec, points, prompts=4096, seed=0)
-    surrogate = np.array([finite_length_risk(prob, o, m) - infinite_length_risk(prob, o, m) for o, m in points])
-    without_bias = np.array([finite_length_risk(no_bias, o, m) - infinite_length_risk(prob, o, m) for o, m in points])
+    surrogate = np.array(
+        [finite_length_risk(prob, o, m) - infinite_length_risk(prob, o, m) for o, m in points]
+    )
+    without_bias = np.array(
+        [finite_length_risk(no_bias, o, m) - infinite_length_risk(prob, o, m) for o, m in points]
+    )
     assert np.all(se < 0.05 * np.abs(mc))  # the control variate keeps Monte Carlo precise
     assert np.all(np.abs(surrogate[:3] / mc[:3] - 1) < 0.1)
     # at p = 0.5 the ratio-bias term (left out of earlier notes) is needed for that agreement
@@ -117,7 +144,14 @@ def test_softmax_surrogate_agrees_with_monte_carlo_for_small_omega_and_fails_whe
 
 
 def test_surrogate_check_dataset_on_a_small_grid():
-    settings = SurrogateCheckSettings(task_dims=(2,), context_lengths=(40,), omegas=(0.15, 0.6), signal_targets=(1.0,), patterns=("allocated",), prompts=1024)
+    settings = SurrogateCheckSettings(
+        task_dims=(2,),
+        context_lengths=(40,),
+        omegas=(0.15, 0.6),
+        signal_targets=(1.0,),
+        patterns=("allocated",),
+        prompts=1024,
+    )
     ds = surrogate_check(settings)
     assert ds["agrees"].sel(omega=0.15).item() and not ds["agrees"].sel(omega=0.6).item()
     assert ds["conclusive"].sel(omega=0.6).item()
@@ -163,7 +197,8 @@ def test_unbalanced_start_joins_the_logistic_once_the_decaying_mode_is_gone():
 
 
 def test_warmup_law_time_slope_against_the_finite_length_ode():
-    """Warm-up end of the L = 200 ODE (p first reaches 0.1) versus ln(1/s): slope I sqrt(d) / (2 kappa)."""
+    """Warm-up end of the L = 200 ODE (p first reaches 0.1) versus ln(1/s): slope I sqrt(d) / (2
+    kappa)."""
     prob = problem(200.0, dims=(4, 4, 4), kappa=(1.0, 1.0, 1.0))
     rng = np.random.default_rng(0)
     pattern_omega, pattern_mu = rng.uniform(0.5, 1.5, (3, 3)), rng.uniform(0.5, 1.5, (3, 3))
@@ -185,7 +220,9 @@ def test_gradient_descent_rate_correction():
     assert warmup_rate(prob, lr=1e-6)[0] == pytest.approx(warmup_rate(prob)[0], rel=1e-5)
     # one GD step multiplies a by (1 + lr lambda / 2): p grows by its square
     lr = 0.5
-    assert math.exp(lr * warmup_rate(prob, lr=lr)[0]) == pytest.approx((1 + lr * warmup_rate(prob)[0] / 2) ** 2)
+    assert math.exp(lr * warmup_rate(prob, lr=lr)[0]) == pytest.approx(
+        (1 + lr * warmup_rate(prob)[0] / 2) ** 2
+    )
 
 
 def test_gradient_descent_map_converges_to_the_ode_and_follows_the_corrected_law():
@@ -199,14 +236,17 @@ def test_gradient_descent_map_converges_to_the_ode_and_follows_the_corrected_law
     reached = coarse.times[np.argmax(coarse.signal >= 0.1, axis=0)]
     law = warmup_law_time(prob, omega0, mu0, lr=0.5)
     assert np.all(np.abs(reached - law) <= 0.5 + 0.03 * law)  # within one step (0.5) and 3%
-    assert np.all(law > warmup_law_time(prob, omega0, mu0) * 1.05)  # the correction matters at lr 0.5
+    assert np.all(
+        law > warmup_law_time(prob, omega0, mu0) * 1.05
+    )  # the correction matters at lr 0.5
 
 
 def test_sgd_noise_kick_matches_the_batch_gradient_at_zero_weights():
-    """sgd_noise_amplitude rests on the standard deviation of the batch gradient of U_h,ii at W = U = 0;
+    """sgd_noise_amplitude rests on the standard deviation of the batch gradient of U_h,ii at W = U
+    = 0;
     measure it with the real sampler and model, and check it is the same for every head."""
-    from multihead_icl.model import ReducedAttention
     from multihead_icl.data import PromptSampler
+    from multihead_icl.model import ReducedAttention
     from multihead_icl.training import risk
 
     spec = TaskSpec(task_dims=(2, 3), noise_std=0.3, signal=(1.0, 0.5), context_length=24)
@@ -226,7 +266,9 @@ def test_sgd_noise_kick_matches_the_batch_gradient_at_zero_weights():
     np.testing.assert_allclose(grads[:, 0].std(axis=0), expected, rtol=0.12)
     lr = 0.3
     growth = 1 + lr * warmup_rate(prob) / 2
-    np.testing.assert_allclose(sgd_noise_amplitude(prob, lr, batch), lr * expected / 2 / np.sqrt(growth**2 - 1))
+    np.testing.assert_allclose(
+        sgd_noise_amplitude(prob, lr, batch), lr * expected / 2 / np.sqrt(growth**2 - 1)
+    )
 
 
 def test_ode_stops_cleanly_at_the_edge_of_the_surrogates_domain():
@@ -236,7 +278,11 @@ def test_ode_stops_cleanly_at_the_edge_of_the_surrogates_domain():
     prob = problem(5.0, dims=(1,), kappa=(1.0,))
     times = np.linspace(0, 50, 6)
     outside = integrate_spectral_ode(prob, np.array([[0.75]]), np.array([[1.0]]), times)
-    assert not outside.success and "not integrated" in outside.message and np.isnan(outside.omega[1:]).all()
+    assert (
+        not outside.success
+        and "not integrated" in outside.message
+        and np.isnan(outside.omega[1:]).all()
+    )
     runaway = integrate_spectral_ode(prob, np.array([[0.69]]), np.array([[3.0]]), times)
     assert not runaway.success and "outside the surrogate's domain" in runaway.message
     assert runaway.omega[0, 0, 0] == 0.69 and np.isnan(runaway.omega[1:]).all()
@@ -247,22 +293,43 @@ def test_ode_stops_cleanly_at_the_edge_of_the_surrogates_domain():
 @pytest.mark.slow
 def test_trained_warmup_follows_the_law_in_a_low_noise_run():
     """Real gradient-descent training (lr 0.1, B = 512, L = 100) at three init scales: warm-up ends
-    where the law says, and its slope in ln(1/s) is I sqrt(d) / (2 kappa) up to the O(lr) correction.
+    where the law says, and its slope in ln(1/s) is I sqrt(d) / (2 kappa) up to the O(lr)
+    correction.
     Low noise matters: with small B L the SGD noise, not s, sets the effective initial size."""
     from multihead_icl.spectral import analyse_run
     from multihead_icl.training import train
 
     params = dict(
-        tasks=2, task_dim=2, noise_std=0.3, signal=1.0, context_length=100, heads=2, model="reduced", init="decomposable",
-        init_lead=0.0, optimizer="gd", lr=0.1, batch_size=512, steps=150, record_points=80, seed=0, eval_prompts=64,
-        eval_seed=1, target="linear", rotate=False,
+        tasks=2,
+        task_dim=2,
+        noise_std=0.3,
+        signal=1.0,
+        context_length=100,
+        heads=2,
+        model="reduced",
+        init="decomposable",
+        init_lead=0.0,
+        optimizer="gd",
+        lr=0.1,
+        batch_size=512,
+        steps=150,
+        record_points=80,
+        seed=0,
+        eval_prompts=64,
+        eval_seed=1,
+        target="linear",
+        rotate=False,
     )
     spec = TaskSpec.from_params(params)
     eval_set = sample_eval_set(spec, 64, 1)
     scales = np.array([1e-1, 3e-2, 1e-2])
     measured, law = [], []
     for s in scales:
-        ds = analyse_run(train({**params, "init_scale": float(s)}, eval_set).dataset, eval_set, SpectralSettings())
+        ds = analyse_run(
+            train({**params, "init_scale": float(s)}, eval_set).dataset,
+            eval_set,
+            SpectralSettings(),
+        )
         measured.append(ds["warmup_end"].values)
         law.append(ds["warmup_law_time_gd"].values)
     measured, law = np.array(measured), np.array(law)

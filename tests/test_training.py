@@ -11,24 +11,35 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
+from conftest import ROOT, SCHEMA
 
 from multihead_icl.config import load_schema, load_suite
 from multihead_icl.data import TaskSpec, sample_eval_set
 from multihead_icl.training import record_steps, train
 
-from conftest import ROOT, SCHEMA
-
 
 def tiny_params(**overrides):
-    run = {"tasks": 2, "task_dim": 2, "context_length": 12, "heads": 2, "init_scale": 0.05, "init_lead": 0.5,
-           "batch_size": 32, "steps": 60, "record_points": 10, "eval_prompts": 64}
+    run = {
+        "tasks": 2,
+        "task_dim": 2,
+        "context_length": 12,
+        "heads": 2,
+        "init_scale": 0.05,
+        "init_lead": 0.5,
+        "batch_size": 32,
+        "steps": 60,
+        "record_points": 10,
+        "eval_prompts": 64,
+    }
     run.update(overrides)
     suite = load_suite({"experiments": {"t": {"base": run}}}, load_schema(SCHEMA))
     return suite.train_params("t/base")
 
 
 def eval_set(params):
-    return sample_eval_set(TaskSpec.from_params(params), params["eval_prompts"], params["eval_seed"])
+    return sample_eval_set(
+        TaskSpec.from_params(params), params["eval_prompts"], params["eval_seed"]
+    )
 
 
 def data_only(ds):
@@ -48,7 +59,12 @@ def test_contract_of_train_dataset():
     params = tiny_params(model="full", init="gaussian", init_scale=0.5)
     result = train(params, eval_set(params))
     ds = result.dataset
-    assert ds.W.dims == ("time", "head", "x_row", "x_col") and ds.U.dims == ("time", "head", "y_row", "y_col")
+    assert ds.W.dims == ("time", "head", "x_row", "x_col") and ds.U.dims == (
+        "time",
+        "head",
+        "y_row",
+        "y_col",
+    )
     for name in ("train_risk", "eval_risk", "eval_risk_se", "grad_norm"):
         assert ds[name].dims == ("time",) and np.isfinite(ds[name].values).all()
     np.testing.assert_allclose(ds.time.values, params["lr"] * ds.step.values)
@@ -60,7 +76,9 @@ def test_contract_of_train_dataset():
 
 def test_eval_risk_has_the_noise_floor_at_zero_prediction():
     # W = U = 0 predicts 0, so the risk is E y_q^2 / task = kappa + sigma^2 = 1 + 0.09
-    params = tiny_params(init_omega=[[0, 0], [0, 0]], init_mu=[[0, 0], [0, 0]], steps=1, eval_prompts=4000)
+    params = tiny_params(
+        init_omega=[[0, 0], [0, 0]], init_mu=[[0, 0], [0, 0]], steps=1, eval_prompts=4000
+    )
     ds = train(params, eval_set(params)).dataset
     risk, se = float(ds.eval_risk[0]), float(ds.eval_risk_se[0])
     assert abs(risk - 1.09) < 4 * se, (risk, se)
@@ -104,7 +122,9 @@ def test_drawing_ahead_with_two_threads_trains_the_same_run():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("threads", ["1", "2"])  # 2: the checkpoint is taken while the next batch is drawn ahead
+@pytest.mark.parametrize(
+    "threads", ["1", "2"]
+)  # 2: the checkpoint is taken while the next batch is drawn ahead
 def test_killed_run_resumes_from_checkpoint_and_ends_with_the_same_numbers(tmp_path, threads):
     params = tiny_params(steps=4000, record_points=40, batch_size=64)
     params_file = tmp_path / "run.json"
@@ -114,11 +134,28 @@ def test_killed_run_resumes_from_checkpoint_and_ends_with_the_same_numbers(tmp_p
     subprocess.run([*cli, "eval-set", str(params_file), str(data)], check=True, cwd=ROOT)
 
     reference = tmp_path / "reference.nc"
-    subprocess.run([*cli, "train", str(params_file), str(data), str(reference), "--threads", threads], check=True, cwd=ROOT)
+    subprocess.run(
+        [*cli, "train", str(params_file), str(data), str(reference), "--threads", threads],
+        check=True,
+        cwd=ROOT,
+    )
 
     output, checkpoint = tmp_path / "train.nc", tmp_path / "train.ckpt"
-    train_cmd = [*cli, "--log", str(tmp_path / "log1"), "train", str(params_file), str(data), str(output),
-                 "--checkpoint", str(checkpoint), "--checkpoint-seconds", "0.2", "--threads", threads]
+    train_cmd = [
+        *cli,
+        "--log",
+        str(tmp_path / "log1"),
+        "train",
+        str(params_file),
+        str(data),
+        str(output),
+        "--checkpoint",
+        str(checkpoint),
+        "--checkpoint-seconds",
+        "0.2",
+        "--threads",
+        threads,
+    ]
     proc = subprocess.Popen(train_cmd, cwd=ROOT)
     deadline = time.monotonic() + 60
     while not checkpoint.exists() and time.monotonic() < deadline and proc.poll() is None:

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
-
-from conftest import ROOT, TINY_CONFIG, run_snakemake, snakemake_bin
+from conftest import ROOT, TINY_CONFIG, run_snakemake, snakemake_bin, tool
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +23,11 @@ def softmax_predict(W, U, x, y, x_query):
 def test_train_files_reproduce_their_eval_risk_with_independent_code(tiny_workdir):
     runs = sorted((tiny_workdir / "results" / "runs").glob("tiny/*/train.nc"))
     assert len(runs) == 2
-    datasets = [p for p in (tiny_workdir / "results" / "data").glob("*.nc") if p.name.startswith("I2-d2-L16-")]
+    datasets = [
+        p
+        for p in (tiny_workdir / "results" / "data").glob("*.nc")
+        if p.name.startswith("I2-d2-L16-")
+    ]
     assert len(datasets) == 1  # both seeds share the evaluation set at the training length
     with xr.open_dataset(datasets[0]) as ev:
         assert set(ev.data_vars) >= {"x", "y", "x_query", "y_query", "coef"}
@@ -53,7 +56,9 @@ def test_nothing_to_do_after_a_run_and_one_parameter_change_reruns_only_that_run
     work = tmp_path / "work"
     run_snakemake(work, config=path)
 
-    proc = run_snakemake(work, config=path)  # its speed is measured by bin/time-suite, not asserted here
+    proc = run_snakemake(
+        work, config=path
+    )  # its speed is measured by bin/time-suite, not asserted here
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
     config["experiments"]["b"]["base"]["lr"] = 0.25
@@ -65,11 +70,15 @@ def test_nothing_to_do_after_a_run_and_one_parameter_change_reruns_only_that_run
 
 
 def test_lint_and_format_are_clean():
-    lint = subprocess.run([snakemake_bin(), "--lint", "--cores", "1"], cwd=ROOT, capture_output=True, text=True)
-    assert lint.returncode == 0, lint.stdout + lint.stderr
-    snakefmt = str(ROOT / ".venv" / "bin" / "snakefmt")
-    fmt = subprocess.run([snakefmt, "--check", "Snakefile", "workflow"], cwd=ROOT, capture_output=True, text=True)
-    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+    """Snakemake's linter and snakefmt on the workflow, ruff (lint and format) on the Python."""
+    for command in (
+        [snakemake_bin(), "--lint", "--cores", "1"],
+        [tool("snakefmt"), "--check", "Snakefile", "workflow"],
+        [tool("ruff"), "check", "."],
+        [tool("ruff"), "format", "--check", "."],
+    ):
+        proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        assert proc.returncode == 0, " ".join(command[1:]) + "\n" + proc.stdout + proc.stderr
 
 
 def test_length_generalisation_at_the_training_length_equals_the_training_eval_risk(tiny_workdir):
@@ -92,20 +101,37 @@ def test_dry_runs_list_the_whole_chain_for_the_paper_suite_and_the_slurm_profile
     trained = len(set(paper.run_owner.values()))  # runs that train identically train once
     assert jobs["train"] == trained and jobs["spectral"] == trained, jobs
     assert jobs.get("share_run", 0) == len(paper.runs) - trained
-    assert jobs["optimality"] == sum(bool(e.get("optimality")) for e in suite["experiments"].values())
+    assert jobs["optimality"] == sum(
+        bool(e.get("optimality")) for e in suite["experiments"].values()
+    )
     assert jobs["verdicts"] == 1 and any(name.startswith("figure_") for name in jobs)
-    # an experiment's target builds that experiment only (`allocation` is also a figure kind of other runs)
+    # an experiment's target builds that experiment only (`allocation` is also a figure kind of
+    # other runs)
     default = load_suite_file(ROOT / "config.yaml", schema)
-    proc = run_snakemake(tmp_path / "one", "-n", "experiment_allocation", config=ROOT / "config.yaml")
+    proc = run_snakemake(
+        tmp_path / "one", "-n", "experiment_allocation", config=ROOT / "config.yaml"
+    )
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
     assert int(counts["train"]) == len(default.experiments["allocation"]), counts
     # the SLURM profile parses and plans the same chain (a dry run needs no scheduler)
-    proc = run_snakemake(tmp_path / "slurm", "-n", "--workflow-profile", str(ROOT / "profiles" / "slurm"), config=ROOT / "config.yaml")
+    proc = run_snakemake(
+        tmp_path / "slurm",
+        "-n",
+        "--workflow-profile",
+        str(ROOT / "profiles" / "slurm"),
+        config=ROOT / "config.yaml",
+    )
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
     trained = len(set(default.run_owner.values()))
     assert trained < len(default.runs)  # allocation/s0 = heads/H3 = context_length/L200 = ...
-    assert int(counts["train"]) == trained and int(counts["spectral"]) == trained and "verdicts" in counts, counts
-    assert int(counts["share_run"]) == len(default.runs) - trained and int(counts["flow"]) >= 1, counts
+    assert (
+        int(counts["train"]) == trained
+        and int(counts["spectral"]) == trained
+        and "verdicts" in counts
+    ), counts
+    assert int(counts["share_run"]) == len(default.runs) - trained and int(counts["flow"]) >= 1, (
+        counts
+    )
 
 
 def test_dry_run_of_the_authors_full_size_suite(tmp_path):
@@ -114,12 +140,20 @@ def test_dry_run_of_the_authors_full_size_suite(tmp_path):
     from multihead_icl.config import load_suite_file
     from multihead_icl.tasks import TaskSpec
 
-    official = load_suite_file(ROOT / "config" / "official.yaml", ROOT / "workflow" / "schemas" / "config.schema.yaml")
+    official = load_suite_file(
+        ROOT / "config" / "official.yaml", ROOT / "workflow" / "schemas" / "config.schema.yaml"
+    )
     jobs, _ = dry_run_jobs(tmp_path / "official", ROOT / "config" / "official.yaml")
     assert jobs["train"] == len(set(official.run_owner.values())) and jobs["verdicts"] == 1, jobs
     flow_runs = [r for e in official.config["flow"]["experiments"] for r in official.experiments[e]]
     assert jobs["flow"] == len({official.run_owner[r] for r in flow_runs}), jobs
     for run_id, params in official.runs.items():
         spec = TaskSpec.from_params(params)
-        assert spec.task_dims in ((16, 17, 17), (25, 25), (50,)) and spec.signal == tuple(map(float, spec.task_dims)), run_id
-        assert spec.risk_floor == 0.0 and params["batch_size"] == 10000 and params["context_length"] == 100
+        assert spec.task_dims in ((16, 17, 17), (25, 25), (50,)) and spec.signal == tuple(
+            map(float, spec.task_dims)
+        ), run_id
+        assert (
+            spec.risk_floor == 0.0
+            and params["batch_size"] == 10000
+            and params["context_length"] == 100
+        )

@@ -1,4 +1,5 @@
-"""Predictors that attention is measured against (docs/science.md §6): Bayes, OLS, one-step and debiased GD.
+"""Predictors that attention is measured against (docs/science.md §6): Bayes, OLS, one-step and
+debiased GD.
 
 Each comes twice: as a predictor acting on prompts (so it can be scored like a model, and so the
 tests can score it) and as its excess risk per task in closed form or exact Monte Carlo, which is
@@ -66,7 +67,8 @@ def wishart_eigenvalues(dim: int, dof: int, samples: int, rng: np.random.Generat
 
 
 def bayes_excess(spec: TaskSpec, samples: int = 100_000, seed: int = 0) -> Excess:
-    """Posterior variance E sum_k sigma^2 kappa / (kappa s_k + sigma^2 d) over Wishart eigenvalues s_k
+    """Posterior variance E sum_k sigma^2 kappa / (kappa s_k + sigma^2 d) over Wishart eigenvalues
+    s_k
     (written so that sigma = 0 stays finite: a direction with s_k = 0 keeps its prior variance)."""
     rng = np.random.default_rng(seed)
     noise = spec.noise_std**2
@@ -92,15 +94,21 @@ def ols_excess(spec: TaskSpec, on_all_covariates: bool = False) -> Excess:
 
 
 def _gd_pairs_and_variance(spec: TaskSpec, centred: bool) -> tuple[int, np.ndarray, np.ndarray]:
-    """n (iid pairs the estimator averages), kappa_i, and V_i = ((d_i+1) kappa_i + sigma^2 d_i) / n."""
+    """n (iid pairs the estimator averages), kappa_i, and V_i = ((d_i+1) kappa_i + sigma^2 d_i) /
+    n."""
     pairs = spec.context_length - 1 if centred else spec.context_length
     dims, kappa = np.asarray(spec.task_dims, dtype=float), np.asarray(spec.signal, dtype=float)
-    variance = ((dims + 1) * kappa + spec.noise_std**2 * dims) / pairs if pairs > 0 else np.full_like(kappa, np.inf)
+    variance = (
+        ((dims + 1) * kappa + spec.noise_std**2 * dims) / pairs
+        if pairs > 0
+        else np.full_like(kappa, np.inf)
+    )
     return pairs, kappa, variance
 
 
 def gd_best_step(spec: TaskSpec, centred: bool = False) -> np.ndarray:
-    """The step eta_i minimising each task's excess (the scale of the (1/L) sum, as in linear attention)."""
+    """The step eta_i minimising each task's excess (the scale of the (1/L) sum, as in linear
+    attention)."""
     pairs, kappa, variance = _gd_pairs_and_variance(spec, centred)
     if pairs == 0:
         return np.zeros_like(kappa)
@@ -108,10 +116,16 @@ def gd_best_step(spec: TaskSpec, centred: bool = False) -> np.ndarray:
     return effective * spec.context_length / pairs
 
 
-def gd_excess(spec: TaskSpec, step: np.ndarray | float | None = None, centred: bool = False) -> Excess:
+def gd_excess(
+    spec: TaskSpec, step: np.ndarray | float | None = None, centred: bool = False
+) -> Excess:
     """(1 - eta')^2 kappa + eta'^2 V with eta' = eta n / L; the best step when ``step`` is None."""
     pairs, kappa, variance = _gd_pairs_and_variance(spec, centred)
-    eta = gd_best_step(spec, centred) if step is None else np.broadcast_to(np.asarray(step, dtype=float), kappa.shape)
+    eta = (
+        gd_best_step(spec, centred)
+        if step is None
+        else np.broadcast_to(np.asarray(step, dtype=float), kappa.shape)
+    )
     if pairs == 0:
         return Excess(kappa.copy(), np.zeros_like(kappa))
     effective = eta * pairs / spec.context_length
@@ -119,7 +133,8 @@ def gd_excess(spec: TaskSpec, step: np.ndarray | float | None = None, centred: b
 
 
 def baseline_excess(spec: TaskSpec, samples: int = 100_000, seed: int = 0) -> dict[str, Excess]:
-    """Every baseline of docs/science.md §6 for one task suite (linear target), keyed as in ``BASELINES``."""
+    """Every baseline of docs/science.md §6 for one task suite (linear target), keyed as in
+    ``BASELINES``."""
     if spec.target != "linear":
         raise ValueError(f"the baselines' closed forms assume a linear target, got {spec.target!r}")
     return {
@@ -135,7 +150,9 @@ def baseline_excess(spec: TaskSpec, samples: int = 100_000, seed: int = 0) -> di
 # The predictors themselves (observed basis in, observed basis out)
 
 
-def _latent(prompts: Prompts, spec: TaskSpec) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _latent(
+    prompts: Prompts, spec: TaskSpec
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """x, y, x_query in the latent (task) basis, float64, and Psi (to map predictions back)."""
     phi, psi = (torch.as_tensor(m, dtype=torch.float64) for m in spec.bases())
     x = prompts.x.to(torch.float64) @ phi
@@ -162,7 +179,11 @@ def _ridge(x: torch.Tensor, y: torch.Tensor, ridge: float) -> torch.Tensor:
 
 def bayes_ridge(spec: TaskSpec) -> np.ndarray:
     """lambda_i = sigma^2 d_i / kappa_i: the ridge whose estimate is the posterior mean."""
-    return spec.noise_std**2 * np.asarray(spec.task_dims, dtype=float) / np.asarray(spec.signal, dtype=float)
+    return (
+        spec.noise_std**2
+        * np.asarray(spec.task_dims, dtype=float)
+        / np.asarray(spec.signal, dtype=float)
+    )
 
 
 def predict_ridge(prompts: Prompts, spec: TaskSpec, ridge: np.ndarray | float) -> torch.Tensor:
@@ -189,10 +210,17 @@ def predict_ols_full(prompts: Prompts, spec: TaskSpec) -> torch.Tensor:
     return (torch.einsum("bd,bdi->bi", xq, coef) @ psi.T).to(prompts.y_query.dtype)
 
 
-def predict_gd(prompts: Prompts, spec: TaskSpec, step: np.ndarray | float | None = None, centred: bool = False) -> torch.Tensor:
-    """One-step GD from zero per block, g_hat_i = (eta_i / L) sum_l y_li (x_l,S_i - [centred] mean_l x_l,S_i);
+def predict_gd(
+    prompts: Prompts, spec: TaskSpec, step: np.ndarray | float | None = None, centred: bool = False
+) -> torch.Tensor:
+    """One-step GD from zero per block, g_hat_i = (eta_i / L) sum_l y_li (x_l,S_i - [centred]
+    mean_l x_l,S_i);
     the best step by default."""
-    eta = gd_best_step(spec, centred) if step is None else np.broadcast_to(np.asarray(step, dtype=float), (spec.num_tasks,))
+    eta = (
+        gd_best_step(spec, centred)
+        if step is None
+        else np.broadcast_to(np.asarray(step, dtype=float), (spec.num_tasks,))
+    )
 
     def coefficients(x: torch.Tensor, y: torch.Tensor, i: int) -> torch.Tensor:
         if centred:

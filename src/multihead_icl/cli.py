@@ -1,14 +1,15 @@
-"""Command line for using the stages without Snakemake (debugging one run, notebooks, other drivers).
+"""Command line for using the stages without Snakemake (debugging one run, notebooks, other
+drivers).
 
-    multihead-icl runs config.yaml                     # list run ids with their datasets
-    multihead-icl params config.yaml RUN_ID > run.json # one run's resolved parameters
-    multihead-icl eval-set run.json data.nc
-    multihead-icl train run.json data.nc train.nc [--checkpoint train.ckpt]
-    multihead-icl spectral train.nc data.nc spectral.nc [--config config.yaml]
-    multihead-icl flow spectral.nc flow.nc [--config config.yaml]   # the exact spectral flow
-    multihead-icl verify [results]                     # set damaged netCDF files aside for a rebuild
-    multihead-icl tables [results]                     # verdicts and optimality as CSV and LaTeX
-    multihead-icl compare results_a results_b [--json diff.json]   # what differs between two suites
+multihead-icl runs config.yaml                     # list run ids with their datasets
+multihead-icl params config.yaml RUN_ID > run.json # one run's resolved parameters
+multihead-icl eval-set run.json data.nc
+multihead-icl train run.json data.nc train.nc [--checkpoint train.ckpt]
+multihead-icl spectral train.nc data.nc spectral.nc [--config config.yaml]
+multihead-icl flow spectral.nc flow.nc [--config config.yaml]   # the exact spectral flow
+multihead-icl verify [results]                     # set damaged netCDF files aside for a rebuild
+multihead-icl tables [results]                     # verdicts and optimality as CSV and LaTeX
+multihead-icl compare results_a results_b [--json diff.json]   # what differs between two suites
 """
 
 from __future__ import annotations
@@ -26,8 +27,17 @@ DEFAULT_SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="multihead-icl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--schema", type=Path, default=DEFAULT_SCHEMA, help="config schema (default: the workflow's)")
+    parser = argparse.ArgumentParser(
+        prog="multihead-icl",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--schema",
+        type=Path,
+        default=DEFAULT_SCHEMA,
+        help="config schema (default: the workflow's)",
+    )
     parser.add_argument("--log", type=Path, default=None, help="log file (default: stderr)")
     sub = parser.add_subparsers(dest="command", required=True)
     runs = sub.add_parser("runs", help="list the runs of a config")
@@ -49,19 +59,41 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("train", type=Path)
     sp.add_argument("eval_set", type=Path)
     sp.add_argument("output", type=Path)
-    sp.add_argument("--config", type=Path, default=None, help="take the `spectral` section from this config (default: the schema's defaults)")
-    fl = sub.add_parser("flow", help="the exact spectral flow of one run (flow.nc) from its spectral.nc")
+    sp.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="take the `spectral` section from this config (default: the schema's defaults)",
+    )
+    fl = sub.add_parser(
+        "flow", help="the exact spectral flow of one run (flow.nc) from its spectral.nc"
+    )
     fl.add_argument("spectral", type=Path)
     fl.add_argument("output", type=Path)
-    fl.add_argument("--config", type=Path, default=None, help="take the `flow` section from this config (default: the schema's defaults)")
+    fl.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="take the `flow` section from this config (default: the schema's defaults)",
+    )
     fl.add_argument("--threads", type=int, default=1)
-    tb = sub.add_parser("tables", help="the verdict and optimality tables (CSV, LaTeX) of a results folder")
+    tb = sub.add_parser(
+        "tables", help="the verdict and optimality tables (CSV, LaTeX) of a results folder"
+    )
     tb.add_argument("results", type=Path, nargs="?", default=Path("results"))
-    cmp_ = sub.add_parser("compare", help="what differs between two results folders (Markdown; --json for JSON)")
+    cmp_ = sub.add_parser(
+        "compare", help="what differs between two results folders (Markdown; --json for JSON)"
+    )
     cmp_.add_argument("first", type=Path)
     cmp_.add_argument("second", type=Path)
-    cmp_.add_argument("--json", type=Path, default=None, help="also write the comparison as JSON here")
-    ve = sub.add_parser("verify", help="open every netCDF file below a folder; set damaged ones aside so that snakemake rebuilds them")
+    cmp_.add_argument(
+        "--json", type=Path, default=None, help="also write the comparison as JSON here"
+    )
+    ve = sub.add_parser(
+        "verify",
+        help="open every netCDF file below a folder; set damaged ones aside so that snakemake "
+        "rebuilds them",
+    )
     ve.add_argument("folder", type=Path, nargs="?", default=Path("results"))
     args = parser.parse_args(argv)
     setup_job_logging(args.log)
@@ -75,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
                 for run_id in suite.runs:
                     print(run_id, suite.run_dataset[run_id])
             elif args.run_id not in suite.runs:
-                raise ConfigError(f"no run {args.run_id!r} in {args.config}; see `multihead-icl runs`")
+                raise ConfigError(
+                    f"no run {args.run_id!r} in {args.config}; see `multihead-icl runs`"
+                )
             else:
                 print(json.dumps(suite.runs[args.run_id], indent=2))
         elif args.command in ("spectral", "flow"):
@@ -90,8 +124,12 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "tables":
             from .tables import write_tables
 
-            optimality = {path.stem: path for path in sorted((args.results / "optimality").glob("*.nc"))}
-            for path in write_tables(args.results / "figures" / "verdicts.json", optimality, args.results / "tables"):
+            optimality = {
+                path.stem: path for path in sorted((args.results / "optimality").glob("*.nc"))
+            }
+            for path in write_tables(
+                args.results / "figures" / "verdicts.json", optimality, args.results / "tables"
+            ):
                 print(path)
         elif args.command == "compare":
             from .tables import compare, compare_markdown, jsonable_compare
@@ -106,13 +144,21 @@ def main(argv: list[str] | None = None) -> int:
             damaged = verify_tree(args.folder)
             for line in damaged:
                 print(line)
-            print(f"{len(damaged)} damaged netCDF file(s) below {args.folder}" + ("; run snakemake to rebuild them" if damaged else ""))
+            print(
+                f"{len(damaged)} damaged netCDF file(s) below {args.folder}"
+                + ("; run snakemake to rebuild them" if damaged else "")
+            )
             return 1 if damaged else 0
         elif args.command == "eval-set":
             stages.make_eval_set(json.loads(args.params.read_text()), args.output)
         elif args.command == "train":
             status = stages.train_run(
-                json.loads(args.params.read_text()), args.eval_set, args.output, args.threads, args.checkpoint, args.checkpoint_seconds
+                json.loads(args.params.read_text()),
+                args.eval_set,
+                args.output,
+                args.threads,
+                args.checkpoint,
+                args.checkpoint_seconds,
             )
             print(status)
     except ConfigError as error:

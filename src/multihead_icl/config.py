@@ -14,9 +14,10 @@ import hashlib
 import itertools
 import json
 import math
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import jsonschema
 import yaml
@@ -24,14 +25,39 @@ import yaml
 from .tasks import task_dims_of
 
 # keys that fix the law of the prompts and the evaluation set (a change makes a new dataset)
-DATA_KEYS = ("tasks", "task_dim", "input_dim", "noise_std", "query_noise", "signal", "signal_per", "context_length", "rotate", "basis_seed",
-             "target", "eval_prompts", "eval_seed")
+DATA_KEYS = (
+    "tasks",
+    "task_dim",
+    "input_dim",
+    "noise_std",
+    "query_noise",
+    "signal",
+    "signal_per",
+    "context_length",
+    "rotate",
+    "basis_seed",
+    "target",
+    "eval_prompts",
+    "eval_seed",
+)
 # keys only used after training (a change must not retrain)
 POST_TRAINING_KEYS = ("eval_lengths",)
 # short names for run ids; keys not listed appear in full
 ID_ABBREVIATIONS = {
-    "heads": "H", "tasks": "I", "task_dim": "d", "context_length": "L", "seed": "s", "data_stream": "stream", "noise_std": "noise",
-    "init_scale": "init", "batch_size": "B", "signal": "kappa", "model": "", "optimizer": "", "init": "", "target": "",
+    "heads": "H",
+    "tasks": "I",
+    "task_dim": "d",
+    "context_length": "L",
+    "seed": "s",
+    "data_stream": "stream",
+    "noise_std": "noise",
+    "init_scale": "init",
+    "batch_size": "B",
+    "signal": "kappa",
+    "model": "",
+    "optimizer": "",
+    "init": "",
+    "target": "",
 }
 
 
@@ -50,18 +76,24 @@ def _one_line(error: jsonschema.ValidationError, prefix: str) -> str:
     where = _path(itertools.chain([prefix] if prefix else [], error.absolute_path))
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
-        extra = sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
+        extra = (
+            sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
+        )
         hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
         return f"{where}: unknown key {', '.join(repr(e) for e in extra)}{hint}"
     if error.validator == "oneOf":
-        return f"{where}: {json.dumps(error.instance)} is not valid ({error.schema.get('description', 'see the schema')})"
+        return (
+            f"{where}: {json.dumps(error.instance)} is not valid "
+            f"({error.schema.get('description', 'see the schema')})"
+        )
     if error.validator == "type" and where.split(".")[-2:-1] == ["grid"]:
         return f"{where}: grid values must be lists, got {json.dumps(error.instance)}"
     return f"{where}: {error.message}"
 
 
 def _validator_with_defaults(schema: Mapping[str, Any]) -> type:
-    """A Draft 2020-12 validator that also fills in ``default`` values (as Snakemake's validate does)."""
+    """A Draft 2020-12 validator that also fills in ``default`` values (as Snakemake's validate
+    does)."""
     base = jsonschema.Draft202012Validator
 
     def set_defaults(validator, properties, instance, schema):
@@ -79,11 +111,16 @@ def load_schema(path: str | Path) -> dict[str, Any]:
         return yaml.safe_load(handle)
 
 
-def _check(instance: Any, schema: Mapping[str, Any], root: Mapping[str, Any], prefix: str, defaults: bool) -> None:
+def _check(
+    instance: Any, schema: Mapping[str, Any], root: Mapping[str, Any], prefix: str, defaults: bool
+) -> None:
     resolver_schema = dict(schema)
     resolver_schema.setdefault("$defs", root.get("$defs", {}))
     cls = _validator_with_defaults(resolver_schema) if defaults else jsonschema.Draft202012Validator
-    errors = sorted(cls(resolver_schema).iter_errors(instance), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
+    errors = sorted(
+        cls(resolver_schema).iter_errors(instance),
+        key=lambda e: (len(e.absolute_path), str(e.absolute_path)),
+    )
     if errors:
         raise ConfigError(_one_line(errors[0], prefix))
 
@@ -98,12 +135,17 @@ class Suite:
     run_dataset: dict[str, str] = field(default_factory=dict)
     length_datasets: dict[str, dict[int, str]] = field(default_factory=dict)  # run -> {L': dataset}
     experiments: dict[str, list[str]] = field(default_factory=dict)
-    run_owner: dict[str, str] = field(default_factory=dict)  # run -> the first run that trains identically
-    maps: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # regime map -> point id -> parameters
+    run_owner: dict[str, str] = field(
+        default_factory=dict
+    )  # run -> the first run that trains identically
+    maps: dict[str, dict[str, dict[str, Any]]] = field(
+        default_factory=dict
+    )  # regime map -> point id -> parameters
     warnings: list[str] = field(default_factory=list)  # odd but harmless settings, one line each
 
     def train_params(self, run_id: str) -> dict[str, Any]:
-        """What the training job needs: the run minus post-training keys (so those never retrain)."""
+        """What the training job needs: the run minus post-training keys (so those never
+        retrain)."""
         return {k: v for k, v in self.runs[run_id].items() if k not in POST_TRAINING_KEYS}
 
 
@@ -118,7 +160,8 @@ def _format_value(value: Any) -> str:
 
 
 def run_name(point: Mapping[str, Any]) -> str:
-    """Readable id of one grid point, e.g. ``H3-L200-s0``; ``base`` for an experiment without a grid."""
+    """Readable id of one grid point, e.g. ``H3-L200-s0``; ``base`` for an experiment without a
+    grid."""
     if not point:
         return "base"
     return "-".join(f"{ID_ABBREVIATIONS.get(k, k)}{_format_value(v)}" for k, v in point.items())
@@ -129,7 +172,8 @@ def dataset_name(run: Mapping[str, Any]) -> str:
     data = {k: run[k] for k in DATA_KEYS}
     digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:8]
     dims = task_dims_of(run)
-    return f"I{run['tasks']}-d{_format_value(dims if len(set(dims)) > 1 else dims[0])}-L{run['context_length']}-{digest}"
+    dim = _format_value(dims if len(set(dims)) > 1 else dims[0])
+    return f"I{run['tasks']}-d{dim}-L{run['context_length']}-{digest}"
 
 
 def _cross_checks(run: Mapping[str, Any], where: str) -> None:
@@ -138,22 +182,42 @@ def _cross_checks(run: Mapping[str, Any], where: str) -> None:
     for key in ("task_dim", "signal"):
         value = run[key]
         if isinstance(value, list) and len(value) != tasks:
-            raise ConfigError(f"{where}.{key}: {json.dumps(value)} lists {len(value)} values for tasks = {tasks}")
+            raise ConfigError(
+                f"{where}.{key}: {json.dumps(value)} lists {len(value)} values for tasks = {tasks}"
+            )
     if run["input_dim"] is not None and run["input_dim"] < tasks:
-        raise ConfigError(f"{where}.input_dim: {run['input_dim']} covariates cannot be split into tasks = {tasks} blocks")
+        raise ConfigError(
+            f"{where}.input_dim: {run['input_dim']} covariates cannot be split into tasks = "
+            f"{tasks} blocks"
+        )
     if run["init"] == "pytorch" and run["model"] != "full":
-        raise ConfigError(f"{where}.init: pytorch (nn.Linear's default) needs model = full, got {run['model']!r}")
+        raise ConfigError(
+            f"{where}.init: pytorch (nn.Linear's default) needs model = full, got {run['model']!r}"
+        )
     if run["init"] in ("official", "official_random") and heads < tasks:
-        raise ConfigError(f"{where}.init: {run['init']} gives head h the lead on task h, so it needs heads >= tasks, got {heads} < {tasks}")
+        raise ConfigError(
+            f"{where}.init: {run['init']} gives head h the lead on task h, so it needs heads >= "
+            f"tasks, got {heads} < {tasks}"
+        )
     for key in ("init_omega", "init_mu"):
         value = run[key]
         if value is not None and (len(value) != heads or any(len(row) != tasks for row in value)):
-            raise ConfigError(f"{where}.{key}: must be {heads} lists (heads) of {tasks} numbers (tasks), got {json.dumps(value)}")
-    if run["init"] != "decomposable" and (run["init_omega"] is not None or run["init_mu"] is not None):
-        raise ConfigError(f"{where}.init: init_omega/init_mu need init = decomposable, got {run['init']!r}")
+            raise ConfigError(
+                f"{where}.{key}: must be {heads} lists (heads) of {tasks} numbers (tasks), got "
+                f"{json.dumps(value)}"
+            )
+    if run["init"] != "decomposable" and (
+        run["init_omega"] is not None or run["init_mu"] is not None
+    ):
+        raise ConfigError(
+            f"{where}.init: init_omega/init_mu need init = decomposable, got {run['init']!r}"
+        )
     if run["eval_lengths"] and run["model"] == "full":
         # train.nc keeps the reduced view (W, U) of a full model, which is not its whole predictor
-        raise ConfigError(f"{where}.eval_lengths: length generalisation needs model = reduced or linear, got 'full'")
+        raise ConfigError(
+            f"{where}.eval_lengths: length generalisation needs model = reduced or linear, got "
+            "'full'"
+        )
 
 
 def _walk(value: Any, path: str) -> Iterator[tuple[str, Any]]:
@@ -175,7 +239,8 @@ def check_finite(config: Mapping[str, Any]) -> None:
 
 
 def load_suite(config: Mapping[str, Any], schema: Mapping[str, Any]) -> Suite:
-    """Validate ``config`` (filling defaults) and expand it; raises ``ConfigError`` with one line."""
+    """Validate ``config`` (filling defaults) and expand it; raises ``ConfigError`` with one
+    line."""
     config = copy.deepcopy(dict(config))
     check_finite(config)
     _check(config, schema, schema, "", defaults=False)
@@ -183,29 +248,44 @@ def load_suite(config: Mapping[str, Any], schema: Mapping[str, Any]) -> Suite:
         if "default" in sub and key not in config:  # `base` must not be padded with run defaults
             config[key] = copy.deepcopy(sub["default"])
     run_schema = schema["$defs"]["run_parameters"]
-    given_defaults = set(config["defaults"])  # keys the user wrote (before the schema's defaults fill in)
+    given_defaults = set(
+        config["defaults"]
+    )  # keys the user wrote (before the schema's defaults fill in)
     _check(config["defaults"], run_schema, schema, "defaults", defaults=True)
     suite = Suite(config=config)
-    owners: dict[str, str] = {}  # training parameters (JSON) -> the first run with them: it trains, the others copy
+    owners: dict[
+        str, str
+    ] = {}  # training parameters (JSON) -> the first run with them: it trains, the others copy
     for experiment, spec in config["experiments"].items():
         base = {**config["defaults"], **spec.get("base", {})}
         grid = spec.get("grid", {})
         given = given_defaults | set(spec.get("base", {})) | set(grid)
         if spec.get("kind", "runs") == "regime_map":
-            suite.maps[experiment] = _map_points(experiment, base, grid, run_schema, schema, given, suite.warnings)
+            suite.maps[experiment] = _map_points(
+                experiment, base, grid, run_schema, schema, given, suite.warnings
+            )
             continue
         suite.experiments[experiment] = []
-        for name, where, run in _grid_points(experiment, base, grid, run_schema, schema, given, suite.warnings):
+        for name, _where, run in _grid_points(
+            experiment, base, grid, run_schema, schema, given, suite.warnings
+        ):
             run_id = f"{experiment}/{name}"
             if run_id in suite.runs:
-                raise ConfigError(f"experiments.{experiment}.grid: two grid points give the same run id {run_id!r}")
+                raise ConfigError(
+                    f"experiments.{experiment}.grid: two grid points give the same run id "
+                    f"{run_id!r}"
+                )
             data_id = dataset_name(run)
             suite.runs[run_id] = run
             suite.run_dataset[run_id] = data_id
             suite.datasets[data_id] = {k: run[k] for k in DATA_KEYS}
             suite.experiments[experiment].append(run_id)
-            owners.setdefault(json.dumps(suite.train_params(run_id), sort_keys=True, default=str), run_id)
-            suite.run_owner[run_id] = owners[json.dumps(suite.train_params(run_id), sort_keys=True, default=str)]
+            owners.setdefault(
+                json.dumps(suite.train_params(run_id), sort_keys=True, default=str), run_id
+            )
+            suite.run_owner[run_id] = owners[
+                json.dumps(suite.train_params(run_id), sort_keys=True, default=str)
+            ]
             if run["eval_lengths"]:  # evaluation sets of the same law at other context lengths
                 suite.length_datasets[run_id] = {}
                 for length in sorted({run["context_length"], *run["eval_lengths"]}):
@@ -220,8 +300,15 @@ MAP_INIT_KEYS = ("init_lead", "seed")  # grid keys that vary the init within a c
 MAP_INITS = ("decomposable", "official", "official_random")
 
 
-def _grid_points(experiment: str, base: Mapping[str, Any], grid: Mapping[str, list], run_schema, schema,
-                 given: set[str], warnings: list[str]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+def _grid_points(
+    experiment: str,
+    base: Mapping[str, Any],
+    grid: Mapping[str, list],
+    run_schema,
+    schema,
+    given: set[str],
+    warnings: list[str],
+) -> Iterator[tuple[str, str, dict[str, Any]]]:
     """(name, where, parameters) of every grid point of an experiment, validated (defaults filled);
     ``given`` are the keys the user wrote for it; what is odd but harmless goes to ``warnings``."""
     keys = list(grid)
@@ -232,53 +319,84 @@ def _grid_points(experiment: str, base: Mapping[str, Any], grid: Mapping[str, li
         _check(params, run_schema, schema, where, defaults=True)
         _cross_checks(params, where)
         if "record_points" in given and params["record_points"] > params["steps"]:
-            warnings.append(f"{where}.record_points: {params['record_points']} records asked for steps = {params['steps']}; "
-                            f"every step is recorded ({params['steps'] + 1} records)")
+            warnings.append(
+                f"{where}.record_points: {params['record_points']} records asked for steps = "
+                f"{params['steps']}; "
+                f"every step is recorded ({params['steps'] + 1} records)"
+            )
         yield run_name(point), where, params
 
 
-def _map_points(experiment: str, base: Mapping[str, Any], grid: Mapping[str, list], run_schema, schema,
-                given: set[str], warnings: list[str]) -> dict[str, dict[str, Any]]:
+def _map_points(
+    experiment: str,
+    base: Mapping[str, Any],
+    grid: Mapping[str, list],
+    run_schema,
+    schema,
+    given: set[str],
+    warnings: list[str],
+) -> dict[str, dict[str, Any]]:
     """The points of a regime map: each grid point's parameters, checked like a run's and for an
     exact flow from a decomposable init."""
     points = {}
-    for name, where, params in _grid_points(experiment, base, grid, run_schema, schema, given, warnings):
+    for name, where, params in _grid_points(
+        experiment, base, grid, run_schema, schema, given, warnings
+    ):
         if not flow_applies(params):
-            raise ConfigError(f"{where}: a regime map needs model reduced or linear and a linear target, got model "
-                              f"{params['model']!r}, target {params['target']!r}")
+            raise ConfigError(
+                f"{where}: a regime map needs model reduced or linear and a linear target, got "
+                "model "
+                f"{params['model']!r}, target {params['target']!r}"
+            )
         if params["init"] not in MAP_INITS:
-            raise ConfigError(f"{where}.init: a regime map starts from a decomposable init ({', '.join(MAP_INITS)}), got {params['init']!r}")
+            raise ConfigError(
+                f"{where}.init: a regime map starts from a decomposable init "
+                f"({', '.join(MAP_INITS)}), got {params['init']!r}"
+            )
         points[name] = params
     return points
 
 
-def section_settings(config: Mapping[str, Any], schema: Mapping[str, Any], name: str) -> dict[str, Any]:
+def section_settings(
+    config: Mapping[str, Any], schema: Mapping[str, Any], name: str
+) -> dict[str, Any]:
     """A top-level settings section of the config with every key the schema defaults filled in, so a
     rule's params change exactly when a setting (given or default) changes."""
     properties = schema["properties"][name]["properties"]
-    defaults = {key: copy.deepcopy(sub["default"]) for key, sub in properties.items() if "default" in sub}
+    defaults = {
+        key: copy.deepcopy(sub["default"]) for key, sub in properties.items() if "default" in sub
+    }
     return {**defaults, **dict(config.get(name) or {})}
 
 
 def flow_applies(params: Mapping[str, Any]) -> bool:
     """The exact spectral flow exists for the reduced and linear models with a linear target (any
     init: it starts from the read-out omega(0), mu(0), the decomposable part of W(0), U(0))."""
-    return str(params.get("model", "reduced")) in ("reduced", "linear") and str(params.get("target", "linear")) == "linear"
+    return (
+        str(params.get("model", "reduced")) in ("reduced", "linear")
+        and str(params.get("target", "linear")) == "linear"
+    )
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """A SafeLoader that refuses a mapping with a key given twice (PyYAML keeps the last silently)."""
+    """A SafeLoader that refuses a mapping with a key given twice (PyYAML keeps the last
+    silently)."""
 
 
 def _no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
-        if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` merges; its keys may be overridden
+        if (
+            key_node.tag == "tag:yaml.org,2002:merge"
+        ):  # `<<: *anchor` merges; its keys may be overridden
             continue
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
-            raise ConfigError(f"{Path(str(node.start_mark.name))}: key {key!r} is given twice (lines {seen[key] + 1} and {key_node.start_mark.line + 1}); "
-                              "YAML keeps only the last")
+            raise ConfigError(
+                f"{Path(str(node.start_mark.name))}: key {key!r} is given twice (lines "
+                f"{seen[key] + 1} and {key_node.start_mark.line + 1}); "
+                "YAML keeps only the last"
+            )
         seen[key] = key_node.start_mark.line
     return loader.construct_mapping(node, deep=deep)
 
@@ -297,7 +415,9 @@ def load_yaml_strictly(path: str | Path) -> Any:
         except yaml.YAMLError as error:
             mark = getattr(error, "problem_mark", None)
             where = f" (line {mark.line + 1})" if mark is not None else ""
-            raise ConfigError(f"{path}{where}: not valid YAML: {getattr(error, 'problem', error)}") from None
+            raise ConfigError(
+                f"{path}{where}: not valid YAML: {getattr(error, 'problem', error)}"
+            ) from None
 
 
 def load_suite_file(config_path: str | Path, schema_path: str | Path) -> Suite:

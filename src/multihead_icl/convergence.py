@@ -13,7 +13,9 @@ import xarray as xr
 def flat_parameters(train: xr.Dataset) -> np.ndarray:
     """The recorded reduced view (W, U) of a train.nc, flattened to (time, parameters)."""
     steps = train.sizes["time"]
-    return np.concatenate([train["W"].values.reshape(steps, -1), train["U"].values.reshape(steps, -1)], axis=1)
+    return np.concatenate(
+        [train["W"].values.reshape(steps, -1), train["U"].values.reshape(steps, -1)], axis=1
+    )
 
 
 def relative_change_last_tenth(times: np.ndarray, parameters: np.ndarray) -> float:
@@ -38,7 +40,9 @@ class ConvergenceEvidence:
     relative_change_last_tenth: float  # ||theta(T) - theta(0.9 T)|| / ||theta(T)|| on (W, U)
 
 
-def convergence_evidence(times: np.ndarray, grad_norm: np.ndarray, parameters: np.ndarray) -> ConvergenceEvidence:
+def convergence_evidence(
+    times: np.ndarray, grad_norm: np.ndarray, parameters: np.ndarray
+) -> ConvergenceEvidence:
     """``parameters`` (T, ...) is the recorded state (e.g. W and U flattened); times ascending."""
     times = np.asarray(times, dtype=float)
     grad_norm = np.asarray(grad_norm, dtype=float)
@@ -46,4 +50,6 @@ def convergence_evidence(times: np.ndarray, grad_norm: np.ndarray, parameters: n
         return ConvergenceEvidence(math.nan, math.nan, math.nan)
     last_tenth = times >= 0.9 * times[-1]
     change = relative_change_last_tenth(times, parameters)
-    return ConvergenceEvidence(float(grad_norm[-1]), float(np.median(grad_norm[last_tenth])), change)
+    return ConvergenceEvidence(
+        float(grad_norm[-1]), float(np.median(grad_norm[last_tenth])), change
+    )

@@ -3,12 +3,15 @@
 Task i reads its own block S_i of d_i covariates and writes output coordinate i. One prompt is
 L context pairs (x_l, y_l) and a query (x_q, y_q), all drawn afresh:
 
-    x ~ N(0, I_d),   g_i ~ N(0, (kappa_i / d_i) I_{d_i}),   y_i = f(<g_i, x_{S_i}>) + eps,  eps ~ N(0, sigma^2)
+    x ~ N(0, I_d),   g_i ~ N(0, (kappa_i / d_i) I_{d_i}),   y_i = f(<g_i, x_{S_i}>) + eps,  eps ~
+    N(0, sigma^2)
 
 with f the identity for the linear target. The query target carries noise too, so the risk has
 the floor sigma^2, unless ``query_noise`` is off (the authors' generator: a noiseless query).
 ``signal_per: coordinate`` reads ``signal`` as the variance of each coefficient entry (kappa_i =
-signal x d_i) and ``input_dim`` cuts the covariates into the authors' blocks (``tasks.split_blocks``). With ``rotate`` the covariates and outputs are shown in random orthogonal bases
+signal x d_i) and ``input_dim`` cuts the covariates into the authors' blocks
+(``tasks.split_blocks``). With ``rotate`` the covariates and outputs are shown in random orthogonal
+bases
 Phi, Psi (fixed by ``basis_seed``): nothing downstream may depend on the coordinate system.
 Everything is drawn on the caller's device from the caller's ``torch.Generator``.
 """
@@ -16,7 +19,6 @@ Everything is drawn on the caller's device from the caller's ``torch.Generator``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -37,11 +39,18 @@ class Prompts:
     def __len__(self) -> int:
         return self.x.shape[0]
 
-    def slice(self, start: int, stop: int) -> "Prompts":
-        return Prompts(*(t[start:stop] for t in (self.x, self.y, self.x_query, self.y_query, self.coef)))
+    def slice(self, start: int, stop: int) -> Prompts:
+        return Prompts(
+            *(t[start:stop] for t in (self.x, self.y, self.x_query, self.y_query, self.coef))
+        )
 
-    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "Prompts":
-        return Prompts(*(t.to(device=device, dtype=dtype) for t in (self.x, self.y, self.x_query, self.y_query, self.coef)))
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Prompts:
+        return Prompts(
+            *(
+                t.to(device=device, dtype=dtype)
+                for t in (self.x, self.y, self.x_query, self.y_query, self.coef)
+            )
+        )
 
 
 @dataclass
@@ -58,7 +67,9 @@ class Normals:
 class PromptSampler:
     """Draws batches of prompts for one ``TaskSpec`` on a device (no host round trips)."""
 
-    def __init__(self, spec: TaskSpec, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
+    def __init__(
+        self, spec: TaskSpec, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+    ):
         self.spec = spec
         self.device = torch.device(device)
         self.dtype = dtype
@@ -70,12 +81,17 @@ class PromptSampler:
         self._phi = None if not spec.rotate else torch.tensor(phi, dtype=dtype, device=self.device)
         self._psi = None if not spec.rotate else torch.tensor(psi, dtype=dtype, device=self.device)
 
-    def sample(self, batch: int, generator: torch.Generator, context_length: int | None = None) -> Prompts:
+    def sample(
+        self, batch: int, generator: torch.Generator, context_length: int | None = None
+    ) -> Prompts:
         """``batch`` fresh prompts; ``context_length`` overrides L (for length generalisation)."""
         return self.build(self.draw(batch, generator, context_length))
 
-    def draw(self, batch: int, generator: torch.Generator, context_length: int | None = None) -> Normals:
-        """The random part of ``sample``: every normal of ``batch`` prompts, in the generator's order."""
+    def draw(
+        self, batch: int, generator: torch.Generator, context_length: int | None = None
+    ) -> Normals:
+        """The random part of ``sample``: every normal of ``batch`` prompts, in the generator's
+        order."""
         length = self.spec.context_length if context_length is None else int(context_length)
         shape, dev, dt = (batch, length + 1), self.device, self.dtype
         x_all = torch.randn(*shape, self.spec.dim, generator=generator, device=dev, dtype=dt)
@@ -87,8 +103,11 @@ class PromptSampler:
         """The deterministic part of ``sample``: targets, and the task bases when ``rotate``."""
         spec, x_all = self.spec, normals.x
         length = x_all.shape[1] - 1
-        coef = (normals.coef * self._coef_std)[:, None, :] * self._mask  # (B, I, d), zero off each task's block
-        # latent_bli = <coef_bi, x_bl>; (I x d) @ (d x L) is twice as fast on the CPU as (L x d) @ (d x I)
+        coef = (normals.coef * self._coef_std)[
+            :, None, :
+        ] * self._mask  # (B, I, d), zero off each task's block
+        # latent_bli = <coef_bi, x_bl>; (I x d) @ (d x L) is twice as fast on the CPU as (L x d) @
+        # (d x I)
         latent = torch.bmm(coef, x_all.transpose(1, 2)).transpose(1, 2)
         noise = normals.noise
         if not spec.query_noise:  # the authors' generator: noisy context, noiseless query target
@@ -96,12 +115,17 @@ class PromptSampler:
             noise[:, length] = 0.0
         y_all = torch.add(_apply_target(latent, spec.target), noise, alpha=spec.noise_std)
         if self._phi is not None:
-            # observed x = Phi x_latent; observed y = Psi y_latent (noise is isotropic, so Psi eps ~ eps)
+            # observed x = Phi x_latent; observed y = Psi y_latent (noise is isotropic, so Psi eps ~
+            # eps)
             x_all = x_all @ self._phi.T
             y_all = y_all @ self._psi.T
             coef = self._psi @ coef @ self._phi.T
         return Prompts(
-            x=x_all[:, :length], y=y_all[:, :length], x_query=x_all[:, length], y_query=y_all[:, length], coef=coef
+            x=x_all[:, :length],
+            y=y_all[:, :length],
+            x_query=x_all[:, length],
+            y_query=y_all[:, length],
+            coef=coef,
         )
 
 
@@ -115,12 +139,20 @@ def _apply_target(latent: torch.Tensor, target: str) -> torch.Tensor:
     raise ValueError(f"unknown target {target!r}; expected one of {TARGETS}")
 
 
-def sample_eval_set(spec: TaskSpec, prompts: int, seed: int, context_length: int | None = None) -> Prompts:
-    """The fixed evaluation set: drawn on the CPU from its own seed so it is the same on every device."""
+def sample_eval_set(
+    spec: TaskSpec, prompts: int, seed: int, context_length: int | None = None
+) -> Prompts:
+    """The fixed evaluation set: drawn on the CPU from its own seed so it is the same on every
+    device."""
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
     sampler = PromptSampler(spec, device="cpu", dtype=torch.float32)
     chunks = []
     chunk = 1024
     for start in range(0, prompts, chunk):
         chunks.append(sampler.sample(min(chunk, prompts - start), gen, context_length))
-    return Prompts(*(torch.cat([getattr(c, f) for c in chunks]) for f in ("x", "y", "x_query", "y_query", "coef")))
+    return Prompts(
+        *(
+            torch.cat([getattr(c, f) for c in chunks])
+            for f in ("x", "y", "x_query", "y_query", "coef")
+        )
+    )

@@ -5,11 +5,14 @@ in the verdicts. Standard library only: the workflow imports it while it builds 
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 EVALUATION_KEYS = ("eval_prompts", "eval_seed", "eval_lengths")
 
 
 def training_identity(params: Mapping[str, Any]) -> str:
     """The parameters that fix a run's trajectory, as canonical JSON."""
-    return json.dumps({k: v for k, v in params.items() if k not in EVALUATION_KEYS}, sort_keys=True, default=str)
+    return json.dumps(
+        {k: v for k, v in params.items() if k not in EVALUATION_KEYS}, sort_keys=True, default=str
+    )

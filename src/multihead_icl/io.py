@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import os
 import platform
-from datetime import datetime, timezone
-from pathlib import Path
-from typing import Any, Mapping
-
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from importlib import metadata
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
@@ -31,11 +30,12 @@ def _version(package: str) -> str:
 def provenance_attrs(config: Mapping[str, Any]) -> dict[str, str]:
     """The attrs every file carries: the resolved parameters as JSON, versions and creation time,
     and the CF global attributes (Conventions, source, references, history)."""
-    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    created = datetime.now(UTC).isoformat(timespec="seconds")
     return {
         "Conventions": "CF-1.10",
         "source": f"multihead-icl {__version__}",
-        "references": "Chen, Sheen, Wang, Yang, Training Dynamics of Multi-Head Softmax Attention for In-Context Learning, COLT 2024, arXiv:2402.19442",
+        "references": "Chen, Sheen, Wang, Yang, Training Dynamics of Multi-Head Softmax Attention "
+        "for In-Context Learning, COLT 2024, arXiv:2402.19442",
         "history": f"{created} written by multihead-icl {__version__}",
         "config": json.dumps(dict(config), sort_keys=True, default=str),
         "package_version": __version__,
@@ -53,11 +53,14 @@ def read_config(ds: xr.Dataset) -> dict[str, Any]:
 
 
 def write_netcdf(ds: xr.Dataset, path: str | os.PathLike) -> None:
-    """Write atomically: a temporary file renamed into place, so a killed job leaves no partial output."""
+    """Write atomically: a temporary file renamed into place, so a killed job leaves no partial
+    output."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if "title" not in ds.attrs:  # CF: a short description of what is in the file
-        ds.attrs["title"] = str(ds.attrs.get("description", f"multihead-icl {path.stem}")).split(";")[0][:200]
+        ds.attrs["title"] = str(ds.attrs.get("description", f"multihead-icl {path.stem}")).split(
+            ";"
+        )[0][:200]
     tmp = path.with_name(f".{path.name}.tmp")
     ds.to_netcdf(tmp)
     os.replace(tmp, path)
@@ -89,8 +92,11 @@ def load_dataset(path: str | os.PathLike) -> xr.Dataset:
         raise  # not the file's fault: leave it where it is
     except Exception as error:  # noqa: BLE001 (HDF5, netCDF and decoding errors all mean "damaged")
         where = set_aside(path)
-        raise DamagedFileError(f"{path}: damaged, cannot be read as netCDF ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
-                               f"moved to {where.name}; run snakemake again to rebuild it") from None
+        raise DamagedFileError(
+            f"{path}: damaged, cannot be read as netCDF ({type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else ''}); "
+            f"moved to {where.name}; run snakemake again to rebuild it"
+        ) from None
 
 
 def verify_tree(root: str | os.PathLike) -> list[str]:
@@ -111,11 +117,34 @@ def prompts_to_dataset(prompts: Prompts, attrs: Mapping[str, Any]) -> xr.Dataset
     """The evaluation-set contract: x, y, x_query, y_query, coef."""
     return xr.Dataset(
         data_vars={
-            "x": (("prompt", "position", "feature"), prompts.x.numpy(), {"long_name": "context covariates"}),
-            "y": (("prompt", "position", "task"), prompts.y.numpy(), {"long_name": "context outputs (noisy)"}),
-            "x_query": (("prompt", "feature"), prompts.x_query.numpy(), {"long_name": "query covariates"}),
-            "y_query": (("prompt", "task"), prompts.y_query.numpy(), {"long_name": "query targets (noisy)"}),
-            "coef": (("prompt", "task", "feature"), prompts.coef.numpy(), {"long_name": "task coefficients g_i in the observed basis (zero off each task block unless the data are rotated)"}),
+            "x": (
+                ("prompt", "position", "feature"),
+                prompts.x.numpy(),
+                {"long_name": "context covariates"},
+            ),
+            "y": (
+                ("prompt", "position", "task"),
+                prompts.y.numpy(),
+                {"long_name": "context outputs (noisy)"},
+            ),
+            "x_query": (
+                ("prompt", "feature"),
+                prompts.x_query.numpy(),
+                {"long_name": "query covariates"},
+            ),
+            "y_query": (
+                ("prompt", "task"),
+                prompts.y_query.numpy(),
+                {"long_name": "query targets (noisy)"},
+            ),
+            "coef": (
+                ("prompt", "task", "feature"),
+                prompts.coef.numpy(),
+                {
+                    "long_name": "task coefficients g_i in the observed basis (zero off each task "
+                    "block unless the data are rotated)"
+                },
+            ),
         },
         attrs=dict(attrs),
     )

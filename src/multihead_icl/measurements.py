@@ -2,16 +2,18 @@
 train.nc, spectral.nc, flow.nc, lengths.nc and optimality.nc, so the two can never disagree.
 
 One function per observable (``measure_*``); the decisions are in ``verdicts``, the table's
-presentation in ``verdict_table``. Definitions: docs/science.md §3 (read-outs) and §5 (the exact flow).
+presentation in ``verdict_table``. Definitions: docs/science.md §3 (read-outs) and §5 (the exact
+flow).
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -122,7 +124,9 @@ class RunData:
     spectral: xr.Dataset | None = None
     params: dict[str, Any] = field(default_factory=dict)
     lengths: xr.Dataset | None = None  # lengths.nc: the final model at other context lengths L'
-    flow: xr.Dataset | None = None  # flow.nc: the exact spectral flow from the run's omega(0), mu(0)
+    flow: xr.Dataset | None = (
+        None  # flow.nc: the exact spectral flow from the run's omega(0), mu(0)
+    )
 
     @property
     def experiment(self) -> str:
@@ -137,14 +141,19 @@ class RunData:
 def divergence_note(run: RunData) -> str:
     """One line on where and why a run diverged (train.nc attributes)."""
     a = run.train.attrs
-    where = f"at step {a['diverged_at_step']} (t = {fmt(float(a['diverged_at_time']))})" if "diverged_at_step" in a else "(step not recorded)"
-    kept = len(run.train['time'])
+    where = (
+        f"at step {a['diverged_at_step']} (t = {fmt(float(a['diverged_at_time']))})"
+        if "diverged_at_step" in a
+        else "(step not recorded)"
+    )
+    kept = len(run.train["time"])
     return f"{run.run} diverged {where}; {kept} record{'s' if kept != 1 else ''} kept"
 
 
 def training_key(run: RunData) -> str:
     """Runs whose parameters differ only in how they are evaluated follow one trajectory (same seed,
-    same data stream), so claims that count runs count each trajectory once. Without parameters a run
+    same data stream), so claims that count runs count each trajectory once. Without parameters a
+    run
     stands for itself."""
     if not run.params:
         return run.run
@@ -163,8 +172,13 @@ def distinct_runs(runs: Sequence[RunData]) -> list[RunData]:
     return out
 
 
-def load_run(run: str, train: str | Path | None, spectral: str | Path | None = None, lengths: str | Path | None = None,
-             flow: str | Path | None = None) -> RunData:
+def load_run(
+    run: str,
+    train: str | Path | None,
+    spectral: str | Path | None = None,
+    lengths: str | Path | None = None,
+    flow: str | Path | None = None,
+) -> RunData:
     from .io import load_dataset
 
     def load(path):
@@ -173,7 +187,11 @@ def load_run(run: str, train: str | Path | None, spectral: str | Path | None = N
     train_ds = load(train)
     spectral_ds = load(spectral)
     source = train_ds if train_ds is not None else spectral_ds
-    params = json.loads(source.attrs["config"]) if source is not None and "config" in source.attrs else {}
+    params = (
+        json.loads(source.attrs["config"])
+        if source is not None and "config" in source.attrs
+        else {}
+    )
     return RunData(run, train_ds, spectral_ds, params, load(lengths), load(flow))
 
 
@@ -196,7 +214,9 @@ def varied_keys(runs: Sequence[RunData], ignore: Iterable[str] = ("seed",)) -> l
 
 def relative_change_last_tenth(train: xr.Dataset) -> float:
     """||theta(T) - theta(0.9 T)|| / ||theta(T)|| over (W, U) of a train.nc (convergence module)."""
-    return convergence.relative_change_last_tenth(train["time"].values, convergence.flat_parameters(train))
+    return convergence.relative_change_last_tenth(
+        train["time"].values, convergence.flat_parameters(train)
+    )
 
 
 def measure_convergence(train: xr.Dataset) -> dict[str, Any]:
@@ -228,12 +248,18 @@ def measure_suite_convergence(runs: Sequence[RunData], rtol: float) -> dict[str,
     for r in runs:
         c = measure_convergence(r.train)
         optimizer = str(r.params.get("optimizer", "gd"))
-        rows.append({
-            "run": r.run, "experiment": r.experiment, "optimizer": optimizer,
-            "relative_change": c["relative_change"], "grad_norm": c["grad_norm"], "status": c["status"],
-            "converged": bool(c["status"] != "diverged" and c["relative_change"] < rtol),
-            "distinct": r.run in distinct,
-        })
+        rows.append(
+            {
+                "run": r.run,
+                "experiment": r.experiment,
+                "optimizer": optimizer,
+                "relative_change": c["relative_change"],
+                "grad_norm": c["grad_norm"],
+                "status": c["status"],
+                "converged": bool(c["status"] != "diverged" and c["relative_change"] < rtol),
+                "distinct": r.run in distinct,
+            }
+        )
     gd = [r for r in rows if r["optimizer"] == "gd" and r["distinct"]]
     changes = [r["relative_change"] for r in gd if math.isfinite(r["relative_change"])]
     worst = max(gd, key=lambda r: r["relative_change"]) if gd else None
@@ -256,17 +282,27 @@ def measure_suite_convergence(runs: Sequence[RunData], rtol: float) -> dict[str,
 
 def phase_fractions(spectral: xr.Dataset | None) -> tuple[float, float]:
     """The fractions of its rise at which spectral.nc ends a task's warm-up and emergence."""
-    settings = json.loads(spectral.attrs.get("spectral_settings", "{}")) if spectral is not None else {}
-    return float(settings.get("warmup_fraction", 0.1)), float(settings.get("emergence_fraction", 0.9))
+    settings = (
+        json.loads(spectral.attrs.get("spectral_settings", "{}")) if spectral is not None else {}
+    )
+    return float(settings.get("warmup_fraction", 0.1)), float(
+        settings.get("emergence_fraction", 0.9)
+    )
 
 
-def measure_phases(spectral: xr.Dataset | None, train: xr.Dataset | None, speedup: float = DEFAULT_THRESHOLDS["emergence_speedup"]) -> dict[str, Any]:
+def measure_phases(
+    spectral: xr.Dataset | None,
+    train: xr.Dataset | None,
+    speedup: float = DEFAULT_THRESHOLDS["emergence_speedup"],
+) -> dict[str, Any]:
     """Per task (spectral.nc): warm-up end t_w, emergence end t_e (None = no emergence) and the
     emergence's speed-up, the mean rise rate of p_i during emergence over that during warm-up:
     ((f_e - f_w) / (t_e - t_w)) / (f_w / t_w) with the fractions f of spectral.nc (0.1, 0.9), so
     8 t_w / (t_e - t_w); sharp when at least ``speedup``. Plus the loss-based phase ends
     (spectral.nc ``loss_warmup_end`` / ``loss_emergence_end``, read at the same fractions)."""
-    phases: dict[str, Any] = {"loss": {"warmup_end": None, "emergence_end": None, "source": "no spectral.nc"}}
+    phases: dict[str, Any] = {
+        "loss": {"warmup_end": None, "emergence_end": None, "source": "no spectral.nc"}
+    }
     if spectral is not None and "loss_warmup_end" in spectral and "loss_emergence_end" in spectral:
         phases["loss"] = {
             "warmup_end": finite_or_none(spectral["loss_warmup_end"].values),
@@ -281,10 +317,16 @@ def measure_phases(spectral: xr.Dataset | None, train: xr.Dataset | None, speedu
         for i in range(warm.size):
             w, e = finite_or_none(warm[i]), finite_or_none(emer[i])
             ratio = _speedup(w, e, (f_w, f_e))
-            tasks.append({
-                "task": i, "warmup_end": w, "emergence_end": e, "speedup": ratio,
-                "emerged": e is not None, "sharp": ratio is not None and ratio >= speedup,
-            })
+            tasks.append(
+                {
+                    "task": i,
+                    "warmup_end": w,
+                    "emergence_end": e,
+                    "speedup": ratio,
+                    "emerged": e is not None,
+                    "sharp": ratio is not None and ratio >= speedup,
+                }
+            )
     phases["tasks"] = tasks
     phases["speedup_threshold"] = speedup
     phases["fractions"] = [f_w, f_e]
@@ -305,15 +347,34 @@ def measure_warmup_law(runs: Sequence[RunData], slope_rtol: float) -> dict[str, 
         if not (scale > 0):
             continue
         measured = np.asarray(r.spectral["warmup_end"].values, dtype=float).reshape(-1)
-        predicted = np.asarray(r.spectral["warmup_law_time"].values, dtype=float).reshape(-1) if "warmup_law_time" in r.spectral else np.full(measured.shape, np.nan)
-        rate = np.asarray(r.spectral["warmup_rate"].values, dtype=float).reshape(-1) if "warmup_rate" in r.spectral else np.full(measured.shape, np.nan)
-        sgd = np.asarray(r.spectral["warmup_law_time_sgd"].values, dtype=float).reshape(-1) if "warmup_law_time_sgd" in r.spectral else np.full(measured.shape, np.nan)
+        predicted = (
+            np.asarray(r.spectral["warmup_law_time"].values, dtype=float).reshape(-1)
+            if "warmup_law_time" in r.spectral
+            else np.full(measured.shape, np.nan)
+        )
+        rate = (
+            np.asarray(r.spectral["warmup_rate"].values, dtype=float).reshape(-1)
+            if "warmup_rate" in r.spectral
+            else np.full(measured.shape, np.nan)
+        )
+        sgd = (
+            np.asarray(r.spectral["warmup_law_time_sgd"].values, dtype=float).reshape(-1)
+            if "warmup_law_time_sgd" in r.spectral
+            else np.full(measured.shape, np.nan)
+        )
         for i, value in enumerate(measured):
             law_slopes.append(2.0 / rate[i] if rate[i] > 0 else math.nan)
-            points.append({
-                "run": r.run, "task": i, "init_scale": scale, "log_inv_scale": math.log(1.0 / scale),
-                "warmup_end": finite_or_none(value), "predicted": finite_or_none(predicted[i]), "predicted_sgd": finite_or_none(sgd[i]),
-            })
+            points.append(
+                {
+                    "run": r.run,
+                    "task": i,
+                    "init_scale": scale,
+                    "log_inv_scale": math.log(1.0 / scale),
+                    "warmup_end": finite_or_none(value),
+                    "predicted": finite_or_none(predicted[i]),
+                    "predicted_sgd": finite_or_none(sgd[i]),
+                }
+            )
     good = [p for p in points if p["warmup_end"] is not None]
     x = np.array([p["log_inv_scale"] for p in good])
     y = np.array([p["warmup_end"] for p in good])
@@ -321,11 +382,21 @@ def measure_warmup_law(runs: Sequence[RunData], slope_rtol: float) -> dict[str, 
     finite_slopes = [s for s in law_slopes if math.isfinite(s)]
     law_slope = float(np.mean(finite_slopes)) if finite_slopes else math.nan
     out: dict[str, Any] = {
-        "points": points, "scales": scales, "fit": None, "law_slope": law_slope,
-        "law_slopes_differ": bool(finite_slopes and np.ptp(finite_slopes) > 1e-9 * max(abs(law_slope), 1)),
-        "law_intercept": math.nan, "relative_slope_error": math.nan, "agrees": None,
-        "missing": len(points) - len(good), "threshold": slope_rtol,
-        "warmup_fraction": phase_fractions(next((r.spectral for r in runs if r.spectral is not None), None))[0],
+        "points": points,
+        "scales": scales,
+        "fit": None,
+        "law_slope": law_slope,
+        "law_slopes_differ": bool(
+            finite_slopes and np.ptp(finite_slopes) > 1e-9 * max(abs(law_slope), 1)
+        ),
+        "law_intercept": math.nan,
+        "relative_slope_error": math.nan,
+        "agrees": None,
+        "missing": len(points) - len(good),
+        "threshold": slope_rtol,
+        "warmup_fraction": phase_fractions(
+            next((r.spectral for r in runs if r.spectral is not None), None)
+        )[0],
     }
     if len(scales) >= 2 and len(good) >= 3:
         A = np.vstack([np.ones_like(x), x]).T
@@ -334,7 +405,12 @@ def measure_warmup_law(runs: Sequence[RunData], slope_rtol: float) -> dict[str, 
         dof = max(len(y) - 2, 1)
         cov = (resid @ resid / dof) * np.linalg.inv(A.T @ A)
         r2 = 1 - (resid @ resid) / max(((y - y.mean()) ** 2).sum(), 1e-300)
-        out["fit"] = {"intercept": float(coef[0]), "slope": float(coef[1]), "slope_se": float(math.sqrt(max(cov[1, 1], 0))), "r2": float(r2)}
+        out["fit"] = {
+            "intercept": float(coef[0]),
+            "slope": float(coef[1]),
+            "slope_se": float(math.sqrt(max(cov[1, 1], 0))),
+            "r2": float(r2),
+        }
         if math.isfinite(law_slope):
             out["law_intercept"] = float(y.mean() - law_slope * x.mean())
             out["relative_slope_error"] = float(abs(coef[1] - law_slope) / law_slope)
@@ -363,11 +439,19 @@ def measure_allocation(spectral: xr.Dataset, purity_threshold: float) -> dict[st
     warm, emer = values("warmup_end", np.nan), values("emergence_end", np.nan)
     tasks = []
     for i in range(spectral.sizes["task"]):
-        tasks.append({
-            "task": i, "winner": int(winner[i]), "purity_end": finite_or_none(purity[i]),
-            "winner_emergence": int(winner_em[i]) if finite_or_none(purity_em[i]) is not None else None,
-            "purity_emergence": finite_or_none(purity_em[i]), "warmup_end": finite_or_none(warm[i]), "emergence_end": finite_or_none(emer[i]),
-        })
+        tasks.append(
+            {
+                "task": i,
+                "winner": int(winner[i]),
+                "purity_end": finite_or_none(purity[i]),
+                "winner_emergence": int(winner_em[i])
+                if finite_or_none(purity_em[i]) is not None
+                else None,
+                "purity_emergence": finite_or_none(purity_em[i]),
+                "warmup_end": finite_or_none(warm[i]),
+                "emergence_end": finite_or_none(emer[i]),
+            }
+        )
 
     def clean(purity_key: str, winner_key: str) -> bool:
         got = [t[purity_key] for t in tasks]
@@ -381,12 +465,22 @@ def measure_allocation(spectral: xr.Dataset, purity_threshold: float) -> dict[st
         got = [t[key] for t in tasks]
         return None if any(v is None for v in got) else min(got)
 
-    residual = spectral["decomposability_residual"].values if "decomposability_residual" in spectral else None
+    residual = (
+        spectral["decomposability_residual"].values
+        if "decomposability_residual" in spectral
+        else None
+    )
     return {
-        "heads": heads, "tasks": tasks, "threshold": purity_threshold,
-        "clean_end": clean("purity_end", "winner"), "clean_emergence": clean("purity_emergence", "winner_emergence"),
-        "min_purity_end": lowest("purity_end"), "min_purity_emergence": lowest("purity_emergence"),
-        "final_residual": finite_or_none(np.nanmax(residual[-1])) if residual is not None and np.isfinite(residual[-1]).any() else None,
+        "heads": heads,
+        "tasks": tasks,
+        "threshold": purity_threshold,
+        "clean_end": clean("purity_end", "winner"),
+        "clean_emergence": clean("purity_emergence", "winner_emergence"),
+        "min_purity_end": lowest("purity_end"),
+        "min_purity_emergence": lowest("purity_emergence"),
+        "final_residual": finite_or_none(np.nanmax(residual[-1]))
+        if residual is not None and np.isfinite(residual[-1]).any()
+        else None,
     }
 
 
@@ -414,16 +508,36 @@ def measure_purity(runs: Sequence[RunData], purity_threshold: float) -> dict[str
             continue
         alloc = measure_allocation(r.spectral, purity_threshold)
         window = clean_window(r.spectral, purity_threshold) if "share" in r.spectral else None
-        rows.append({
-            "run": r.run, "x": r.params.get(key), "purity_emergence": alloc["min_purity_emergence"], "purity_end": alloc["min_purity_end"],
-            "purity_cleanest": finite_or_none(r.spectral["cleanest_purity"].values) if "cleanest_purity" in r.spectral else None,
-            "clean_emergence": alloc["clean_emergence"], "clean_end": alloc["clean_end"],
-            "clean_from": window[0] if window else None, "clean_until": window[1] if window else None,
-            "drift_time": drift_time(r.spectral, purity_threshold), "final_time": float(r.spectral["time"].values[-1]),
-        })
-    numeric = all(isinstance(row["x"], (int, float)) and not isinstance(row["x"], bool) for row in rows)
-    return {"x_name": key, "varied": varied, "numeric": numeric, "runs": rows, "threshold": purity_threshold,
-            "clean_end": sum(r["clean_end"] for r in rows), "clean_emergence": sum(r["clean_emergence"] for r in rows), "total": len(rows)}
+        rows.append(
+            {
+                "run": r.run,
+                "x": r.params.get(key),
+                "purity_emergence": alloc["min_purity_emergence"],
+                "purity_end": alloc["min_purity_end"],
+                "purity_cleanest": finite_or_none(r.spectral["cleanest_purity"].values)
+                if "cleanest_purity" in r.spectral
+                else None,
+                "clean_emergence": alloc["clean_emergence"],
+                "clean_end": alloc["clean_end"],
+                "clean_from": window[0] if window else None,
+                "clean_until": window[1] if window else None,
+                "drift_time": drift_time(r.spectral, purity_threshold),
+                "final_time": float(r.spectral["time"].values[-1]),
+            }
+        )
+    numeric = all(
+        isinstance(row["x"], (int, float)) and not isinstance(row["x"], bool) for row in rows
+    )
+    return {
+        "x_name": key,
+        "varied": varied,
+        "numeric": numeric,
+        "runs": rows,
+        "threshold": purity_threshold,
+        "clean_end": sum(r["clean_end"] for r in rows),
+        "clean_emergence": sum(r["clean_emergence"] for r in rows),
+        "total": len(rows),
+    }
 
 
 def snapshot_times(train: xr.Dataset, spectral: xr.Dataset | None) -> list[dict[str, Any]]:
@@ -440,7 +554,9 @@ def snapshot_times(train: xr.Dataset, spectral: xr.Dataset | None) -> list[dict[
             index = _nearest_index(times, float(values.max()))
             snaps.append({"label": label, "index": index, "time": float(times[index])})
     if not snaps:
-        snaps.append({"label": "initialisation (no phase detected)", "index": 0, "time": float(times[0])})
+        snaps.append(
+            {"label": "initialisation (no phase detected)", "index": 0, "time": float(times[0])}
+        )
     snaps.append({"label": "end of training", "index": len(times) - 1, "time": float(times[-1])})
     return snaps
 
@@ -461,18 +577,38 @@ def measure_winners(runs: Sequence[RunData]) -> dict[str, Any]:
             continue
         heads = max(heads, r.spectral.sizes.get("head", 1))
         observed = r.spectral[observed_winner_name(r.spectral)].values.reshape(-1)
-        cleanest = finite_or_none(r.spectral["cleanest_purity"].values) if "cleanest_purity" in r.spectral else None
-        for i, (obs, pred) in enumerate(zip(observed, r.spectral["predicted_winner"].values.reshape(-1))):
+        cleanest = (
+            finite_or_none(r.spectral["cleanest_purity"].values)
+            if "cleanest_purity" in r.spectral
+            else None
+        )
+        for i, (obs, pred) in enumerate(
+            zip(observed, r.spectral["predicted_winner"].values.reshape(-1))
+        ):
             if _finite(obs) and _finite(pred):
-                pairs.append({"run": r.run, "task": i, "observed": int(obs), "predicted": int(pred), "cleanest_purity": cleanest})
+                pairs.append(
+                    {
+                        "run": r.run,
+                        "task": i,
+                        "observed": int(obs),
+                        "predicted": int(pred),
+                        "cleanest_purity": cleanest,
+                    }
+                )
     confusion = np.zeros((heads, heads), dtype=int)
     for p in pairs:
         confusion[p["predicted"], p["observed"]] += 1
     agree = sum(p["observed"] == p["predicted"] for p in pairs)
     purities = [p["cleanest_purity"] for p in pairs if p["cleanest_purity"] is not None]
     return {
-        "pairs": pairs, "heads": heads, "confusion": confusion.tolist(), "agree": int(agree), "total": len(pairs),
-        "agreement": agree / len(pairs) if pairs else math.nan, "chance": 1.0 / heads, "runs": sorted({p["run"] for p in pairs}),
+        "pairs": pairs,
+        "heads": heads,
+        "confusion": confusion.tolist(),
+        "agree": int(agree),
+        "total": len(pairs),
+        "agreement": agree / len(pairs) if pairs else math.nan,
+        "chance": 1.0 / heads,
+        "runs": sorted({p["run"] for p in pairs}),
         "median_cleanest_purity": float(np.median(purities)) if purities else None,
     }
 
@@ -495,10 +631,14 @@ def measure_ode(spectral: xr.Dataset | None) -> dict[str, Any]:
     return {
         "available": True,
         "max_signal_gap": float(np.nanmax(per_task)),
-        "gap_through_emergence": finite_or_none(spectral["ode_agreement_emergence"].values) if "ode_agreement_emergence" in spectral else None,
+        "gap_through_emergence": finite_or_none(spectral["ode_agreement_emergence"].values)
+        if "ode_agreement_emergence" in spectral
+        else None,
         "per_task": [finite_or_none(v) for v in per_task],
         "final_signal": [finite_or_none(v) for v in signal[-1]] if signal is not None else [],
-        "final_signal_ode": [finite_or_none(v) for v in signal_ode[-1]] if signal_ode is not None else [],
+        "final_signal_ode": [finite_or_none(v) for v in signal_ode[-1]]
+        if signal_ode is not None
+        else [],
         "status": str(spectral.attrs.get("ode_status", "")),
         "model": str(spectral.attrs.get("ode_model", "")),
         "describes_run": ode_applies(json.loads(spectral.attrs.get("config", "{}"))),
@@ -515,20 +655,41 @@ def measure_surrogate(check: xr.Dataset | None) -> dict[str, Any]:
     points = []
     for row in flat.itertuples(index=False):
         row = row._asdict()
-        points.append({
-            "pattern": str(row.get("pattern", "")), "task_dim": finite_or_none(row.get("task_dim")), "context_length": finite_or_none(row.get("context_length")),
-            "omega": finite_or_none(row.get("omega")), "relative_gap": finite_or_none(row.get("relative_gap")), "saturation_index": finite_or_none(row.get("saturation_index")),
-            "agrees": bool(row.get("agrees")), "conclusive": bool(row.get("conclusive", True)),
-        })
+        points.append(
+            {
+                "pattern": str(row.get("pattern", "")),
+                "task_dim": finite_or_none(row.get("task_dim")),
+                "context_length": finite_or_none(row.get("context_length")),
+                "omega": finite_or_none(row.get("omega")),
+                "relative_gap": finite_or_none(row.get("relative_gap")),
+                "saturation_index": finite_or_none(row.get("saturation_index")),
+                "agrees": bool(row.get("agrees")),
+                "conclusive": bool(row.get("conclusive", True)),
+            }
+        )
     agree = [p for p in points if p["agrees"]]
     fail = [p for p in points if not p["agrees"]]
     return {
-        "available": True, "points": points, "agree": len(agree), "total": len(points), "tolerance": tolerance,
-        "conclusive": sum(p["conclusive"] for p in points), "summary": str(check.attrs.get("summary", "")),
-        "max_saturation_agreeing": max((p["saturation_index"] for p in agree if p["saturation_index"] is not None), default=None),
-        "min_saturation_failing": min((p["saturation_index"] for p in fail if p["saturation_index"] is not None), default=None),
-        "max_omega_agreeing": max((p["omega"] for p in agree if p["omega"] is not None), default=None),
-        "min_omega_failing": min((p["omega"] for p in fail if p["omega"] is not None), default=None),
+        "available": True,
+        "points": points,
+        "agree": len(agree),
+        "total": len(points),
+        "tolerance": tolerance,
+        "conclusive": sum(p["conclusive"] for p in points),
+        "summary": str(check.attrs.get("summary", "")),
+        "max_saturation_agreeing": max(
+            (p["saturation_index"] for p in agree if p["saturation_index"] is not None),
+            default=None,
+        ),
+        "min_saturation_failing": min(
+            (p["saturation_index"] for p in fail if p["saturation_index"] is not None), default=None
+        ),
+        "max_omega_agreeing": max(
+            (p["omega"] for p in agree if p["omega"] is not None), default=None
+        ),
+        "min_omega_failing": min(
+            (p["omega"] for p in fail if p["omega"] is not None), default=None
+        ),
     }
 
 
@@ -547,8 +708,11 @@ def _swept(opt: xr.Dataset, prefer: Sequence[str] = ()) -> tuple[str, np.ndarray
     """The parameter the optimality file varies along its configurations: the first of ``prefer``
     and the usual sweeps that varies; with a single configuration, the first of them present."""
     dim = _opt_dim(opt)
-    candidates = [n for n in [*prefer, "context_length", "heads", "tasks", "noise_std", "task_dim"]
-                  if n in opt.variables and opt[n].dims == (dim,) and np.issubdtype(opt[n].dtype, np.number)]
+    candidates = [
+        n
+        for n in [*prefer, "context_length", "heads", "tasks", "noise_std", "task_dim"]
+        if n in opt.variables and opt[n].dims == (dim,) and np.issubdtype(opt[n].dtype, np.number)
+    ]
     for name in candidates:
         if np.unique(opt[name].values).size > 1:
             return name, np.asarray(opt[name].values)
@@ -562,38 +726,61 @@ def _first(opt: xr.Dataset, *names: str) -> np.ndarray | None:
     return None if var is None else np.asarray(var.values, dtype=float)
 
 
-def _ratio_with_interval(opt: xr.Dataset, name: str, numerator: str, denominator: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _ratio_with_interval(
+    opt: xr.Dataset, name: str, numerator: str, denominator: str, x: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A ratio of optimality.nc with its interval; for a file without it, numerator / denominator of
     the excess risks, with no interval (low = high = ratio)."""
     ratio, low, high = (_first(opt, f"{name}{suffix}") for suffix in ("", "_low", "_high"))
     if ratio is None:
         top, bottom = _first(opt, numerator), _first(opt, denominator)
-        ratio = top / bottom if top is not None and bottom is not None else np.full(x.shape, math.nan)
+        ratio = (
+            top / bottom if top is not None and bottom is not None else np.full(x.shape, math.nan)
+        )
     return ratio, (ratio if low is None else low), (ratio if high is None else high)
 
 
 def measure_optimality(opt: xr.Dataset, max_ratio: float) -> dict[str, Any]:
     """excess(trained) / excess(best in class) per configuration with its interval."""
     x_name, x = _swept(opt)
-    ratio, low, high = _ratio_with_interval(opt, "optimality_ratio", "excess_trained", "excess_best_in_class", x)
+    ratio, low, high = _ratio_with_interval(
+        opt, "optimality_ratio", "excess_trained", "excess_best_in_class", x
+    )
     order = np.argsort(x, kind="stable")
     # within the factor, and not significantly below 1 (that would mean the search missed the best)
     passed = [bool(1.0 <= h <= max_ratio) for h in high[order] if math.isfinite(h)]
     return {
-        "x_name": x_name, "x": x[order].tolist(), "ratio": ratio[order].tolist(), "low": low[order].tolist(), "high": high[order].tolist(),
-        "passed": sum(passed), "total": len(passed), "max_ratio": float(np.nanmax(ratio)) if np.isfinite(ratio).any() else math.nan,
-        "max_high": float(np.nanmax(high)) if np.isfinite(high).any() else math.nan, "threshold": max_ratio,
+        "x_name": x_name,
+        "x": x[order].tolist(),
+        "ratio": ratio[order].tolist(),
+        "low": low[order].tolist(),
+        "high": high[order].tolist(),
+        "passed": sum(passed),
+        "total": len(passed),
+        "max_ratio": float(np.nanmax(ratio)) if np.isfinite(ratio).any() else math.nan,
+        "max_high": float(np.nanmax(high)) if np.isfinite(high).any() else math.nan,
+        "threshold": max_ratio,
         "below_one": int(sum(h < 1.0 for h in high if math.isfinite(h))),
-        "confidence": finite_or_none(opt.attrs.get("confidence")), "sanity_violations": str(opt.attrs.get("sanity_violations", "not recorded")),
+        "confidence": finite_or_none(opt.attrs.get("confidence")),
+        "sanity_violations": str(opt.attrs.get("sanity_violations", "not recorded")),
         "keys": [_configuration_key(opt, k) for k in order],
     }
 
 
 def _configuration_key(opt: xr.Dataset, index: int) -> str:
     """What identifies one configuration across optimality files: its class parameters (the
-    non-index coordinates on ``config``) and its trained excess risk (equal only for the same runs)."""
-    coords = {name: np.asarray(c.values)[index].item() for name, c in opt.coords.items() if c.dims == ("config",) and name != "config"}
-    return json.dumps({**coords, "excess_trained": float(opt["excess_trained"].values[index])}, sort_keys=True, default=str)
+    non-index coordinates on ``config``) and its trained excess risk (equal only for the same
+    runs)."""
+    coords = {
+        name: np.asarray(c.values)[index].item()
+        for name, c in opt.coords.items()
+        if c.dims == ("config",) and name != "config"
+    }
+    return json.dumps(
+        {**coords, "excess_trained": float(opt["excess_trained"].values[index])},
+        sort_keys=True,
+        default=str,
+    )
 
 
 def measure_baselines(opt: xr.Dataset) -> dict[str, Any]:
@@ -604,28 +791,45 @@ def measure_baselines(opt: xr.Dataset) -> dict[str, Any]:
     for name in opt.data_vars:
         if not name.startswith("excess_") or name.endswith("_se"):
             continue
-        key = name[len("excess_"):]
+        key = name[len("excess_") :]
         se = _first(opt, f"{name}_se")
         values = np.asarray(opt[name].values, dtype=float)
         if values.shape != x.shape:
             continue
-        predictors[key] = {"excess": values[order].tolist(), "se": (se[order] if se is not None else np.zeros_like(values)).tolist()}
-    return {"x_name": x_name, "x": x[order].tolist(), "predictors": predictors,
-            "sanity_violations": str(opt.attrs.get("sanity_violations", "not recorded"))}
+        predictors[key] = {
+            "excess": values[order].tolist(),
+            "se": (se[order] if se is not None else np.zeros_like(values)).tolist(),
+        }
+    return {
+        "x_name": x_name,
+        "x": x[order].tolist(),
+        "predictors": predictors,
+        "sanity_violations": str(opt.attrs.get("sanity_violations", "not recorded")),
+    }
 
 
 def measure_separation(opt: xr.Dataset, min_ratio: float) -> dict[str, Any]:
-    """excess(best single head) / excess(best multi-head, the best in class) per number of tasks with its interval."""
+    """excess(best single head) / excess(best multi-head, the best in class) per number of tasks
+    with its interval."""
     x_name, x = _swept(opt, prefer=("tasks",))
-    ratio, low, high = _ratio_with_interval(opt, "separation_ratio", "excess_single_head", "excess_best_in_class", x)
+    ratio, low, high = _ratio_with_interval(
+        opt, "separation_ratio", "excess_single_head", "excess_best_in_class", x
+    )
     order = np.argsort(x, kind="stable")
     multi_task = [k for k in order if x_name != "tasks" or x[k] >= 2]
     passed = [bool(low[k] > min_ratio) for k in multi_task if math.isfinite(low[k])]
     return {
-        "x_name": x_name, "x": x[order].tolist(), "ratio": ratio[order].tolist(), "low": low[order].tolist(), "high": high[order].tolist(),
-        "passed": sum(passed), "total": len(passed), "threshold": min_ratio,
+        "x_name": x_name,
+        "x": x[order].tolist(),
+        "ratio": ratio[order].tolist(),
+        "low": low[order].tolist(),
+        "high": high[order].tolist(),
+        "passed": sum(passed),
+        "total": len(passed),
+        "threshold": min_ratio,
         "increasing": bool(np.all(np.diff(ratio[order]) > 0)) if len(order) > 1 else None,
-        "confidence": finite_or_none(opt.attrs.get("confidence")), "sanity_violations": str(opt.attrs.get("sanity_violations", "not recorded")),
+        "confidence": finite_or_none(opt.attrs.get("confidence")),
+        "sanity_violations": str(opt.attrs.get("sanity_violations", "not recorded")),
         "keys": [_configuration_key(opt, k) for k in order],
     }
 
@@ -645,26 +849,49 @@ def measure_regimes(runs: Sequence[RunData], min_corr: float) -> dict[str, Any]:
             continue
         final = np.asarray(s["n_eff_ratio"].transpose("time", "head").values[-1], dtype=float)
         omega = s["omega"].transpose("time", "head", "task").values[-1]
-        dims = task_dims_of(r.params) if "tasks" in r.params else [r.params.get("task_dim", 1)] * omega.shape[-1]
+        dims = (
+            task_dims_of(r.params)
+            if "tasks" in r.params
+            else [r.params.get("task_dim", 1)] * omega.shape[-1]
+        )
         L = int(r.params.get("context_length", 0))
         for i, h in enumerate(np.asarray(s["winner"].values).reshape(-1)):
             h = int(h)
             if h < 0:
                 continue
             d_i = float(dims[i])
-            points.append({
-                "run": r.run, "task": i, "head": h, "noise_std": num(r.params.get("noise_std")), "context_length": L,
-                "neff_over_L": finite_or_none(final[h]), "omega2d": float(omega[h, i] ** 2 * d_i),
-            })
+            points.append(
+                {
+                    "run": r.run,
+                    "task": i,
+                    "head": h,
+                    "noise_std": num(r.params.get("noise_std")),
+                    "context_length": L,
+                    "neff_over_L": finite_or_none(final[h]),
+                    "omega2d": float(omega[h, i] ** 2 * d_i),
+                }
+            )
     rho = _spearman([p["noise_std"] for p in points], [num(p["neff_over_L"]) for p in points])
     levels = sorted({p["noise_std"] for p in points})
     by_noise = []
     for level in levels:
         mine = [p for p in points if p["noise_std"] == level]
         neff = [p["neff_over_L"] for p in mine if p["neff_over_L"] is not None]
-        by_noise.append({"noise_std": level, "mean_neff_over_L": float(np.mean(neff)) if neff else math.nan,
-                         "mean_omega2d": float(np.mean([p["omega2d"] for p in mine])), "points": len(mine)})
-    return {"points": points, "spearman": rho, "noise_levels": levels, "by_noise": by_noise, "threshold": min_corr}
+        by_noise.append(
+            {
+                "noise_std": level,
+                "mean_neff_over_L": float(np.mean(neff)) if neff else math.nan,
+                "mean_omega2d": float(np.mean([p["omega2d"] for p in mine])),
+                "points": len(mine),
+            }
+        )
+    return {
+        "points": points,
+        "spearman": rho,
+        "noise_levels": levels,
+        "by_noise": by_noise,
+        "threshold": min_corr,
+    }
 
 
 def measure_length(runs: Sequence[RunData], max_ratio: float) -> dict[str, Any]:
@@ -678,18 +905,34 @@ def measure_length(runs: Sequence[RunData], max_ratio: float) -> dict[str, Any]:
             continue
         lengths = np.asarray(ds["length"].values, dtype=float)
         excess = np.asarray(ds["excess_risk"].values, dtype=float)
-        se = np.asarray(ds["risk_se"].values, dtype=float) if "risk_se" in ds else np.zeros_like(excess)
+        se = (
+            np.asarray(ds["risk_se"].values, dtype=float)
+            if "risk_se" in ds
+            else np.zeros_like(excess)
+        )
         L = int(ds.attrs.get("train_context_length", r.params.get("context_length", 0)))
         k = int(np.argmin(np.abs(lengths - L))) if lengths.size else 0
         at_train = excess[k] if lengths.size and lengths[k] == L else math.nan
         longer = excess[lengths > L]
         worst = float(np.max(longer / at_train)) if longer.size and at_train > 0 else math.nan
-        out_runs.append({
-            "run": r.run, "lengths": lengths.tolist(), "excess": excess.tolist(), "se": se.tolist(), "train_length": L,
-            "excess_at_train": finite_or_none(at_train), "worst_ratio_longer": finite_or_none(worst),
-            "passed": bool(math.isfinite(worst) and worst <= max_ratio),
-        })
-    return {"runs": out_runs, "passed": sum(r["passed"] for r in out_runs), "total": len(out_runs), "threshold": max_ratio}
+        out_runs.append(
+            {
+                "run": r.run,
+                "lengths": lengths.tolist(),
+                "excess": excess.tolist(),
+                "se": se.tolist(),
+                "train_length": L,
+                "excess_at_train": finite_or_none(at_train),
+                "worst_ratio_longer": finite_or_none(worst),
+                "passed": bool(math.isfinite(worst) and worst <= max_ratio),
+            }
+        )
+    return {
+        "runs": out_runs,
+        "passed": sum(r["passed"] for r in out_runs),
+        "total": len(out_runs),
+        "threshold": max_ratio,
+    }
 
 
 def measure_comparison(runs: Sequence[RunData], purity_threshold: float) -> dict[str, Any]:
@@ -697,32 +940,69 @@ def measure_comparison(runs: Sequence[RunData], purity_threshold: float) -> dict
     varied = varied_keys(runs)
     rows = []
     for r in runs:
-        group = ", ".join(f"{k}={r.params.get(k)}" for k in varied) or str(r.params.get("model", "run"))
+        group = ", ".join(f"{k}={r.params.get(k)}" for k in varied) or str(
+            r.params.get("model", "run")
+        )
         c = measure_convergence(r.train)
-        purity = np.asarray(r.spectral["purity"].values, dtype=float).reshape(-1).tolist() if r.spectral is not None and "purity" in r.spectral else []
-        rows.append({
-            "run": r.run, "group": group, "model": r.params.get("model"), "target": r.params.get("target"),
-            "final_risk": c["final_risk"], "final_risk_se": c["final_risk_se"], "noise_floor": c["noise_floor"],
-            "final_excess": c["final_excess"], "initial_risk": c["initial_risk"], "purity": purity,
-            "clean": bool(purity) and min(purity) >= purity_threshold,
-        })
+        purity = (
+            np.asarray(r.spectral["purity"].values, dtype=float).reshape(-1).tolist()
+            if r.spectral is not None and "purity" in r.spectral
+            else []
+        )
+        rows.append(
+            {
+                "run": r.run,
+                "group": group,
+                "model": r.params.get("model"),
+                "target": r.params.get("target"),
+                "final_risk": c["final_risk"],
+                "final_risk_se": c["final_risk_se"],
+                "noise_floor": c["noise_floor"],
+                "final_excess": c["final_excess"],
+                "initial_risk": c["initial_risk"],
+                "purity": purity,
+                "clean": bool(purity) and min(purity) >= purity_threshold,
+            }
+        )
     groups = list(dict.fromkeys(r["group"] for r in rows))
-    return {"runs": rows, "groups": groups, "varied": ", ".join(varied), "clean": sum(r["clean"] for r in rows), "total": len(rows), "threshold": purity_threshold}
+    return {
+        "runs": rows,
+        "groups": groups,
+        "varied": ", ".join(varied),
+        "clean": sum(r["clean"] for r in rows),
+        "total": len(rows),
+        "threshold": purity_threshold,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
 # the exact flow (flow.nc): C1, C2, C5, C7, C8 on the object the claims are about
 
 END_CLASS_NAMES = {0: "finite limit", 1: "drifting", 2: "not resolved"}
-FLOW_KEYS = ("tasks", "task_dim", "input_dim", "noise_std", "query_noise", "signal", "signal_per", "context_length", "model", "heads")
+FLOW_KEYS = (
+    "tasks",
+    "task_dim",
+    "input_dim",
+    "noise_std",
+    "query_noise",
+    "signal",
+    "signal_per",
+    "context_length",
+    "model",
+    "heads",
+)
 
 
 def flow_key(run: RunData) -> str:
     """Flows of runs that start from the same omega(0), mu(0) in the same problem are one flow
     (e.g. allocation/s0 and heads/H3): count it once."""
     f = run.flow
-    start = np.round(np.concatenate([f["omega"].values[0].ravel(), f["mu"].values[0].ravel()]), 12).tolist()
-    return json.dumps({**{k: run.params.get(k) for k in FLOW_KEYS}, "start": start}, sort_keys=True, default=str)
+    start = np.round(
+        np.concatenate([f["omega"].values[0].ravel(), f["mu"].values[0].ravel()]), 12
+    ).tolist()
+    return json.dumps(
+        {**{k: run.params.get(k) for k in FLOW_KEYS}, "start": start}, sort_keys=True, default=str
+    )
 
 
 def distinct_flows(runs: Sequence[RunData]) -> list[RunData]:
@@ -738,7 +1018,9 @@ def distinct_flows(runs: Sequence[RunData]) -> list[RunData]:
     return out
 
 
-def _speedup(warm: float | None, emer: float | None, fractions: tuple[float, float]) -> float | None:
+def _speedup(
+    warm: float | None, emer: float | None, fractions: tuple[float, float]
+) -> float | None:
     """Mean rise rate of p_i during emergence over that during warm-up (see measure_phases)."""
     f_w, f_e = fractions
     if warm is None or emer is None or warm <= 0 or emer <= warm:
@@ -761,29 +1043,62 @@ def measure_complexity(run: RunData) -> dict[str, Any]:
     spec = TaskSpec.from_params(run.params)
     s, f = run.spectral, run.flow
     law = np.asarray(s["warmup_law_time"].values, dtype=float)
-    trained_warm, trained_emer = (np.asarray(s[k].values, dtype=float) for k in ("warmup_end", "emergence_end"))
-    flow_warm = np.asarray(f["warmup_end"].values, dtype=float) if f is not None else np.full(len(law), np.nan)
-    flow_emer = np.asarray(f["emergence_end"].values, dtype=float) if f is not None else np.full(len(law), np.nan)
-    flow_winner = np.full(len(law), -1)  # the winner of each task at its own emergence end along the flow
+    trained_warm, trained_emer = (
+        np.asarray(s[k].values, dtype=float) for k in ("warmup_end", "emergence_end")
+    )
+    flow_warm = (
+        np.asarray(f["warmup_end"].values, dtype=float)
+        if f is not None
+        else np.full(len(law), np.nan)
+    )
+    flow_emer = (
+        np.asarray(f["emergence_end"].values, dtype=float)
+        if f is not None
+        else np.full(len(law), np.nan)
+    )
+    flow_winner = np.full(
+        len(law), -1
+    )  # the winner of each task at its own emergence end along the flow
     if f is not None:
         from .spectral import winner_at
 
         times = np.asarray(f["time"].values, dtype=float)
-        flow_winner = np.array([winner_at(f["winner"].values[:, i], times, end) for i, end in enumerate(flow_emer)])
+        flow_winner = np.array(
+            [winner_at(f["winner"].values[:, i], times, end) for i, end in enumerate(flow_emer)]
+        )
 
     def order(times: np.ndarray) -> list[int] | None:
         return [int(i) for i in np.argsort(times)] if np.all(np.isfinite(times)) else None
 
-    tasks = [{"task": i, "d": int(spec.task_dims[i]), "kappa": float(spec.signal[i]), "law_time": finite_or_none(law[i]),
-              "flow_warmup_end": finite_or_none(flow_warm[i]), "flow_emergence_end": finite_or_none(flow_emer[i]),
-              "trained_warmup_end": finite_or_none(trained_warm[i]), "trained_emergence_end": finite_or_none(trained_emer[i]),
-              "flow_over_law": finite_or_none(flow_warm[i] / law[i]) if law[i] > 0 else None,
-              "predicted_winner": int(s["predicted_winner"].values[i]), "trained_winner": int(s["winner_at_emergence"].values[i]),
-              "flow_winner": int(flow_winner[i])} for i in range(len(law))]
+    tasks = [
+        {
+            "task": i,
+            "d": int(spec.task_dims[i]),
+            "kappa": float(spec.signal[i]),
+            "law_time": finite_or_none(law[i]),
+            "flow_warmup_end": finite_or_none(flow_warm[i]),
+            "flow_emergence_end": finite_or_none(flow_emer[i]),
+            "trained_warmup_end": finite_or_none(trained_warm[i]),
+            "trained_emergence_end": finite_or_none(trained_emer[i]),
+            "flow_over_law": finite_or_none(flow_warm[i] / law[i]) if law[i] > 0 else None,
+            "predicted_winner": int(s["predicted_winner"].values[i]),
+            "trained_winner": int(s["winner_at_emergence"].values[i]),
+            "flow_winner": int(flow_winner[i]),
+        }
+        for i in range(len(law))
+    ]
     law_order, flow_order, trained_order = order(law), order(flow_warm), order(trained_warm)
-    return {"run": run.run, "tasks": tasks, "law_order": law_order, "flow_order": flow_order, "trained_order": trained_order,
-            "flow_order_matches": flow_order == law_order if flow_order and law_order else None,
-            "trained_order_matches": trained_order == law_order if trained_order and law_order else None}
+    return {
+        "run": run.run,
+        "tasks": tasks,
+        "law_order": law_order,
+        "flow_order": flow_order,
+        "trained_order": trained_order,
+        "flow_order_matches": flow_order == law_order if flow_order and law_order else None,
+        "trained_order_matches": trained_order == law_order
+        if trained_order and law_order
+        else None,
+    }
 
 
 def measure_flow(run: RunData) -> dict[str, Any]:
@@ -803,31 +1118,61 @@ def measure_flow(run: RunData) -> dict[str, Any]:
     warm, emer = f["warmup_end"].values.astype(float), f["emergence_end"].values.astype(float)
     trained_change = None
     if s is not None:
-        trained_change = finite_or_none(_relative_change_last_tenth(s["time"].values.astype(float), s["omega"].transpose("time", "head", "task").values,
-                                                          s["mu"].transpose("time", "head", "task").values))
+        trained_change = finite_or_none(
+            _relative_change_last_tenth(
+                s["time"].values.astype(float),
+                s["omega"].transpose("time", "head", "task").values,
+                s["mu"].transpose("time", "head", "task").values,
+            )
+        )
     trained_grad = np.asarray(f["trained_grad_norm"].values, dtype=float)
     flow_grad = np.asarray(f["grad_norm"].values, dtype=float)
     return {
-        "run": run.run, "horizon": float(times[-1]), "run_end": finite_or_none(run_end),
-        "end_class": END_CLASS_NAMES[int(f["end_class"].values)], "end_class_check": END_CLASS_NAMES[int(f["end_class_check"].values)],
+        "run": run.run,
+        "horizon": float(times[-1]),
+        "run_end": finite_or_none(run_end),
+        "end_class": END_CLASS_NAMES[int(f["end_class"].values)],
+        "end_class_check": END_CLASS_NAMES[int(f["end_class_check"].values)],
         "relative_change_last_decade": finite_or_none(f["relative_change_last_decade"].values),
-        "omega_exponent": finite_or_none(f["omega_exponent"].values), "mu_exponent": finite_or_none(f["mu_exponent"].values),
-        "omega_exponent_check": finite_or_none(f["omega_exponent_check"].values), "mu_exponent_check": finite_or_none(f["mu_exponent_check"].values),
-        "grad_norm_end": finite_or_none(flow_grad[-1]), "grad_norm_run_end": finite_or_none(flow_grad[at_run_end]),
-        "excess_end": finite_or_none(f["excess"].values[-1]), "excess_run_end": finite_or_none(f["excess"].values[at_run_end]),
-        "mc_gap": finite_or_none(f["mc_gap"].values), "mc_gap_long": finite_or_none(f["mc_gap_long"].values),
-        "clean_onset": finite_or_none(f["clean_onset"].values), "clean_end": finite_or_none(f["clean_end"].values),
-        "tasks": [{"task": i, "warmup_end": finite_or_none(warm[i]), "emergence_end": finite_or_none(emer[i]),
-                   "speedup": _speedup(finite_or_none(warm[i]), finite_or_none(emer[i]), fractions)} for i in range(len(warm))],
-        "n_eff_run_end": winners_neff(at_run_end), "n_eff_end": winners_neff(len(times) - 1),
-        "flow_gd_gap": finite_or_none(f["flow_gd_gap"].values), "train_gd_gap": finite_or_none(f["train_gd_gap"].values),
-        "train_flow_gap": finite_or_none(f["train_flow_gap"].values), "train_flow_gap_run": finite_or_none(f["train_flow_gap_run"].values),
+        "omega_exponent": finite_or_none(f["omega_exponent"].values),
+        "mu_exponent": finite_or_none(f["mu_exponent"].values),
+        "omega_exponent_check": finite_or_none(f["omega_exponent_check"].values),
+        "mu_exponent_check": finite_or_none(f["mu_exponent_check"].values),
+        "grad_norm_end": finite_or_none(flow_grad[-1]),
+        "grad_norm_run_end": finite_or_none(flow_grad[at_run_end]),
+        "excess_end": finite_or_none(f["excess"].values[-1]),
+        "excess_run_end": finite_or_none(f["excess"].values[at_run_end]),
+        "mc_gap": finite_or_none(f["mc_gap"].values),
+        "mc_gap_long": finite_or_none(f["mc_gap_long"].values),
+        "clean_onset": finite_or_none(f["clean_onset"].values),
+        "clean_end": finite_or_none(f["clean_end"].values),
+        "tasks": [
+            {
+                "task": i,
+                "warmup_end": finite_or_none(warm[i]),
+                "emergence_end": finite_or_none(emer[i]),
+                "speedup": _speedup(finite_or_none(warm[i]), finite_or_none(emer[i]), fractions),
+            }
+            for i in range(len(warm))
+        ],
+        "n_eff_run_end": winners_neff(at_run_end),
+        "n_eff_end": winners_neff(len(times) - 1),
+        "flow_gd_gap": finite_or_none(f["flow_gd_gap"].values),
+        "train_gd_gap": finite_or_none(f["train_gd_gap"].values),
+        "train_flow_gap": finite_or_none(f["train_flow_gap"].values),
+        "train_flow_gap_run": finite_or_none(f["train_flow_gap_run"].values),
         "trained_grad_norm_end": finite_or_none(trained_grad[-1]) if trained_grad.size else None,
         "trained_relative_change": trained_change,
         "gd_status": str(f.attrs.get("gd_status", "")),
-        "surrogate_valid_until": finite_or_none(f["surrogate_valid_until"].values) if "surrogate_valid_until" in f else None,
-        "limit_rtol": finite_or_none(json.loads(f.attrs.get("flow_settings", "{}")).get("limit_rtol")),
-        "drift_exponent": finite_or_none(json.loads(f.attrs.get("flow_settings", "{}")).get("drift_exponent")),
+        "surrogate_valid_until": finite_or_none(f["surrogate_valid_until"].values)
+        if "surrogate_valid_until" in f
+        else None,
+        "limit_rtol": finite_or_none(
+            json.loads(f.attrs.get("flow_settings", "{}")).get("limit_rtol")
+        ),
+        "drift_exponent": finite_or_none(
+            json.loads(f.attrs.get("flow_settings", "{}")).get("drift_exponent")
+        ),
         "surrogate_tolerance": finite_or_none(f.attrs.get("surrogate_tolerance")),
     }
 
@@ -842,18 +1187,30 @@ def measure_stream_spread(runs: Sequence[RunData]) -> dict[str, Any]:
         for b in range(a + 1, len(usable)):
             sa, sb = usable[a].spectral, usable[b].spectral
             ta, tb = sa["time"].values.astype(float), sb["time"].values.astype(float)
-            ends = [np.nanmax(x["emergence_end"].values) for x in (sa, sb) if np.isfinite(x["emergence_end"].values).any()]
+            ends = [
+                np.nanmax(x["emergence_end"].values)
+                for x in (sa, sb)
+                if np.isfinite(x["emergence_end"].values).any()
+            ]
             limit = min(ends) if ends else min(ta[-1], tb[-1])
             common = ta[(ta <= limit) & (ta <= tb[-1])]
             if common.size == 0:
                 continue
             pa = sa["signal"].transpose("time", "task").values[: common.size]
             signal_b = sb["signal"].transpose("time", "task").values
-            pb = np.stack([np.interp(common, tb, signal_b[:, i]) for i in range(signal_b.shape[1])], axis=1)
-            pairs.append({"runs": [usable[a].run, usable[b].run], "gap": float(np.nanmax(np.abs(pa - pb)))})
+            pb = np.stack(
+                [np.interp(common, tb, signal_b[:, i]) for i in range(signal_b.shape[1])], axis=1
+            )
+            pairs.append(
+                {"runs": [usable[a].run, usable[b].run], "gap": float(np.nanmax(np.abs(pa - pb)))}
+            )
     gaps = [p["gap"] for p in pairs]
-    return {"runs": [r.run for r in usable], "pairs": pairs, "median_gap": float(np.median(gaps)) if gaps else None,
-            "max_gap": float(np.max(gaps)) if gaps else None}
+    return {
+        "runs": [r.run for r in usable],
+        "pairs": pairs,
+        "median_gap": float(np.median(gaps)) if gaps else None,
+        "max_gap": float(np.max(gaps)) if gaps else None,
+    }
 
 
 def measure_flow_regimes(runs: Sequence[RunData]) -> dict[str, Any]:
@@ -863,19 +1220,38 @@ def measure_flow_regimes(runs: Sequence[RunData]) -> dict[str, Any]:
     for r in distinct_flows(runs):
         m = measure_flow(r)
         for i, (at_run, at_end) in enumerate(zip(m["n_eff_run_end"], m["n_eff_end"])):
-            points.append({"run": r.run, "task": i, "noise_std": num(r.params.get("noise_std")), "neff_run_end": at_run, "neff_end": at_end,
-                           "time": m["run_end"], "horizon": m["horizon"], "mc_gap": m["mc_gap"]})
+            points.append(
+                {
+                    "run": r.run,
+                    "task": i,
+                    "noise_std": num(r.params.get("noise_std")),
+                    "neff_run_end": at_run,
+                    "neff_end": at_end,
+                    "time": m["run_end"],
+                    "horizon": m["horizon"],
+                    "mc_gap": m["mc_gap"],
+                }
+            )
     levels = sorted({p["noise_std"] for p in points})
     by_noise = []
     for level in levels:
         mine = [p for p in points if p["noise_std"] == level]
-        by_noise.append({"noise_std": level,
-                         "mean_neff_run_end": float(np.nanmean([num(p["neff_run_end"]) for p in mine])),
-                         "mean_neff_end": float(np.nanmean([num(p["neff_end"]) for p in mine])), "points": len(mine)})
+        by_noise.append(
+            {
+                "noise_std": level,
+                "mean_neff_run_end": float(np.nanmean([num(p["neff_run_end"]) for p in mine])),
+                "mean_neff_end": float(np.nanmean([num(p["neff_end"]) for p in mine])),
+                "points": len(mine),
+            }
+        )
     sigma = [p["noise_std"] for p in points]
-    return {"points": points, "noise_levels": levels, "by_noise": by_noise,
-            "spearman_run_end": _spearman(sigma, [num(p["neff_run_end"]) for p in points]),
-            "spearman_end": _spearman(sigma, [num(p["neff_end"]) for p in points])}
+    return {
+        "points": points,
+        "noise_levels": levels,
+        "by_noise": by_noise,
+        "spearman_run_end": _spearman(sigma, [num(p["neff_run_end"]) for p in points]),
+        "spearman_end": _spearman(sigma, [num(p["neff_end"]) for p in points]),
+    }
 
 
 def clean_window(spectral: xr.Dataset, purity_threshold: float) -> tuple[float, float] | None:
@@ -885,7 +1261,11 @@ def clean_window(spectral: xr.Dataset, purity_threshold: float) -> tuple[float, 
     heads, tasks = share.shape[1], share.shape[2]
     purity = np.nanmax(share, axis=1)
     winners = np.nanargmax(np.where(np.isfinite(share), share, -np.inf), axis=1)
-    distinct = np.array([len(set(w)) == tasks for w in winners]) if heads >= tasks else np.ones(len(share), dtype=bool)
+    distinct = (
+        np.array([len(set(w)) == tasks for w in winners])
+        if heads >= tasks
+        else np.ones(len(share), dtype=bool)
+    )
     clean = (np.nan_to_num(purity, nan=-1.0) >= purity_threshold).all(axis=1) & distinct
     if not clean.any():
         return None
@@ -895,21 +1275,39 @@ def clean_window(spectral: xr.Dataset, purity_threshold: float) -> tuple[float, 
 
 
 def flow_ratios(opt: xr.Dataset) -> list[dict[str, Any]]:
-    """Per configuration with an exact flow: excess(flow at its horizon) / excess(best in class) and its interval."""
+    """Per configuration with an exact flow: excess(flow at its horizon) / excess(best in class)
+    and its interval."""
     if "optimality_ratio_flow" not in opt:
         return []
     x_name, x = _swept(opt)
     out = []
     for k in np.argsort(x, kind="stable"):
-        ratio, low, high = (float(opt[f"optimality_ratio_flow{suffix}"].values[k]) for suffix in ("", "_low", "_high"))
+        ratio, low, high = (
+            float(opt[f"optimality_ratio_flow{suffix}"].values[k])
+            for suffix in ("", "_low", "_high")
+        )
         if math.isfinite(ratio):
-            out.append({"x_name": x_name, "x": x[k].item(), "ratio": ratio, "low": low, "high": high,
-                        "trained": float(opt["optimality_ratio"].values[k]), "key": _configuration_key(opt, int(k))})
+            out.append(
+                {
+                    "x_name": x_name,
+                    "x": x[k].item(),
+                    "ratio": ratio,
+                    "low": low,
+                    "high": high,
+                    "trained": float(opt["optimality_ratio"].values[k]),
+                    "key": _configuration_key(opt, int(k)),
+                }
+            )
     return out
 
 
 def ode_applies(params: Mapping[str, Any]) -> bool:
     """Runs the spectral ODE describes: decomposable init, gradient descent (gradient flow), linear
-    target, and the reduced or linear model (``full`` has another metric; see spectral.nc ode_model)."""
-    return (str(params.get("init", "decomposable")) == "decomposable" and str(params.get("optimizer", "gd")) == "gd"
-            and str(params.get("target", "linear")) == "linear" and str(params.get("model", "reduced")) in ("reduced", "linear"))
+    target, and the reduced or linear model (``full`` has another metric; see spectral.nc
+    ode_model)."""
+    return (
+        str(params.get("init", "decomposable")) == "decomposable"
+        and str(params.get("optimizer", "gd")) == "gd"
+        and str(params.get("target", "linear")) == "linear"
+        and str(params.get("model", "reduced")) in ("reduced", "linear")
+    )

@@ -1,6 +1,7 @@
 """One-layer multi-head attention predictors for in-context regression, batched over heads.
 
-``reduced`` is the paper's object (docs/science.md §2): head h has a key-query matrix W_h (d x d) and an
+``reduced`` is the paper's object (docs/science.md §2): head h has a key-query matrix W_h (d x d)
+and an
 output-value matrix U_h (I x I), and
 
     y_hat = sum_h U_h sum_l y_l softmax_l(x_l^T W_h x_q)        (softmax over the L context tokens)
@@ -28,12 +29,14 @@ INITS = ("decomposable", "gaussian", "pytorch", "official", "official_random")
 
 
 def kernel_scores(x: torch.Tensor, x_query: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Scores x_l^T W_h x_q for every head: x (B, L, d), x_query (B, d), weight (H, d, d) -> (B, H, L)."""
+    """Scores x_l^T W_h x_q for every head: x (B, L, d), x_query (B, d), weight (H, d, d) -> (B, H,
+    L)."""
     return torch.einsum("bli,bhi->bhl", x, torch.einsum("hij,bj->bhi", weight, x_query))
 
 
 class ReducedAttention(nn.Module):
-    """The paper's reduced multi-head softmax attention (``normalise='softmax'``) or linear attention."""
+    """The paper's reduced multi-head softmax attention (``normalise='softmax'``) or linear
+    attention."""
 
     def __init__(self, heads: int, dim: int, tasks: int, normalise: str = "softmax"):
         super().__init__()
@@ -78,7 +81,9 @@ class FullAttention(nn.Module):
     def attention(self, x: torch.Tensor, y: torch.Tensor, x_query: torch.Tensor) -> torch.Tensor:
         """Weights of each head on the context tokens, (B, H, L); the query's y-slot is 0."""
         tokens = torch.cat([x, y], dim=-1)
-        return torch.softmax(kernel_scores(tokens, x_query, self.key_query()[:, :, : self.dim]), dim=-1)
+        return torch.softmax(
+            kernel_scores(tokens, x_query, self.key_query()[:, :, : self.dim]), dim=-1
+        )
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, x_query: torch.Tensor) -> torch.Tensor:
         tokens = torch.cat([x, y], dim=-1)
@@ -126,7 +131,9 @@ def initial_spectrum(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw omega(0), mu(0) as scale * U(0.5, 1.5), shape (H, I); with ``lead`` > 0 head (i mod H)
     is the designated leader of task i and its values are multiplied by (1 + lead)."""
-    omega = scale * (0.5 + torch.rand(heads, spec.num_tasks, generator=generator, dtype=torch.float64))
+    omega = scale * (
+        0.5 + torch.rand(heads, spec.num_tasks, generator=generator, dtype=torch.float64)
+    )
     mu = scale * (0.5 + torch.rand(heads, spec.num_tasks, generator=generator, dtype=torch.float64))
     if lead > 0:
         for task in range(spec.num_tasks):
@@ -135,7 +142,9 @@ def initial_spectrum(
     return omega.numpy(), mu.numpy()
 
 
-def decomposable_weights(spec: TaskSpec, omega: np.ndarray, mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def decomposable_weights(
+    spec: TaskSpec, omega: np.ndarray, mu: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """W_h = Phi (sum_i omega_hi P_i) Phi^T and U_h = Psi diag(mu_h) Psi^T, as float64 arrays."""
     phi, psi = spec.bases()
     latent_w = np.einsum("hi,ijk->hjk", omega, spec.block_projections())
@@ -156,8 +165,10 @@ class OfficialInit:
     value: np.ndarray  # (H, I)
 
     @classmethod
-    def draw(cls, spec: TaskSpec, heads: int, scheme: str, generator: torch.Generator) -> "OfficialInit":
-        c = spec.context_length ** -0.75
+    def draw(
+        cls, spec: TaskSpec, heads: int, scheme: str, generator: torch.Generator
+    ) -> OfficialInit:
+        c = spec.context_length**-0.75
         query, key = np.full(heads, c), np.full(heads, c)
         if scheme == "official_random":
             query = query * torch.randn(heads, generator=generator, dtype=torch.float64).numpy()
@@ -170,16 +181,24 @@ class OfficialInit:
     def spectrum(self, spec: TaskSpec) -> tuple[np.ndarray, np.ndarray]:
         """The reduced view (omega, mu), (H, I): omega = q k / sqrt(D) on every task, mu = v^2."""
         width = spec.dim + spec.num_tasks
-        omega = np.repeat((self.query * self.key / math.sqrt(width))[:, None], spec.num_tasks, axis=1)
+        omega = np.repeat(
+            (self.query * self.key / math.sqrt(width))[:, None], spec.num_tasks, axis=1
+        )
         return omega, self.value**2
 
 
 @torch.no_grad()
-def _pytorch_default(model: "FullAttention", generator: torch.Generator) -> None:
-    """nn.Linear's default: entries U(-1/sqrt(fan_in), 1/sqrt(fan_in)); the authors' o_proj reads all
+def _pytorch_default(model: FullAttention, generator: torch.Generator) -> None:
+    """nn.Linear's default: entries U(-1/sqrt(fan_in), 1/sqrt(fan_in)); the authors' o_proj reads
+    all
     H concatenated heads, so O's fan-in is H D."""
     heads, _, width = model.W_Q.shape
-    for param, fan_in in ((model.W_Q, width), (model.W_K, width), (model.W_V, width), (model.O, heads * width)):
+    for param, fan_in in (
+        (model.W_Q, width),
+        (model.W_K, width),
+        (model.W_V, width),
+        (model.O, heads * width),
+    ):
         bound = 1 / math.sqrt(fan_in)
         param.copy_((torch.rand(param.shape, generator=generator) * 2 - 1) * bound)
 
@@ -195,14 +214,18 @@ def initialise(
     mu: np.ndarray | None = None,
     lead: float = 0.0,
 ) -> None:
-    """Set the parameters in place. ``decomposable``: explicit or drawn omega(0), mu(0) (docs/science.md §2);
+    """Set the parameters in place. ``decomposable``: explicit or drawn omega(0), mu(0)
+    (docs/science.md §2);
     ``gaussian``: every entry N(0, scale^2 / fan_in); ``pytorch``: nn.Linear's default (full model);
     ``official``, ``official_random``: the authors' decomposable init (``OfficialInit``)."""
     heads = model.W.shape[0] if isinstance(model, ReducedAttention) else model.W_Q.shape[0]
     d, tasks = spec.dim, spec.num_tasks
     if scheme == "pytorch":
         if not isinstance(model, FullAttention):
-            raise ValueError(f"init 'pytorch' is nn.Linear's default and needs model full, got {type(model).__name__}")
+            raise ValueError(
+                "init 'pytorch' is nn.Linear's default and needs model full, got "
+                f"{type(model).__name__}"
+            )
         _pytorch_default(model, generator)
         return
     if scheme in ("official", "official_random"):
@@ -217,7 +240,9 @@ def initialise(
         eye = torch.eye(width, dtype=torch.float64)
         model.W_Q.copy_(torch.as_tensor(factors.query)[:, None, None] * eye)
         model.W_K.copy_(torch.as_tensor(factors.key)[:, None, None] * eye)
-        value_yy = torch.as_tensor(psi @ np.einsum("hi,ij->hij", factors.value, np.eye(tasks)) @ psi.T)
+        value_yy = torch.as_tensor(
+            psi @ np.einsum("hi,ij->hij", factors.value, np.eye(tasks)) @ psi.T
+        )
         model.W_V.zero_()
         model.W_V[:, d:, d:] = value_yy
         model.O.zero_()
@@ -230,7 +255,9 @@ def initialise(
             mu = drawn_mu if mu is None else mu
         omega, mu = np.asarray(omega, dtype=float), np.asarray(mu, dtype=float)
         if omega.shape != (heads, tasks) or mu.shape != (heads, tasks):
-            raise ValueError(f"init_omega and init_mu must have shape (heads, tasks) = {(heads, tasks)}")
+            raise ValueError(
+                f"init_omega and init_mu must have shape (heads, tasks) = {(heads, tasks)}"
+            )
         weight, value = decomposable_weights(spec, omega, mu)
         weight = torch.as_tensor(weight, dtype=torch.float32)
         value = torch.as_tensor(value, dtype=torch.float32)

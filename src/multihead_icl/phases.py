@@ -18,7 +18,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import curve_fit, isotonic_regression
 
-
 DIRECTIONS = ("increase", "decrease")
 # MAD -> standard deviation for Gaussian noise; successive differences have twice the variance
 _MAD_TO_SD = 1.4826
@@ -53,7 +52,8 @@ def monotone_fit(values: np.ndarray, increasing: bool) -> np.ndarray:
 
 
 def crossing_time(times: np.ndarray, fitted: np.ndarray, level: float, increasing: bool) -> float:
-    """First time the monotone ``fitted`` curve reaches ``level``, linear between records; NaN if never."""
+    """First time the monotone ``fitted`` curve reaches ``level``, linear between records; NaN if
+    never."""
     times, fitted = np.asarray(times, dtype=float), np.asarray(fitted, dtype=float)
     reached = fitted >= level if increasing else fitted <= level
     if not reached.any():
@@ -129,20 +129,34 @@ def logistic_transition(
 ) -> Transition:
     """Warm-up and emergence ends of a rising curve from the logistic phase itself.
 
-    The rise is detected as in ``detect_transition``; then p(t) = base + rise / (1 + e^{-(t - t_m)/w})
+    The rise is detected as in ``detect_transition``; then p(t) = base + rise / (1 + e^{-(t -
+    t_m)/w})
     is fitted to the records up to t_m + 6 w (99.75% of the logistic rise; refitted until that
     cutoff settles), so a slow drift after the plateau does not move the plateau, and the ends are
     the fit's crossings of ``fractions`` of its own rise: t_m -+ w ln((1 - f)/f). Reading the rise
     from the end of the run instead makes "emergence end" move with the run's length. Falls back
     to ``detect_transition``'s times when the fit fails or has fewer than 6 records."""
-    base = detect_transition(times, values, "increase", fractions, min_snr, min_change, noise_floor=noise_floor, edge_fraction=edge_fraction)
+    base = detect_transition(
+        times,
+        values,
+        "increase",
+        fractions,
+        min_snr,
+        min_change,
+        noise_floor=noise_floor,
+        edge_fraction=edge_fraction,
+    )
     if not base.detected or not (math.isfinite(base.start) and math.isfinite(base.end)):
         return base
     times, values = np.asarray(times, dtype=float), np.asarray(values, dtype=float)
     keep = np.isfinite(times) & np.isfinite(values)
     times, values = times[keep], values[keep]
     level = base.initial_level
-    guess = [base.final_level - level, 0.5 * (base.start + base.end), max((base.end - base.start) / (2 * math.log(9)), 1e-9)]
+    guess = [
+        base.final_level - level,
+        0.5 * (base.start + base.end),
+        max((base.end - base.start) / (2 * math.log(9)), 1e-9),
+    ]
     cutoff = math.inf
     fitted = None
     for _ in range(6):
@@ -150,8 +164,14 @@ def logistic_transition(
         if inside.sum() < 6:
             break
         try:
-            params, _ = curve_fit(lambda t, a, m, w: _logistic(t, a, m, w, level), times[inside], values[inside], p0=guess,
-                                  bounds=([0.0, times[0] - 1e9, 1e-9], [np.inf, np.inf, np.inf]), maxfev=4000)
+            params, _ = curve_fit(
+                lambda t, a, m, w: _logistic(t, a, m, w, level),
+                times[inside],
+                values[inside],
+                p0=guess,
+                bounds=([0.0, times[0] - 1e9, 1e-9], [np.inf, np.inf, np.inf]),
+                maxfev=4000,
+            )
         except (RuntimeError, ValueError):
             break
         fitted, guess = params, list(params)
@@ -164,4 +184,6 @@ def logistic_transition(
     rise, midpoint, width = (float(v) for v in fitted)
     start = midpoint - width * math.log((1 - fractions[0]) / fractions[0])
     end = midpoint + width * math.log(fractions[1] / (1 - fractions[1]))
-    return Transition(True, max(start, float(times[0])), end, level, level + rise, base.noise, base.snr)
+    return Transition(
+        True, max(start, float(times[0])), end, level, level + rise, base.noise, base.snr
+    )

@@ -17,8 +17,10 @@ import itertools
 import json
 import math
 import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import matplotlib
 
@@ -110,7 +112,9 @@ def write_summary(summary: Mapping[str, Any], path: str | os.PathLike) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(M.jsonable(summary), indent=1, sort_keys=True, allow_nan=False) + "\n")
+    tmp.write_text(
+        json.dumps(M.jsonable(summary), indent=1, sort_keys=True, allow_nan=False) + "\n"
+    )
     os.replace(tmp, path)
 
 
@@ -156,7 +160,9 @@ def _finite_data(artist) -> bool:
         if offsets.size and np.isfinite(offsets).all(axis=-1).any():
             return True
     if hasattr(artist, "get_paths"):
-        return any(len(path.vertices) and np.isfinite(path.vertices).all() for path in artist.get_paths())
+        return any(
+            len(path.vertices) and np.isfinite(path.vertices).all() for path in artist.get_paths()
+        )
     if hasattr(artist, "get_height"):
         return bool(np.isfinite(artist.get_height()) and artist.get_height() != 0)
     return False
@@ -189,10 +195,11 @@ def _log_time(ax) -> None:
 
 
 def _log_span(ax, values: Sequence[float], axis: str = "x") -> None:
-    """Log scale over at least one decade around the finite positive ``values``, major labels only."""
+    """Log scale over at least one decade around the finite positive ``values``, major labels
+    only."""
     v = np.asarray([x for x in values if x is not None and np.isfinite(x) and x > 0], dtype=float)
     lo, hi = (v.min(), v.max()) if v.size else (1e-3, 1.0)
-    lo, hi = min(lo, hi / 10 ** 1.2), hi
+    lo, hi = min(lo, hi / 10**1.2), hi
     if axis == "x":
         ax.set_xscale("log")
         ax.set_xlim(lo / 1.5, hi * 1.5)
@@ -214,7 +221,9 @@ def _phase_band(ax, t0: float, bounds: Sequence[float | None], t_end: float) -> 
             ax.axvspan(max(a, t0), b, color=PHASE_COLORS[name], zorder=0, label=name)
 
 
-def risk_figure(train: xr.Dataset, spectral: xr.Dataset | None, run: str, speedup: float) -> tuple[Figure, dict]:
+def risk_figure(
+    train: xr.Dataset, spectral: xr.Dataset | None, run: str, speedup: float
+) -> tuple[Figure, dict]:
     """Risk against gradient-flow time with the phases: left the total evaluation risk (± 2 SE) and
     the training-batch risk with the loss-based phase bands; right the risk of each task with its
     own warm-up and emergence ends (from the task signal)."""
@@ -228,8 +237,21 @@ def risk_figure(train: xr.Dataset, spectral: xr.Dataset | None, run: str, speedu
     loss = phases.get("loss", {})
     _phase_band(left, t[keep][0], [loss.get("warmup_end"), loss.get("emergence_end")], t[-1])
     risk, se = train["eval_risk"].values, train["eval_risk_se"].values
-    mark(left.plot(t[keep], train["train_risk"].values[keep], color="0.6", lw=0.9, label="training batch"))
-    mark(left.fill_between(t[keep], (risk - 2 * se)[keep], (risk + 2 * se)[keep], color=head_color(0), alpha=0.25, lw=0))
+    mark(
+        left.plot(
+            t[keep], train["train_risk"].values[keep], color="0.6", lw=0.9, label="training batch"
+        )
+    )
+    mark(
+        left.fill_between(
+            t[keep],
+            (risk - 2 * se)[keep],
+            (risk + 2 * se)[keep],
+            color=head_color(0),
+            alpha=0.25,
+            lw=0,
+        )
+    )
     mark(left.plot(t[keep], risk[keep], color=head_color(0), label="evaluation set (± 2 SE)"))
     if np.isfinite(floor):
         left.axhline(floor, color="k", ls=":", lw=1, label=f"noise floor σ² = {floor:.3g}")
@@ -237,7 +259,9 @@ def risk_figure(train: xr.Dataset, spectral: xr.Dataset | None, run: str, speedu
     _log_time(left)
     left.set_ylabel(f"risk, per-task MSE ({RISK_UNITS})")
     detected = loss.get("warmup_end") is not None and loss.get("emergence_end") is not None
-    left.set_title(f"{run}: risk ({conv['status']}; loss phases {'shaded' if detected else 'not detected'})")
+    left.set_title(
+        f"{run}: risk ({conv['status']}; loss phases {'shaded' if detected else 'not detected'})"
+    )
     left.legend(loc="lower left", frameon=True)
 
     per_task = train["eval_risk_task"].values
@@ -273,13 +297,22 @@ def trajectories_figure(spectral: xr.Dataset, run: str) -> tuple[Figure, dict]:
     fig, axes = plt.subplots(2, tasks, figsize=(FIG_WIDTH, 5.6), sharex=True, squeeze=False)
     has_ode = "omega_ode" in spectral and "mu_ode" in spectral
     for row, (name, values, symbol) in enumerate((("omega", omega, "ω"), ("mu", mu, "μ"))):
-        ode_values = spectral[f"{name}_ode"].transpose("time", "head", "task").values if has_ode else None
+        ode_values = (
+            spectral[f"{name}_ode"].transpose("time", "head", "task").values if has_ode else None
+        )
         for i in range(tasks):
             ax = axes[row, i]
             for h in range(heads):
                 mark(ax.plot(t[keep], values[keep, h, i], color=head_color(h), label=f"head {h}"))
                 if ode_values is not None and np.isfinite(ode_values[keep, h, i]).any():
-                    ax.plot(t[keep], ode_values[keep, h, i], color=head_color(h), ls="--", lw=1.1, alpha=0.9)
+                    ax.plot(
+                        t[keep],
+                        ode_values[keep, h, i],
+                        color=head_color(h),
+                        ls="--",
+                        lw=1.1,
+                        alpha=0.9,
+                    )
             ax.axhline(0, color="0.5", lw=0.6)
             _log_time(ax)
             if row == 0:
@@ -291,11 +324,16 @@ def trajectories_figure(spectral: xr.Dataset, run: str) -> tuple[Figure, dict]:
         handles.append(plt.Line2D([], [], color="0.3", ls="--"))
         labels.append("spectral ODE (same colour: same head)")
     fig.legend(handles, labels, loc="outside lower center", ncol=heads + 1)
-    fig.suptitle(f"{run}: semi-singular values ω (top) and μ (bottom), trained (solid) and ODE (dashed)", fontsize=10.5)
+    fig.suptitle(
+        f"{run}: semi-singular values ω (top) and μ (bottom), trained (solid) and ODE (dashed)",
+        fontsize=10.5,
+    )
     return _check(fig), {"run": run, "ode": ode}
 
 
-def allocation_figure(spectral: xr.Dataset, run: str, purity_threshold: float) -> tuple[Figure, dict]:
+def allocation_figure(
+    spectral: xr.Dataset, run: str, purity_threshold: float
+) -> tuple[Figure, dict]:
     """Allocation shares a_{h,i}(t) (each task's share of head h), one panel per task, with the
     task's warm-up and emergence ends and the purity threshold."""
     setup_style()
@@ -309,7 +347,13 @@ def allocation_figure(spectral: xr.Dataset, run: str, purity_threshold: float) -
         ax = axes[0, i]
         for h in range(heads):
             mark(ax.plot(t[keep], share[keep, h, i], color=head_color(h), label=f"head {h}"))
-        ax.axhline(purity_threshold, color="k", ls=":", lw=1, label=f"purity threshold {purity_threshold:g}")
+        ax.axhline(
+            purity_threshold,
+            color="k",
+            ls=":",
+            lw=1,
+            label=f"purity threshold {purity_threshold:g}",
+        )
         task = alloc["tasks"][i]
         for key, style in (("warmup_end", "--"), ("emergence_end", "-.")):
             value = task.get(key)
@@ -324,7 +368,9 @@ def allocation_figure(spectral: xr.Dataset, run: str, purity_threshold: float) -
     return _check(fig), {"run": run, "allocation": alloc}
 
 
-def heatmaps_figure(train: xr.Dataset, spectral: xr.Dataset | None, run: str) -> tuple[Figure, dict]:
+def heatmaps_figure(
+    train: xr.Dataset, spectral: xr.Dataset | None, run: str
+) -> tuple[Figure, dict]:
     """W_h in the task basis (Phi^T W_h Phi) at the end of warm-up, the end of emergence and the end
     of training (the latest task's phase ends), one row per head; boxes mark the task blocks."""
     setup_style()
@@ -333,7 +379,12 @@ def heatmaps_figure(train: xr.Dataset, spectral: xr.Dataset | None, run: str) ->
     mask = train["block_mask"].values if "block_mask" in train else None
     heads = train.sizes["head"]
     size = min(2.0, 6.5 / max(heads, 1))
-    fig, axes = plt.subplots(heads, len(snaps), figsize=(1.25 * size * len(snaps) + 1.2, size * heads + 0.8), squeeze=False)
+    fig, axes = plt.subplots(
+        heads,
+        len(snaps),
+        figsize=(1.25 * size * len(snaps) + 1.2, size * heads + 0.8),
+        squeeze=False,
+    )
     for col, snap in enumerate(snaps):
         W = basis.T @ train["W"].isel(time=snap["index"]).values @ basis
         vmax = float(np.abs(W).max()) or 1.0
@@ -346,16 +397,33 @@ def heatmaps_figure(train: xr.Dataset, spectral: xr.Dataset | None, run: str) ->
                 for i, row in enumerate(mask):
                     idx = np.flatnonzero(row)
                     if idx.size:
-                        ax.add_patch(plt.Rectangle((idx[0] - 0.5, idx[0] - 0.5), idx.size, idx.size, fill=False, ec=task_color(i), lw=1.5))
+                        ax.add_patch(
+                            plt.Rectangle(
+                                (idx[0] - 0.5, idx[0] - 0.5),
+                                idx.size,
+                                idx.size,
+                                fill=False,
+                                ec=task_color(i),
+                                lw=1.5,
+                            )
+                        )
             ax.set_xticks([])
             ax.set_yticks([])
             if col == 0:
                 ax.set_ylabel(f"head {h}", color=head_color(h))
             if h == 0:
                 ax.set_title(f"{snap['label']}\nt = {M.fmt(snap['time'])}")
-        bar = fig.colorbar(image, ax=axes[:, col], shrink=0.6, aspect=30, label="W entry (dimensionless)" if col == len(snaps) - 1 else None)
+        bar = fig.colorbar(
+            image,
+            ax=axes[:, col],
+            shrink=0.6,
+            aspect=30,
+            label="W entry (dimensionless)" if col == len(snaps) - 1 else None,
+        )
         bar.ax.set_gid(f"colorbar-{col}")  # a colour scale, not an axes of data (see empty_axes)
-    fig.suptitle(f"{run}: key-query matrices W_h in the task basis (task blocks boxed)", fontsize=10.5)
+    fig.suptitle(
+        f"{run}: key-query matrices W_h in the task basis (task blocks boxed)", fontsize=10.5
+    )
     return _check(fig), {"run": run, "snapshots": snaps}
 
 
@@ -370,24 +438,61 @@ def surrogate_figure(check: xr.Dataset) -> tuple[Figure, dict]:
     sur = M.measure_surrogate(check)
     fig, ax = plt.subplots(figsize=(FIG_WIDTH * 0.65, 3.9))
     patterns = list(dict.fromkeys(p["pattern"] for p in sur["points"]))
-    lengths = sorted({p["context_length"] for p in sur["points"] if p["context_length"] is not None})
-    step = 0.25 * min(np.diff(sorted({p["omega"] for p in sur["points"]})), default=0.1) / max(len(lengths), 1)
+    lengths = sorted(
+        {p["context_length"] for p in sur["points"] if p["context_length"] is not None}
+    )
+    step = (
+        0.25
+        * min(np.diff(sorted({p["omega"] for p in sur["points"]})), default=0.1)
+        / max(len(lengths), 1)
+    )
 
     def spread(p):  # points of one omega side by side, shortest L left
-        return p["omega"] + step * (lengths.index(p["context_length"]) - (len(lengths) - 1) / 2) if p["context_length"] in lengths else p["omega"]
+        return (
+            p["omega"] + step * (lengths.index(p["context_length"]) - (len(lengths) - 1) / 2)
+            if p["context_length"] in lengths
+            else p["omega"]
+        )
 
     for k, pattern in enumerate(patterns):
         for agrees, marker in ((True, "o"), (False, "X")):
-            mine = [p for p in sur["points"] if p["pattern"] == pattern and p["agrees"] == agrees and p["relative_gap"] is not None]
+            mine = [
+                p
+                for p in sur["points"]
+                if p["pattern"] == pattern
+                and p["agrees"] == agrees
+                and p["relative_gap"] is not None
+            ]
             if mine:
-                mark(ax.scatter([spread(p) for p in mine], [abs(p["relative_gap"]) for p in mine], color=HEAD_COLORS[k % len(HEAD_COLORS)],
-                                marker=marker, s=36, zorder=3, label=f"{pattern}, {'agrees' if agrees else 'fails'}"))
+                mark(
+                    ax.scatter(
+                        [spread(p) for p in mine],
+                        [abs(p["relative_gap"]) for p in mine],
+                        color=HEAD_COLORS[k % len(HEAD_COLORS)],
+                        marker=marker,
+                        s=36,
+                        zorder=3,
+                        label=f"{pattern}, {'agrees' if agrees else 'fails'}",
+                    )
+                )
     if sur.get("tolerance") is not None:
-        ax.axhline(sur["tolerance"], color="crimson", ls=":", lw=1.2, label=f"tolerance {sur['tolerance']:g}")
+        ax.axhline(
+            sur["tolerance"],
+            color="crimson",
+            ls=":",
+            lw=1.2,
+            label=f"tolerance {sur['tolerance']:g}",
+        )
     ax.set_yscale("log")
-    ax.set_xlabel("grid ω of the weights (dimensionless; at each ω, L = " + ", ".join(f"{v:g}" for v in lengths) + " left to right)")
+    ax.set_xlabel(
+        "grid ω of the weights (dimensionless; at each ω, L = "
+        + ", ".join(f"{v:g}" for v in lengths)
+        + " left to right)"
+    )
     ax.set_ylabel("|surrogate / Monte Carlo − 1| (fraction)")
-    ax.set_title(f"finite-L surrogate: {sur['agree']}/{sur['total']} grid points within the tolerance")
+    ax.set_title(
+        f"finite-L surrogate: {sur['agree']}/{sur['total']} grid points within the tolerance"
+    )
     ax.legend(fontsize=7.5)
     return _check(fig), sur
 
@@ -398,13 +503,31 @@ def convergence_figure(runs: Sequence[M.RunData], rtol: float) -> tuple[Figure, 
     setup_style()
     conv = M.measure_suite_convergence(runs, rtol)
     rows = conv["runs"]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(FIG_WIDTH, 1.4 + 0.2 * max(len(rows), 5)), sharey=True)
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(FIG_WIDTH, 1.4 + 0.2 * max(len(rows), 5)), sharey=True
+    )
     experiments = list(dict.fromkeys(r["experiment"] for r in rows))
     colors = {e: HEAD_COLORS[k % len(HEAD_COLORS)] for k, e in enumerate(experiments)}
     for k, r in enumerate(rows):
         marker = "o" if r["optimizer"] == "gd" else "s"
-        mark(left.scatter(max(r["relative_change"], 1e-12), k, color=colors[r["experiment"]], marker=marker, zorder=3))
-        mark(right.scatter(max(r["grad_norm"], 1e-12), k, color=colors[r["experiment"]], marker=marker, zorder=3))
+        mark(
+            left.scatter(
+                max(r["relative_change"], 1e-12),
+                k,
+                color=colors[r["experiment"]],
+                marker=marker,
+                zorder=3,
+            )
+        )
+        mark(
+            right.scatter(
+                max(r["grad_norm"], 1e-12),
+                k,
+                color=colors[r["experiment"]],
+                marker=marker,
+                zorder=3,
+            )
+        )
     left.axvline(rtol, color="k", ls=":", lw=1, label=f"threshold {rtol:g}")
     _log_span(left, [r["relative_change"] for r in rows] + [rtol])
     _log_span(right, [r["grad_norm"] for r in rows])
@@ -418,7 +541,9 @@ def convergence_figure(runs: Sequence[M.RunData], rtol: float) -> tuple[Figure, 
     return _check(fig), conv
 
 
-def warmup_figure(runs: Sequence[M.RunData], experiment: str, slope_rtol: float) -> tuple[Figure, dict]:
+def warmup_figure(
+    runs: Sequence[M.RunData], experiment: str, slope_rtol: float
+) -> tuple[Figure, dict]:
     """C2: warm-up end of every task against ln(1/s), the least-squares fit and the warm-up law's
     slope 2/lambda through the measured mean, and the law's per-run predictions."""
     setup_style()
@@ -428,17 +553,48 @@ def warmup_figure(runs: Sequence[M.RunData], experiment: str, slope_rtol: float)
     for i in sorted({p["task"] for p in law["points"]}):
         mine = [p for p in pts if p["task"] == i]
         if mine:
-            mark(ax.scatter([p["log_inv_scale"] for p in mine], [p["warmup_end"] for p in mine], color=task_color(i), label=f"task {i}, measured", zorder=3))
-        for key, marker, text in (("predicted", "D", "law from ω(0), μ(0)"), ("predicted_sgd", "^", "law with step and batch noise")):
+            mark(
+                ax.scatter(
+                    [p["log_inv_scale"] for p in mine],
+                    [p["warmup_end"] for p in mine],
+                    color=task_color(i),
+                    label=f"task {i}, measured",
+                    zorder=3,
+                )
+            )
+        for key, marker, text in (
+            ("predicted", "D", "law from ω(0), μ(0)"),
+            ("predicted_sgd", "^", "law with step and batch noise"),
+        ):
             pred = [p for p in law["points"] if p["task"] == i and p.get(key) is not None]
             if pred:
-                ax.scatter([p["log_inv_scale"] for p in pred], [p[key] for p in pred], facecolor="none", edgecolor=task_color(i), marker=marker, label=f"task {i}, {text}")
+                ax.scatter(
+                    [p["log_inv_scale"] for p in pred],
+                    [p[key] for p in pred],
+                    facecolor="none",
+                    edgecolor=task_color(i),
+                    marker=marker,
+                    label=f"task {i}, {text}",
+                )
     if law["fit"] is not None:
-        xs = np.linspace(min(p["log_inv_scale"] for p in pts), max(p["log_inv_scale"] for p in pts), 50)
+        xs = np.linspace(
+            min(p["log_inv_scale"] for p in pts), max(p["log_inv_scale"] for p in pts), 50
+        )
         fit = law["fit"]
-        ax.plot(xs, fit["intercept"] + fit["slope"] * xs, color="0.2", label=f"fit: slope {M.fmt(fit['slope'])} ± {M.fmt(fit['slope_se'], 2)}")
+        ax.plot(
+            xs,
+            fit["intercept"] + fit["slope"] * xs,
+            color="0.2",
+            label=f"fit: slope {M.fmt(fit['slope'])} ± {M.fmt(fit['slope_se'], 2)}",
+        )
         if math.isfinite(law["law_intercept"]):
-            ax.plot(xs, law["law_intercept"] + law["law_slope"] * xs, color="0.2", ls="--", label=f"warm-up law: slope 2/λ = {M.fmt(law['law_slope'])}")
+            ax.plot(
+                xs,
+                law["law_intercept"] + law["law_slope"] * xs,
+                color="0.2",
+                ls="--",
+                label=f"warm-up law: slope 2/λ = {M.fmt(law['law_slope'])}",
+            )
     ax.set_xlabel("ln(1 / init scale s) (dimensionless)")
     ax.set_ylabel("warm-up end t* (gradient-flow time)")
     ax.set_title(f"{experiment}: warm-up time against init scale")
@@ -446,7 +602,9 @@ def warmup_figure(runs: Sequence[M.RunData], experiment: str, slope_rtol: float)
     return _check(fig), {"experiment": experiment, **law}
 
 
-def purity_figure(runs: Sequence[M.RunData], experiment: str, purity_threshold: float) -> tuple[Figure, dict]:
+def purity_figure(
+    runs: Sequence[M.RunData], experiment: str, purity_threshold: float
+) -> tuple[Figure, dict]:
     """C3 across a sweep: the lowest purity over tasks at the end of emergence, at the cleanest
     record and at the end of training against the swept parameter; and when the allocation became
     clean and when it started to drift (never: drawn at the end of training, hollow)."""
@@ -456,20 +614,41 @@ def purity_figure(runs: Sequence[M.RunData], experiment: str, purity_threshold: 
     labels = list(dict.fromkeys(str(r["x"]) for r in rows))
     xs = [float(r["x"]) if pur["numeric"] else labels.index(str(r["x"])) for r in rows]
     fig, (left, right) = plt.subplots(1, 2, figsize=(FIG_WIDTH, 3.8))
-    for key, color, text in (("purity_emergence", head_color(1), "end of emergence"), ("purity_cleanest", head_color(2), "cleanest record"),
-                             ("purity_end", head_color(0), "end of training")):
+    for key, color, text in (
+        ("purity_emergence", head_color(1), "end of emergence"),
+        ("purity_cleanest", head_color(2), "cleanest record"),
+        ("purity_end", head_color(0), "end of training"),
+    ):
         ys = [M.num(r[key]) for r in rows]
         mark(left.scatter(xs, ys, color=color, label=text, zorder=3))
-    left.axhline(purity_threshold, color="k", ls=":", lw=1, label=f"purity threshold {purity_threshold:g}")
+    left.axhline(
+        purity_threshold, color="k", ls=":", lw=1, label=f"purity threshold {purity_threshold:g}"
+    )
     onsets = [(x, r["clean_from"]) for x, r in zip(xs, rows) if r.get("clean_from") is not None]
     if onsets:
-        mark(right.scatter(*zip(*onsets), color=head_color(2), marker="^", label="allocation becomes clean", zorder=3))
+        mark(
+            right.scatter(
+                *zip(*onsets),
+                color=head_color(2),
+                marker="^",
+                label="allocation becomes clean",
+                zorder=3,
+            )
+        )
     drifted = [(x, r["drift_time"]) for x, r in zip(xs, rows) if r["drift_time"] is not None]
     kept = [(x, r["final_time"]) for x, r in zip(xs, rows) if r["drift_time"] is None]
     if drifted:
         mark(right.scatter(*zip(*drifted), color=head_color(3), label="drift starts", zorder=3))
     if kept:
-        mark(right.scatter(*zip(*kept), facecolor="none", edgecolor=head_color(3), label="no drift until the end (or never clean)", zorder=3))
+        mark(
+            right.scatter(
+                *zip(*kept),
+                facecolor="none",
+                edgecolor=head_color(3),
+                label="no drift until the end (or never clean)",
+                zorder=3,
+            )
+        )
     right.set_yscale("log")
     for ax in (left, right):
         if pur["numeric"]:
@@ -499,11 +678,20 @@ def winner_figure(runs: Sequence[M.RunData], experiment: str) -> tuple[Figure, d
     win = M.measure_winners(runs)
     heads = win["heads"]
     counts = np.asarray(win["confusion"], dtype=float)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(FIG_WIDTH, 3.7), gridspec_kw={"width_ratios": [1, 1.7]})
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(FIG_WIDTH, 3.7), gridspec_kw={"width_ratios": [1, 1.7]}
+    )
     image = left.imshow(counts, cmap="Blues", vmin=0, vmax=max(counts.max(), 1))
     mark(image)
     for (r, c), value in np.ndenumerate(counts):
-        left.text(c, r, f"{value:.0f}", ha="center", va="center", color="white" if value > counts.max() / 2 else "black")
+        left.text(
+            c,
+            r,
+            f"{value:.0f}",
+            ha="center",
+            va="center",
+            color="white" if value > counts.max() / 2 else "black",
+        )
     left.set_xticks(range(heads))
     left.set_yticks(range(heads))
     left.grid(False)
@@ -512,9 +700,24 @@ def winner_figure(runs: Sequence[M.RunData], experiment: str) -> tuple[Figure, d
     left.set_title(f"{win['agree']}/{win['total']} (run, task) pairs agree")
     for k, r in enumerate(win["pairs"]):
         ok = r["predicted"] == r["observed"]
-        mark(right.scatter(k, r["observed"], color=task_color(r["task"]), marker="o", s=40, zorder=3))
-        right.scatter(k, r["predicted"], facecolor="none", edgecolor="k" if ok else "crimson", marker="s", s=90, zorder=2)
-    right.set_xticks(range(len(win["pairs"])), [f"{p['run'].split('/')[-1]}\ntask {p['task']}" for p in win["pairs"]], fontsize=6.5, rotation=90)
+        mark(
+            right.scatter(k, r["observed"], color=task_color(r["task"]), marker="o", s=40, zorder=3)
+        )
+        right.scatter(
+            k,
+            r["predicted"],
+            facecolor="none",
+            edgecolor="k" if ok else "crimson",
+            marker="s",
+            s=90,
+            zorder=2,
+        )
+    right.set_xticks(
+        range(len(win["pairs"])),
+        [f"{p['run'].split('/')[-1]}\ntask {p['task']}" for p in win["pairs"]],
+        fontsize=6.5,
+        rotation=90,
+    )
     right.set_yticks(range(heads))
     right.set_ylim(-0.5, heads - 0.5)
     right.set_ylabel("head")
@@ -523,11 +726,29 @@ def winner_figure(runs: Sequence[M.RunData], experiment: str) -> tuple[Figure, d
     return _check(fig), {"experiment": experiment, **win}
 
 
-def _ratio_figure(gap: Mapping[str, Any], experiment: str, threshold: float, ylabel: str, title: str, label: str, color) -> Figure:
+def _ratio_figure(
+    gap: Mapping[str, Any],
+    experiment: str,
+    threshold: float,
+    ylabel: str,
+    title: str,
+    label: str,
+    color,
+) -> Figure:
     fig, ax = plt.subplots(figsize=(FIG_WIDTH * 0.65, 3.8))
     x = np.asarray(gap["x"], dtype=float)
     ratio, lo, hi = (np.asarray(gap[k], dtype=float) for k in ("ratio", "low", "high"))
-    mark(ax.errorbar(x, ratio, yerr=[np.clip(ratio - lo, 0, None), np.clip(hi - ratio, 0, None)], fmt="o-", color=color, capsize=3, label=label))
+    mark(
+        ax.errorbar(
+            x,
+            ratio,
+            yerr=[np.clip(ratio - lo, 0, None), np.clip(hi - ratio, 0, None)],
+            fmt="o-",
+            color=color,
+            capsize=3,
+            label=label,
+        )
+    )
     ax.axhline(1, color="0.4", lw=1)
     ax.axhline(threshold, color="crimson", ls=":", lw=1.2, label=f"threshold {threshold:g}")
     if gap["x_name"] in ("context_length", "L") and x.size and x.min() > 0:
@@ -550,7 +771,15 @@ def optimality_figure(opt: xr.Dataset, experiment: str, max_ratio: float) -> tup
     gap = M.measure_optimality(opt, max_ratio)
     if not np.isfinite(np.asarray(gap["ratio"], dtype=float)).any():
         return no_trained_limit_figure(opt, experiment, "optimality ratio")
-    fig = _ratio_figure(gap, experiment, max_ratio, "excess(trained) / excess(best in class)", f"optimality ratio against {gap['x_name']}", "ratio with its interval", head_color(0))
+    fig = _ratio_figure(
+        gap,
+        experiment,
+        max_ratio,
+        "excess(trained) / excess(best in class)",
+        f"optimality ratio against {gap['x_name']}",
+        "ratio with its interval",
+        head_color(0),
+    )
     return _check(fig), {"experiment": experiment, **gap}
 
 
@@ -559,7 +788,15 @@ def separation_figure(opt: xr.Dataset, experiment: str, min_ratio: float) -> tup
     from the best-in-class search)."""
     setup_style()
     sep = M.measure_separation(opt, min_ratio)
-    fig = _ratio_figure(sep, experiment, min_ratio, "excess(best single head) / excess(best multi-head)", "single- versus multi-head", "ratio with its interval", head_color(1))
+    fig = _ratio_figure(
+        sep,
+        experiment,
+        min_ratio,
+        "excess(best single head) / excess(best multi-head)",
+        "single- versus multi-head",
+        "ratio with its interval",
+        head_color(1),
+    )
     return _check(fig), {"experiment": experiment, **sep}
 
 
@@ -574,7 +811,18 @@ def baselines_figure(opt: xr.Dataset, experiment: str) -> tuple[Figure, dict]:
         se = np.nan_to_num(np.asarray(values["se"], dtype=float))
         ok = np.isfinite(y) & (y > 0)
         if ok.any():
-            mark(ax.errorbar(x[ok], y[ok], yerr=2 * se[ok], fmt="o-", color=HEAD_COLORS[k % len(HEAD_COLORS)], capsize=2, ms=4, label=PREDICTOR_LABELS.get(name, name)))
+            mark(
+                ax.errorbar(
+                    x[ok],
+                    y[ok],
+                    yerr=2 * se[ok],
+                    fmt="o-",
+                    color=HEAD_COLORS[k % len(HEAD_COLORS)],
+                    capsize=2,
+                    ms=4,
+                    label=PREDICTOR_LABELS.get(name, name),
+                )
+            )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
@@ -587,7 +835,9 @@ def baselines_figure(opt: xr.Dataset, experiment: str) -> tuple[Figure, dict]:
     return _check(fig), {"experiment": experiment, **base}
 
 
-def regimes_figure(runs: Sequence[M.RunData], experiment: str, min_corr: float) -> tuple[Figure, dict]:
+def regimes_figure(
+    runs: Sequence[M.RunData], experiment: str, min_corr: float
+) -> tuple[Figure, dict]:
     """C8: n_eff / L of each task's winning head at the end of training against the noise level,
     and omega^2 d_i of it against ln L (saturation above)."""
     setup_style()
@@ -597,18 +847,47 @@ def regimes_figure(runs: Sequence[M.RunData], experiment: str, min_corr: float) 
     pts = reg["points"]
     for i in sorted({p["task"] for p in flow["points"]}):
         mine = [p for p in flow["points"] if p["task"] == i]
-        mark(left.scatter([p["noise_std"] for p in mine], [M.num(p["neff_run_end"]) for p in mine], facecolor="none", edgecolor=task_color(i),
-                          marker="D", s=46, label="exact flow (◇, task colours)" if i == 0 else None, zorder=4))
+        mark(
+            left.scatter(
+                [p["noise_std"] for p in mine],
+                [M.num(p["neff_run_end"]) for p in mine],
+                facecolor="none",
+                edgecolor=task_color(i),
+                marker="D",
+                s=46,
+                label="exact flow (◇, task colours)" if i == 0 else None,
+                zorder=4,
+            )
+        )
     for i in sorted({p["task"] for p in pts}):
         mine = [p for p in pts if p["task"] == i]
-        mark(left.scatter([p["noise_std"] for p in mine], [M.num(p["neff_over_L"]) for p in mine], color=task_color(i), label=f"task {i}", zorder=3))
-        mark(right.scatter([p["noise_std"] for p in mine], [p["omega2d"] for p in mine], color=task_color(i), label=f"task {i}", zorder=3))
+        mark(
+            left.scatter(
+                [p["noise_std"] for p in mine],
+                [M.num(p["neff_over_L"]) for p in mine],
+                color=task_color(i),
+                label=f"task {i}",
+                zorder=3,
+            )
+        )
+        mark(
+            right.scatter(
+                [p["noise_std"] for p in mine],
+                [p["omega2d"] for p in mine],
+                color=task_color(i),
+                label=f"task {i}",
+                zorder=3,
+            )
+        )
     for L in sorted({p["context_length"] for p in pts if p["context_length"] > 0}):
         right.axhline(math.log(L), color="0.3", ls="--", lw=1, label=f"ln L = {math.log(L):.2f}")
     left.set_ylim(0, 1.05)
     left.set_xlabel("noise σ (output units)")
     left.set_ylabel("n_eff / L of the winning head (fraction)")
-    left.set_title(f"ρ(σ, n_eff/L): trained {M.fmt(reg['spearman'])}" + (f", exact flow {M.fmt(flow['spearman_run_end'])} (◇)" if flow["points"] else ""))
+    left.set_title(
+        f"ρ(σ, n_eff/L): trained {M.fmt(reg['spearman'])}"
+        + (f", exact flow {M.fmt(flow['spearman_run_end'])} (◇)" if flow["points"] else "")
+    )
     right.set_xlabel("noise σ (output units)")
     right.set_ylabel("ω² d_i of the winning head (dimensionless)")
     right.set_title("above ln L: saturated softmax")
@@ -618,7 +897,9 @@ def regimes_figure(runs: Sequence[M.RunData], experiment: str, min_corr: float) 
     return _check(fig), {"experiment": experiment, **reg, "flow": flow}
 
 
-def flow_figure(runs: Sequence[M.RunData], experiment: str, gap_threshold: float) -> tuple[Figure, dict]:
+def flow_figure(
+    runs: Sequence[M.RunData], experiment: str, gap_threshold: float
+) -> tuple[Figure, dict]:
     """C7, like with like: per run, the trained task signals p_i(t) (solid), gradient descent on
     the exact risk at the run's lr (dotted) and the exact flow (dashed), to the run's end."""
     setup_style()
@@ -635,21 +916,47 @@ def flow_figure(runs: Sequence[M.RunData], experiment: str, gap_threshold: float
         tg = f["gd_time"].values.astype(float)
         for i in range(signal.shape[1]):
             color = task_color(i)
-            mark(ax.plot(t[t > 0], signal[t > 0, i], color=color, lw=1.6, label=f"task {i}: trained"))
+            mark(
+                ax.plot(t[t > 0], signal[t > 0, i], color=color, lw=1.6, label=f"task {i}: trained")
+            )
             mark(ax.plot(tf[inside], f["signal"].values[inside, i], color=color, ls="--", lw=1.2))
             if tg.size > 1:
-                mark(ax.plot(tg[tg > 0], f["signal_gd"].values[tg > 0, i], color=color, ls=":", lw=1.6))
+                mark(
+                    ax.plot(
+                        tg[tg > 0], f["signal_gd"].values[tg > 0, i], color=color, ls=":", lw=1.6
+                    )
+                )
         _log_time(ax)
         if tg.size > 1:  # the window the comparison is about: through emergence, where GD was run
             ax.set_xlim(max(float(tg[1]), 1.0), float(tg[-1]))
-        ax.set_title(f"{r.run}\ntrained vs GD {M.fmt(m['train_gd_gap'], 2)}; flow vs GD {M.fmt(m['flow_gd_gap'], 2)}", fontsize=9)
+        ax.set_title(
+            f"{r.run}\ntrained vs GD {M.fmt(m['train_gd_gap'], 2)}; flow vs GD "
+            f"{M.fmt(m['flow_gd_gap'], 2)}",
+            fontsize=9,
+        )
         ax.set_ylim(-0.05, 1.1)
     axes[0, 0].set_ylabel("task signal p_i (1 = solved)")
-    handles = [plt.Line2D([], [], color="0.2", lw=1.6), plt.Line2D([], [], color="0.2", ls=":", lw=1.6), plt.Line2D([], [], color="0.2", ls="--", lw=1.2)]
-    labels = ["trained (batch noise, lr)", "gradient descent on the exact risk at the run's lr", "exact gradient flow"]
+    handles = [
+        plt.Line2D([], [], color="0.2", lw=1.6),
+        plt.Line2D([], [], color="0.2", ls=":", lw=1.6),
+        plt.Line2D([], [], color="0.2", ls="--", lw=1.2),
+    ]
+    labels = [
+        "trained (batch noise, lr)",
+        "gradient descent on the exact risk at the run's lr",
+        "exact gradient flow",
+    ]
     fig.legend(handles, labels, loc="outside lower center", ncol=3)
-    fig.suptitle(f"{experiment}: training against the noiseless references from the same init, through emergence (colours: tasks)", fontsize=10.5)
-    return _check(fig), {"experiment": experiment, "flows": [m for _, m in flows], "threshold": gap_threshold}
+    fig.suptitle(
+        f"{experiment}: training against the noiseless references from the same init, through "
+        "emergence (colours: tasks)",
+        fontsize=10.5,
+    )
+    return _check(fig), {
+        "experiment": experiment,
+        "flows": [m for _, m in flows],
+        "threshold": gap_threshold,
+    }
 
 
 def limit_figure(runs: Sequence[M.RunData], experiment: str) -> tuple[Figure, dict]:
@@ -670,7 +977,9 @@ def limit_figure(runs: Sequence[M.RunData], experiment: str) -> tuple[Figure, di
         own_omega = np.mean([np.abs(omega[:, winners[i], i]) for i in range(tasks)], axis=0)
         own_mu = np.mean([np.abs(mu[:, winners[i], i]) for i in range(tasks)], axis=0)
         heads = omega.shape[1]
-        others = [np.abs(mu[:, h, i]) for i in range(tasks) for h in range(heads) if h != winners[i]]
+        others = [
+            np.abs(mu[:, h, i]) for i in range(tasks) for h in range(heads) if h != winners[i]
+        ]
         color = head_color(k)
         label = f"{r.run}: {m['end_class']}"
         mark(left.plot(t[keep], own_omega[keep], color=color, label=label))
@@ -682,7 +991,9 @@ def limit_figure(runs: Sequence[M.RunData], experiment: str) -> tuple[Figure, di
         rt = f["run_time"].values.astype(float)
         middle.plot(rt[rt > 0], f["trained_excess"].values[rt > 0], color=color, lw=0.8, alpha=0.6)
         mark(right.plot(t[keep], f["grad_norm"].values[keep], color=color))
-        right.plot(rt[rt > 0], f["trained_grad_norm"].values[rt > 0], color=color, lw=0.8, alpha=0.6)
+        right.plot(
+            rt[rt > 0], f["trained_grad_norm"].values[rt > 0], color=color, lw=0.8, alpha=0.6
+        )
     for ax in (left, middle, right):
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -694,7 +1005,11 @@ def limit_figure(runs: Sequence[M.RunData], experiment: str) -> tuple[Figure, di
     right.set_ylabel("population gradient norm")
     right.set_title("gradient norm: flow, trained (thin)")
     left.legend(fontsize=7)
-    fig.suptitle(f"{experiment}: the exact gradient flow from each run's init to t = {M.fmt(flows[0][1]['horizon'])}", fontsize=10.5)
+    fig.suptitle(
+        f"{experiment}: the exact gradient flow from each run's init to t = "
+        f"{M.fmt(flows[0][1]['horizon'])}",
+        fontsize=10.5,
+    )
     return _check(fig), {"experiment": experiment, "flows": [m for _, m in flows]}
 
 
@@ -721,17 +1036,36 @@ def complexity_figure(runs: Sequence[M.RunData], experiment: str) -> tuple[Figur
                 keep = (ft > 0) & (ft <= 3 * t[-1])
                 mark(ax.plot(ft[keep], r.flow["signal"].values[keep, i], color=color, label=label))
             keep = t > 0
-            mark(ax.plot(t[keep], signal[keep, i], color=color, lw=0.8, ls=":", label=None if r.flow is not None else label))
+            mark(
+                ax.plot(
+                    t[keep],
+                    signal[keep, i],
+                    color=color,
+                    lw=0.8,
+                    ls=":",
+                    label=None if r.flow is not None else label,
+                )
+            )
             if task["law_time"]:
                 ax.axvline(task["law_time"], color=color, ls="--", lw=1)
             if task["flow_warmup_end"]:
-                ax.plot([task["flow_warmup_end"]], [0.1 * max(r.flow["signal"].values[:, i].max(), 1e-9)], "o", color=color, ms=5)
+                ax.plot(
+                    [task["flow_warmup_end"]],
+                    [0.1 * max(r.flow["signal"].values[:, i].max(), 1e-9)],
+                    "o",
+                    color=color,
+                    ms=5,
+                )
         ax.set_xscale("log")
         ax.set_xlabel("gradient-flow time t (log scale)")
         ax.set_title(r.run.split("/", 1)[1], fontsize=9)
         ax.legend(fontsize=7, loc="lower right")
     panels[0][0].set_ylabel("task signal p_i")
-    fig.suptitle(f"{experiment}: exact flow (solid), trained (dotted), the warm-up law's t*_i (dashed), the flow's warm-up end (dot)", fontsize=9.5)
+    fig.suptitle(
+        f"{experiment}: exact flow (solid), trained (dotted), the warm-up law's t*_i (dashed), "
+        "the flow's warm-up end (dot)",
+        fontsize=9.5,
+    )
     return _check(fig), {"experiment": experiment, "runs": measured}
 
 
@@ -742,15 +1076,26 @@ def diverged_figure(runs: Sequence[M.RunData], target: str, kind: str) -> tuple[
     fig, ax = plt.subplots(figsize=(FIG_WIDTH * 0.65, 3.4))
     for k, r in enumerate(runs):
         step = np.asarray(r.train["step"].values, dtype=float)
-        series = {name.replace("_", " "): np.asarray(r.train[name].values, dtype=float) for name in ("eval_risk", "train_risk")}
-        if not any(np.isfinite(v).any() for v in series.values()):  # diverged at step 0: show the size of the init
+        series = {
+            name.replace("_", " "): np.asarray(r.train[name].values, dtype=float)
+            for name in ("eval_risk", "train_risk")
+        }
+        if not any(
+            np.isfinite(v).any() for v in series.values()
+        ):  # diverged at step 0: show the size of the init
             with np.errstate(over="ignore", invalid="ignore"):
-                size = np.sqrt(np.square(r.train["W"].values.astype(np.float64)).sum(axis=(1, 2, 3))
-                               + np.square(r.train["U"].values.astype(np.float64)).sum(axis=(1, 2, 3)))
+                size = np.sqrt(
+                    np.square(r.train["W"].values.astype(np.float64)).sum(axis=(1, 2, 3))
+                    + np.square(r.train["U"].values.astype(np.float64)).sum(axis=(1, 2, 3))
+                )
             series = {"parameter norm ||(W, U)|| (no finite risk)": size}
         for (name, values), style in zip(series.items(), ("o-", "s:")):
             keep = np.isfinite(values)
-            mark(ax.plot(step[keep], values[keep], style, color=head_color(k), label=f"{r.run}: {name}"))
+            mark(
+                ax.plot(
+                    step[keep], values[keep], style, color=head_color(k), label=f"{r.run}: {name}"
+                )
+            )
         at = r.train.attrs.get("diverged_at_step")
         if at is not None:
             ax.axvline(float(at), color=head_color(k), ls="--", lw=1)
@@ -760,7 +1105,10 @@ def diverged_figure(runs: Sequence[M.RunData], target: str, kind: str) -> tuple[
     ax.legend(fontsize=7)
     notes = [M.divergence_note(r) for r in runs]
     ax.set_title(f"{target}: figure {kind} not drawn - training diverged", fontsize=10)
-    text = f"Training diverged ({'; '.join(notes)}); the figure shows the risk recorded before it stopped."
+    text = (
+        f"Training diverged ({'; '.join(notes)}); the figure shows the risk recorded before it "
+        "stopped."
+    )
     return _check(fig), {"unavailable": text, "diverged_runs": notes, "experiment": target}
 
 
@@ -770,18 +1118,38 @@ def no_trained_limit_figure(opt: xr.Dataset, experiment: str, title: str) -> tup
     setup_style()
     x_name, x = M._swept(opt)
     fig, ax = plt.subplots(figsize=(FIG_WIDTH * 0.65, 3.4))
-    mark(ax.plot(x, opt["excess_best_in_class"].values, "o", color=head_color(0), label="best in class (excess)"))
+    mark(
+        ax.plot(
+            x,
+            opt["excess_best_in_class"].values,
+            "o",
+            color=head_color(0),
+            label="best in class (excess)",
+        )
+    )
     ax.set_xlabel(AXIS_LABELS.get(x_name, x_name))
     ax.set_ylabel(f"excess risk ({RISK_UNITS})")
     ax.set_title(f"{experiment}: {title} not drawn - no trained limit", fontsize=10)
     ax.legend(fontsize=7)
-    text = "No configuration has a trained limit (every run of it diverged); the figure shows the best in class alone."
+    text = (
+        "No configuration has a trained limit (every run of it diverged); the figure shows the "
+        "best in class alone."
+    )
     return _check(fig), {"unavailable": text, "experiment": experiment}
 
 
-REGIME_COLORS = {"finite_limit_allocated": "#1a7f37", "finite_limit_superposed": "#bf8700", "drifting": "#cf222e", "not_resolved": "#8c959f"}
-REGIME_LABELS = {"finite_limit_allocated": "finite limit, allocated", "finite_limit_superposed": "finite limit, superposed",
-                 "drifting": "drifting", "not_resolved": "not resolved"}
+REGIME_COLORS = {
+    "finite_limit_allocated": "#1a7f37",
+    "finite_limit_superposed": "#bf8700",
+    "drifting": "#cf222e",
+    "not_resolved": "#8c959f",
+}
+REGIME_LABELS = {
+    "finite_limit_allocated": "finite limit, allocated",
+    "finite_limit_superposed": "finite limit, superposed",
+    "drifting": "drifting",
+    "not_resolved": "not resolved",
+}
 
 
 def regime_map_figure(gathered: xr.Dataset, experiment: str) -> tuple[Figure, dict]:
@@ -798,9 +1166,19 @@ def regime_map_figure(gathered: xr.Dataset, experiment: str) -> tuple[Figure, di
     values = {k: gathered[k].values for k in axes_keys}
     # the other axes of a panel sit at their middle grid value (H = I in a heads axis {1, I, ...})
     first = {k: sorted(set(v.tolist()))[(len(set(v.tolist())) - 1) // 2] for k, v in values.items()}
-    pairs = list(itertools.combinations(axes_keys, 2)) if len(axes_keys) > 1 else [(axes_keys[0], None)] if axes_keys else [(None, None)]
-    fig, panels = plt.subplots(1, len(pairs), figsize=(min(FIG_WIDTH, 3.6 * len(pairs) + 0.6), 3.6), squeeze=False)
-    inits = sorted({tuple(gathered[k].values[n] for k in init_keys) for n in range(gathered.sizes["point"])})
+    pairs = (
+        list(itertools.combinations(axes_keys, 2))
+        if len(axes_keys) > 1
+        else [(axes_keys[0], None)]
+        if axes_keys
+        else [(None, None)]
+    )
+    fig, panels = plt.subplots(
+        1, len(pairs), figsize=(min(FIG_WIDTH, 3.6 * len(pairs) + 0.6), 3.6), squeeze=False
+    )
+    inits = sorted(
+        {tuple(gathered[k].values[n] for k in init_keys) for n in range(gathered.sizes["point"])}
+    )
     for ax, (a, b) in zip(panels[0], pairs):
         others = [k for k in axes_keys if k not in (a, b)]
         keep = np.ones(gathered.sizes["point"], dtype=bool)
@@ -813,13 +1191,33 @@ def regime_map_figure(gathered: xr.Dataset, experiment: str) -> tuple[Figure, di
             j = ys.index(values[b][n]) if b else 0
             k = inits.index(tuple(gathered[key].values[n] for key in init_keys))
             width = 1.0 / len(inits)
-            mark(ax.add_patch(plt.Rectangle((i + k * width, j), width, 1.0, facecolor=REGIME_COLORS[regime[n]], edgecolor="white", lw=1.5)))
+            mark(
+                ax.add_patch(
+                    plt.Rectangle(
+                        (i + k * width, j),
+                        width,
+                        1.0,
+                        facecolor=REGIME_COLORS[regime[n]],
+                        edgecolor="white",
+                        lw=1.5,
+                    )
+                )
+            )
         for i, x in enumerate(xs):
             for j, y in enumerate(ys):
                 here = keep & ((values[a] == x) if a else True) & ((values[b] == y) if b else True)
                 ratios = gathered["excess_ratio"].values[here]
                 if np.isfinite(ratios).any():
-                    ax.text(i + 0.5, j + 0.5, f"×{np.nanmedian(ratios):.2f}", ha="center", va="center", fontsize=8, color="white", fontweight="bold")
+                    ax.text(
+                        i + 0.5,
+                        j + 0.5,
+                        f"×{np.nanmedian(ratios):.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color="white",
+                        fontweight="bold",
+                    )
         ax.set_xlim(0, len(xs))
         ax.set_ylim(0, len(ys))
         ax.set_xticks(np.arange(len(xs)) + 0.5, [M.fmt(x) for x in xs] if a else [""])
@@ -830,16 +1228,37 @@ def regime_map_figure(gathered: xr.Dataset, experiment: str) -> tuple[Figure, di
         fixed = ", ".join(f"{k} = {M.fmt(first[k])}" for k in others)
         ax.set_title(fixed and f"at {fixed}", fontsize=9)
     handles = [plt.Rectangle((0, 0), 1, 1, facecolor=REGIME_COLORS[m]) for m in REGIMES.values()]
-    fig.legend(handles, [REGIME_LABELS[m] for m in REGIMES.values()], loc="lower center", ncol=4, fontsize=8, bbox_to_anchor=(0.5, -0.12))
-    order = " | ".join(", ".join(f"{k} = {M.fmt(v)}" for k, v in zip(init_keys, init)) for init in inits) if init_keys else "one init"
-    fig.suptitle(f"{experiment}: end state of the exact flow at t = {M.fmt(float(gathered.attrs['horizon']))}; "
-                 f"stripes left to right: {order}", fontsize=9.5)
+    fig.legend(
+        handles,
+        [REGIME_LABELS[m] for m in REGIMES.values()],
+        loc="lower center",
+        ncol=4,
+        fontsize=8,
+        bbox_to_anchor=(0.5, -0.12),
+    )
+    order = (
+        " | ".join(
+            ", ".join(f"{k} = {M.fmt(v)}" for k, v in zip(init_keys, init)) for init in inits
+        )
+        if init_keys
+        else "one init"
+    )
+    fig.suptitle(
+        f"{experiment}: end state of the exact flow at t = "
+        f"{M.fmt(float(gathered.attrs['horizon']))}; "
+        f"stripes left to right: {order}",
+        fontsize=9.5,
+    )
     numbers = summarise(gathered)
-    numbers.update(experiment=experiment, axes=axes_keys, init_keys=init_keys, inits=[list(i) for i in inits])
+    numbers.update(
+        experiment=experiment, axes=axes_keys, init_keys=init_keys, inits=[list(i) for i in inits]
+    )
     return _check(fig), numbers
 
 
-def length_figure(runs: Sequence[M.RunData], experiment: str, max_ratio: float) -> tuple[Figure, dict]:
+def length_figure(
+    runs: Sequence[M.RunData], experiment: str, max_ratio: float
+) -> tuple[Figure, dict]:
     """C9: excess risk of the trained model at context lengths L' against L', training L marked."""
     setup_style()
     gen = M.measure_length(runs, max_ratio)
@@ -848,7 +1267,18 @@ def length_figure(runs: Sequence[M.RunData], experiment: str, max_ratio: float) 
         x, y, se = (np.asarray(r[key], dtype=float) for key in ("lengths", "excess", "se"))
         color = HEAD_COLORS[k % len(HEAD_COLORS)]
         ok = np.isfinite(y) & (y > 0)
-        mark(ax.errorbar(x[ok], y[ok], yerr=2 * se[ok], fmt="o-", color=color, capsize=2, ms=4, label=r["run"]))
+        mark(
+            ax.errorbar(
+                x[ok],
+                y[ok],
+                yerr=2 * se[ok],
+                fmt="o-",
+                color=color,
+                capsize=2,
+                ms=4,
+                label=r["run"],
+            )
+        )
         ax.axvline(r["train_length"], color=color, ls=":", lw=1)
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -863,17 +1293,29 @@ def length_figure(runs: Sequence[M.RunData], experiment: str, max_ratio: float) 
     return _check(fig), {"experiment": experiment, **gen}
 
 
-def comparison_figure(runs: Sequence[M.RunData], experiment: str, purity_threshold: float, title: str) -> tuple[Figure, dict]:
+def comparison_figure(
+    runs: Sequence[M.RunData], experiment: str, purity_threshold: float, title: str
+) -> tuple[Figure, dict]:
     """C9 (softmax vs linear attention, nonlinear target): evaluation risk against time for every
     run of the experiment, coloured by what the experiment varies, and the final purity per task."""
     setup_style()
     comp = M.measure_comparison(runs, purity_threshold)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(FIG_WIDTH, 3.9), gridspec_kw={"width_ratios": [1.5, 1]})
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(FIG_WIDTH, 3.9), gridspec_kw={"width_ratios": [1.5, 1]}
+    )
     colors = {g: HEAD_COLORS[k % len(HEAD_COLORS)] for k, g in enumerate(comp["groups"])}
     for r, data in zip(comp["runs"], runs):
         t = np.asarray(data.train["time"].values, dtype=float)
         keep = t > 0
-        mark(left.plot(t[keep], data.train["eval_risk"].values[keep], color=colors[r["group"]], alpha=0.85, label=r["group"]))
+        mark(
+            left.plot(
+                t[keep],
+                data.train["eval_risk"].values[keep],
+                color=colors[r["group"]],
+                alpha=0.85,
+                label=r["group"],
+            )
+        )
     floor = comp["runs"][0]["noise_floor"] if comp["runs"] else math.nan
     if math.isfinite(floor):
         left.axhline(floor, color="k", ls=":", lw=1, label=f"σ² = {floor:.3g}")
@@ -889,8 +1331,20 @@ def comparison_figure(runs: Sequence[M.RunData], experiment: str, purity_thresho
     for k, r in enumerate(comp["runs"]):
         purity = np.asarray(r["purity"], dtype=float)
         xs = np.arange(purity.size) + (k - (n - 1) / 2) * width
-        mark(list(right.bar(xs, np.nan_to_num(purity), width=width, color=colors[r["group"]], edgecolor="white")))
-    right.axhline(purity_threshold, color="k", ls=":", lw=1, label=f"purity threshold {purity_threshold:g}")
+        mark(
+            list(
+                right.bar(
+                    xs,
+                    np.nan_to_num(purity),
+                    width=width,
+                    color=colors[r["group"]],
+                    edgecolor="white",
+                )
+            )
+        )
+    right.axhline(
+        purity_threshold, color="k", ls=":", lw=1, label=f"purity threshold {purity_threshold:g}"
+    )
     tasks = max((len(r["purity"]) for r in comp["runs"]), default=0)
     right.set_xticks(range(tasks), [f"task {i}" for i in range(tasks)])
     right.set_ylim(0, 1.05)
@@ -904,7 +1358,54 @@ def comparison_figure(runs: Sequence[M.RunData], experiment: str, purity_thresho
 # ---------------------------------------------------------------------------------------------
 # dispatch (what stages.plot_figure calls)
 
-PER_RUN = ("risk", "trajectories", "allocation", "heatmaps")
+
+@dataclass(frozen=True)
+class FigureInput:
+    """What one figure job loaded: the (non-diverged) runs, the experiment's optimality or map file,
+    the surrogate check, the target (run id, experiment or ``suite``) and the verdict thresholds."""
+
+    runs: Sequence[M.RunData]
+    target: str
+    th: Mapping[str, float]
+    optimality: xr.Dataset | None = None
+    surrogate: xr.Dataset | None = None
+    regime_map: xr.Dataset | None = None
+
+
+# one adapter per kind of report.FIGURE_KINDS, from the loaded inputs to its draw function
+DRAWERS: dict[str, Callable[[FigureInput], tuple[Figure, dict]]] = {
+    "convergence": lambda f: convergence_figure(f.runs, f.th["converged_rtol"]),
+    "limit": lambda f: limit_figure(f.runs, f.target),
+    "regime_map": lambda f: regime_map_figure(f.regime_map, f.target),
+    "risk": lambda f: risk_figure(
+        f.runs[0].train, f.runs[0].spectral, f.target, f.th["emergence_speedup"]
+    ),
+    "warmup": lambda f: warmup_figure(f.runs, f.target, f.th["warmup_slope_rtol"]),
+    "complexity": lambda f: complexity_figure(f.runs, f.target),
+    "allocation": lambda f: allocation_figure(f.runs[0].spectral, f.target, f.th["purity"]),
+    "heatmaps": lambda f: heatmaps_figure(f.runs[0].train, f.runs[0].spectral, f.target),
+    "purity": lambda f: purity_figure(f.runs, f.target, f.th["purity"]),
+    "winner": lambda f: winner_figure(f.runs, f.target),
+    "optimality": lambda f: optimality_figure(f.optimality, f.target, f.th["optimality_ratio"]),
+    "baselines": lambda f: baselines_figure(f.optimality, f.target),
+    "separation": lambda f: separation_figure(f.optimality, f.target, f.th["separation_ratio"]),
+    "trajectories": lambda f: trajectories_figure(f.runs[0].spectral, f.target),
+    "flow": lambda f: flow_figure(f.runs, f.target, f.th["ode_gap"]),
+    "surrogate": lambda f: surrogate_figure(f.surrogate),
+    "regimes": lambda f: regimes_figure(f.runs, f.target, f.th["regime_correlation"]),
+    "length": lambda f: length_figure(f.runs, f.target, f.th["length_ratio"]),
+    "linear": lambda f: comparison_figure(
+        f.runs, f.target, f.th["purity"], f"{f.target}: softmax versus linear attention"
+    ),
+    "nonlinear": lambda f: comparison_figure(
+        f.runs, f.target, f.th["purity"], f"{f.target}: a nonlinear target"
+    ),
+}
+if DRAWERS.keys() != FIGURE_KINDS.keys():  # the registry and its drawers must name the same kinds
+    raise ImportError(
+        "plots.DRAWERS and report.FIGURE_KINDS differ: "
+        f"{sorted(DRAWERS.keys() ^ FIGURE_KINDS.keys())}"
+    )
 
 
 def draw(
@@ -917,49 +1418,8 @@ def draw(
     regime_map: xr.Dataset | None = None,
 ) -> tuple[Figure, dict]:
     """Draw one figure of ``kind`` for ``target`` (a run id, an experiment name or ``suite``)."""
-    th = thresholds(given)
-    if kind == "regime_map":
-        return regime_map_figure(regime_map, target)
-    if kind == "complexity":
-        return complexity_figure(runs, target)
-    if kind == "risk":
-        return risk_figure(runs[0].train, runs[0].spectral, target, th["emergence_speedup"])
-    if kind == "flow":
-        return flow_figure(runs, target, th["ode_gap"])
-    if kind == "limit":
-        return limit_figure(runs, target)
-    if kind == "trajectories":
-        return trajectories_figure(runs[0].spectral, target)
-    if kind == "allocation":
-        return allocation_figure(runs[0].spectral, target, th["purity"])
-    if kind == "heatmaps":
-        return heatmaps_figure(runs[0].train, runs[0].spectral, target)
-    if kind == "surrogate":
-        return surrogate_figure(surrogate)
-    if kind == "convergence":
-        return convergence_figure(runs, th["converged_rtol"])
-    if kind == "warmup":
-        return warmup_figure(runs, target, th["warmup_slope_rtol"])
-    if kind == "purity":
-        return purity_figure(runs, target, th["purity"])
-    if kind == "winner":
-        return winner_figure(runs, target)
-    if kind == "optimality":
-        return optimality_figure(optimality, target, th["optimality_ratio"])
-    if kind == "baselines":
-        return baselines_figure(optimality, target)
-    if kind == "separation":
-        return separation_figure(optimality, target, th["separation_ratio"])
-    if kind == "regimes":
-        return regimes_figure(runs, target, th["regime_correlation"])
-    if kind == "length":
-        return length_figure(runs, target, th["length_ratio"])
-    if kind == "linear":
-        return comparison_figure(runs, target, th["purity"], f"{target}: softmax versus linear attention")
-    if kind == "nonlinear":
-        return comparison_figure(runs, target, th["purity"], f"{target}: a nonlinear target")
-    raise ValueError(f"unknown figure kind {kind!r}")
-
-
-def kinds() -> Iterable[str]:
-    return FIGURE_KINDS.keys()
+    if kind not in DRAWERS:
+        raise ValueError(f"unknown figure kind {kind!r}; known: {', '.join(DRAWERS)}")
+    return DRAWERS[kind](
+        FigureInput(runs, target, thresholds(given), optimality, surrogate, regime_map)
+    )

@@ -10,7 +10,8 @@ login node has no GPU), set ``MULTIHEAD_ICL_JOBS_ELSEWHERE=1`` to skip them.
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .config import ConfigError, Suite
 from .tasks import task_dims_of
@@ -33,7 +34,11 @@ def memory_estimate(params: Mapping[str, Any]) -> dict[str, float]:
     step ahead, and the attention activations with their gradients) and its evaluation sets."""
     dims = task_dims_of(params)
     d, tasks = sum(dims), int(params["tasks"])
-    heads, batch, length = int(params["heads"]), int(params["batch_size"]), int(params["context_length"])
+    heads, batch, length = (
+        int(params["heads"]),
+        int(params["batch_size"]),
+        int(params["context_length"]),
+    )
     tokens = batch * (length + 1)
     step = BYTES * (4 * tokens * (d + tasks + 1) + 4 * batch * heads * length)
     if str(params.get("model", "reduced")) == "full":
@@ -49,7 +54,8 @@ def _gigabytes(n: float) -> str:
 
 
 def check_memory(suite: Suite, available: int | None = None) -> None:
-    """No run needs more than MEMORY_SHARE of this machine's memory for a step or its evaluation set."""
+    """No run needs more than MEMORY_SHARE of this machine's memory for a step or its evaluation
+    set."""
     available = machine_memory() if available is None else available
     if available <= 0:
         return
@@ -57,10 +63,17 @@ def check_memory(suite: Suite, available: int | None = None) -> None:
         need = memory_estimate(params)
         for what, size in need.items():
             if size > MEMORY_SHARE * available:
-                keys = "batch_size, context_length" if what == "step" else "eval_prompts, context_length or eval_lengths"
-                raise ConfigError(f"{run_id}: {'a training step' if what == 'step' else 'an evaluation set'} needs about {_gigabytes(size)} "
-                                  f"but this machine has {_gigabytes(available)}; lower {keys} "
-                                  f"(or set {JOBS_ELSEWHERE}=1 when the jobs run on larger machines)")
+                keys = (
+                    "batch_size, context_length"
+                    if what == "step"
+                    else "eval_prompts, context_length or eval_lengths"
+                )
+                raise ConfigError(
+                    f"{run_id}: {'a training step' if what == 'step' else 'an evaluation set'} "
+                    f"needs about {_gigabytes(size)} "
+                    f"but this machine has {_gigabytes(available)}; lower {keys} "
+                    f"(or set {JOBS_ELSEWHERE}=1 when the jobs run on larger machines)"
+                )
 
 
 def check_devices(suite: Suite) -> None:
@@ -70,9 +83,16 @@ def check_devices(suite: Suite) -> None:
         import torch
 
         if not torch.cuda.is_available():
-            run, device = next((r, str(p.get("device"))) for r, p in suite.runs.items() if str(p.get("device", "cpu")).startswith("cuda"))
-            raise ConfigError(f"{run}.device: {device}, but torch sees no CUDA device on this machine; use device: auto (a GPU where there "
-                              f"is one, else the CPU), or set {JOBS_ELSEWHERE}=1 when the jobs run on GPU nodes")
+            run, device = next(
+                (r, str(p.get("device")))
+                for r, p in suite.runs.items()
+                if str(p.get("device", "cpu")).startswith("cuda")
+            )
+            raise ConfigError(
+                f"{run}.device: {device}, but torch sees no CUDA device on this machine; use "
+                "device: auto (a GPU where there "
+                f"is one, else the CPU), or set {JOBS_ELSEWHERE}=1 when the jobs run on GPU nodes"
+            )
     if any(w.startswith("cuda:") for w in wanted):
         import torch
 
@@ -80,13 +100,18 @@ def check_devices(suite: Suite) -> None:
         for run, params in suite.runs.items():
             device = str(params.get("device", "cpu"))
             if device.startswith("cuda:") and int(device.split(":")[1]) >= count:
-                raise ConfigError(f"{run}.device: {device}, but this machine has {count} CUDA device(s) (cuda:0 to cuda:{count - 1})")
+                raise ConfigError(
+                    f"{run}.device: {device}, but this machine has {count} CUDA device(s) (cuda:0 "
+                    f"to cuda:{count - 1})"
+                )
     if "mps" in wanted:
         import torch
 
         if not torch.backends.mps.is_available():
             run = next(r for r, p in suite.runs.items() if str(p.get("device", "cpu")) == "mps")
-            raise ConfigError(f"{run}.device: mps, but this machine has no Apple GPU; use device: auto")
+            raise ConfigError(
+                f"{run}.device: mps, but this machine has no Apple GPU; use device: auto"
+            )
 
 
 def preflight(suite: Suite) -> None:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 DEFAULT_THRESHOLDS: dict[str, float] = {
     "partly_fraction": 0.5,
@@ -28,17 +29,43 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
 }
 
 CLAIMS: dict[str, dict[str, str]] = {
-    "C1": {"category": "C1 Global convergence", "claim": "Gradient flow converges (from a suitable init)."},
-    "C2": {"category": "C2 Three phases", "claim": "Slow warm-up, sharp emergence, convergence; warm-up grows with ln(1/init scale)."},
+    "C1": {
+        "category": "C1 Global convergence",
+        "claim": "Gradient flow converges (from a suitable init).",
+    },
+    "C2": {
+        "category": "C2 Three phases",
+        "claim": "Slow warm-up, sharp emergence, convergence; warm-up grows with ln(1/init scale).",
+    },
     "C3": {"category": "C3 Task allocation", "claim": "Each head ends up serving a single task."},
-    "C4": {"category": "C4 Winner prediction", "claim": "Which head takes which task is set by the initial semi-singular values."},
-    "C5": {"category": "C5 Optimality gap", "claim": "The trained limit is within a constant factor of the best multi-head attention."},
-    "C6": {"category": "C6 Single vs multi-head", "claim": "Strict separation: multi-head beats the best single head."},
-    "C7": {"category": "C7 Spectral ODE", "claim": "The dynamics reduce to ODEs in the spectral domain."},
-    "C8": {"category": "C8 Softmax regimes", "claim": "Exponential and saturation regimes; noise favours delocalised attention."},
-    "C9": {"category": "C9 Extensions", "claim": "Linear attention, length generalisation, nonlinear targets."},
+    "C4": {
+        "category": "C4 Winner prediction",
+        "claim": "Which head takes which task is set by the initial semi-singular values.",
+    },
+    "C5": {
+        "category": "C5 Optimality gap",
+        "claim": "The trained limit is within a constant factor of the best multi-head attention.",
+    },
+    "C6": {
+        "category": "C6 Single vs multi-head",
+        "claim": "Strict separation: multi-head beats the best single head.",
+    },
+    "C7": {
+        "category": "C7 Spectral ODE",
+        "claim": "The dynamics reduce to ODEs in the spectral domain.",
+    },
+    "C8": {
+        "category": "C8 Softmax regimes",
+        "claim": "Exponential and saturation regimes; noise favours delocalised attention.",
+    },
+    "C9": {
+        "category": "C9 Extensions",
+        "claim": "Linear attention, length generalisation, nonlinear targets.",
+    },
 }
-VERDICT_CATEGORY = "All claims (verdict table)"  # sorts first; no colon (it would break the RST link targets)
+VERDICT_CATEGORY = (
+    "All claims (verdict table)"  # sorts first; no colon (it would break the RST link targets)
+)
 
 
 @dataclass(frozen=True)
@@ -46,34 +73,141 @@ class FigureKind:
     claim: str
     scope: str  # "run" (one figure per selected run), "experiment" or "suite"
     setting: str | None  # the key of the config's figures section naming the experiment(s)
-    needs: tuple[str, ...]  # files read: "train", "spectral", "lengths", "flow", "optimality", "surrogate", "map"
+    needs: tuple[
+        str, ...
+    ]  # files read: "train", "spectral", "lengths", "flow", "optimality", "surrogate", "map"
     title: str  # short, for the report's labels
     thresholds: tuple[str, ...] = ()  # the verdict thresholds the figure draws (its rule's params)
-    flow_only: bool = False  # drawn only for experiments with runs that have an exact flow (flow.nc)
-    shows_diverged: bool = False  # draws diverged runs itself (otherwise they are left out and listed)
+    flow_only: bool = (
+        False  # drawn only for experiments with runs that have an exact flow (flow.nc)
+    )
+    shows_diverged: bool = (
+        False  # draws diverged runs itself (otherwise they are left out and listed)
+    )
 
 
 FIGURE_KINDS: dict[str, FigureKind] = {
-    "convergence": FigureKind("C1", "suite", None, ("train",), "convergence of every run", ("converged_rtol",), shows_diverged=True),
-    "limit": FigureKind("C1", "experiment", "allocation", ("train", "spectral", "flow"), "the exact flow to its long horizon", flow_only=True),
-    "regime_map": FigureKind("C1", "experiment", "regime_map", ("map",), "where the exact flow ends: a map of regimes"),
-    "risk": FigureKind("C2", "run", "runs", ("train", "spectral"), "risk against time with phases", ("emergence_speedup",)),
-    "warmup": FigureKind("C2", "experiment", "warmup", ("train", "spectral"), "warm-up time against init scale", ("warmup_slope_rtol",)),
-    "complexity": FigureKind("C2", "experiment", "complexity", ("train", "spectral", "flow"), "tasks of different complexity against the warm-up law"),
-    "allocation": FigureKind("C3", "run", "runs", ("train", "spectral"), "allocation shares over time", ("purity",)),
-    "heatmaps": FigureKind("C3", "run", "runs", ("train", "spectral"), "W_h heat maps at the phase ends"),
-    "purity": FigureKind("C3", "experiment", "purity", ("train", "spectral"), "purity and drift against a sweep", ("purity",)),
-    "winner": FigureKind("C4", "experiment", "winner", ("train", "spectral"), "predicted against observed winner", ("winner_agreement",)),
-    "optimality": FigureKind("C5", "experiment", "optimality", ("optimality",), "optimality ratio", ("optimality_ratio",)),
-    "baselines": FigureKind("C5", "experiment", "baselines", ("optimality",), "every baseline against L"),
-    "separation": FigureKind("C6", "experiment", "separation", ("optimality",), "separation against tasks", ("separation_ratio",)),
-    "trajectories": FigureKind("C7", "run", "runs", ("train", "spectral"), "omega, mu with the spectral ODE", ("ode_gap",)),
-    "flow": FigureKind("C7", "experiment", "allocation", ("train", "spectral", "flow"), "trained runs against the exact flow and GD at their lr", ("ode_gap",), flow_only=True),
-    "surrogate": FigureKind("C7", "suite", None, ("surrogate",), "finite-L surrogate against Monte Carlo"),
-    "regimes": FigureKind("C8", "experiment", "regimes", ("train", "spectral", "flow"), "n_eff / L against noise", ("regime_correlation",)),
-    "length": FigureKind("C9", "experiment", "length", ("train", "lengths"), "length generalisation", ("length_ratio",)),
-    "linear": FigureKind("C9", "experiment", "linear", ("train", "spectral"), "softmax versus linear attention", ("purity",)),
-    "nonlinear": FigureKind("C9", "experiment", "nonlinear", ("train", "spectral"), "nonlinear target", ("purity",)),
+    "convergence": FigureKind(
+        "C1",
+        "suite",
+        None,
+        ("train",),
+        "convergence of every run",
+        ("converged_rtol",),
+        shows_diverged=True,
+    ),
+    "limit": FigureKind(
+        "C1",
+        "experiment",
+        "allocation",
+        ("train", "spectral", "flow"),
+        "the exact flow to its long horizon",
+        flow_only=True,
+    ),
+    "regime_map": FigureKind(
+        "C1", "experiment", "regime_map", ("map",), "where the exact flow ends: a map of regimes"
+    ),
+    "risk": FigureKind(
+        "C2",
+        "run",
+        "runs",
+        ("train", "spectral"),
+        "risk against time with phases",
+        ("emergence_speedup",),
+    ),
+    "warmup": FigureKind(
+        "C2",
+        "experiment",
+        "warmup",
+        ("train", "spectral"),
+        "warm-up time against init scale",
+        ("warmup_slope_rtol",),
+    ),
+    "complexity": FigureKind(
+        "C2",
+        "experiment",
+        "complexity",
+        ("train", "spectral", "flow"),
+        "tasks of different complexity against the warm-up law",
+    ),
+    "allocation": FigureKind(
+        "C3", "run", "runs", ("train", "spectral"), "allocation shares over time", ("purity",)
+    ),
+    "heatmaps": FigureKind(
+        "C3", "run", "runs", ("train", "spectral"), "W_h heat maps at the phase ends"
+    ),
+    "purity": FigureKind(
+        "C3",
+        "experiment",
+        "purity",
+        ("train", "spectral"),
+        "purity and drift against a sweep",
+        ("purity",),
+    ),
+    "winner": FigureKind(
+        "C4",
+        "experiment",
+        "winner",
+        ("train", "spectral"),
+        "predicted against observed winner",
+        ("winner_agreement",),
+    ),
+    "optimality": FigureKind(
+        "C5", "experiment", "optimality", ("optimality",), "optimality ratio", ("optimality_ratio",)
+    ),
+    "baselines": FigureKind(
+        "C5", "experiment", "baselines", ("optimality",), "every baseline against L"
+    ),
+    "separation": FigureKind(
+        "C6",
+        "experiment",
+        "separation",
+        ("optimality",),
+        "separation against tasks",
+        ("separation_ratio",),
+    ),
+    "trajectories": FigureKind(
+        "C7", "run", "runs", ("train", "spectral"), "omega, mu with the spectral ODE", ("ode_gap",)
+    ),
+    "flow": FigureKind(
+        "C7",
+        "experiment",
+        "allocation",
+        ("train", "spectral", "flow"),
+        "trained runs against the exact flow and GD at their lr",
+        ("ode_gap",),
+        flow_only=True,
+    ),
+    "surrogate": FigureKind(
+        "C7", "suite", None, ("surrogate",), "finite-L surrogate against Monte Carlo"
+    ),
+    "regimes": FigureKind(
+        "C8",
+        "experiment",
+        "regimes",
+        ("train", "spectral", "flow"),
+        "n_eff / L against noise",
+        ("regime_correlation",),
+    ),
+    "length": FigureKind(
+        "C9",
+        "experiment",
+        "length",
+        ("train", "lengths"),
+        "length generalisation",
+        ("length_ratio",),
+    ),
+    "linear": FigureKind(
+        "C9",
+        "experiment",
+        "linear",
+        ("train", "spectral"),
+        "softmax versus linear attention",
+        ("purity",),
+    ),
+    "nonlinear": FigureKind(
+        "C9", "experiment", "nonlinear", ("train", "spectral"), "nonlinear target", ("purity",)
+    ),
 }
 
 
@@ -82,7 +216,9 @@ def thresholds(given: Mapping[str, Any] | None = None) -> dict[str, float]:
     given = dict(given or {})
     unknown = set(given) - set(DEFAULT_THRESHOLDS)
     if unknown:
-        raise ValueError(f"unknown verdict thresholds {sorted(unknown)}; known: {sorted(DEFAULT_THRESHOLDS)}")
+        raise ValueError(
+            f"unknown verdict thresholds {sorted(unknown)}; known: {sorted(DEFAULT_THRESHOLDS)}"
+        )
     return {**DEFAULT_THRESHOLDS, **{k: float(v) for k, v in given.items()}}
 
 
@@ -104,7 +240,9 @@ class FigureSpec:
         return CLAIMS[self.claim]["category"]
 
 
-def report_settings(figures: Mapping[str, Any] | None, schema: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def report_settings(
+    figures: Mapping[str, Any] | None, schema: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """The ``figures`` config section with the schema's defaults filled in (the suite loader fills
     top-level defaults only)."""
     settings = {}
@@ -117,11 +255,26 @@ def report_settings(figures: Mapping[str, Any] | None, schema: Mapping[str, Any]
 
 # the keys of the figures section that name the experiment(s) answering a claim; a comparison
 # setting (the config's ``settings`` section) names its own experiments with the same keys
-CLAIM_ROLES = ("allocation", "streams", "winner", "warmup", "complexity", "purity", "optimality", "baselines", "separation",
-               "regimes", "length", "linear", "nonlinear")
+CLAIM_ROLES = (
+    "allocation",
+    "streams",
+    "winner",
+    "warmup",
+    "complexity",
+    "purity",
+    "optimality",
+    "baselines",
+    "separation",
+    "regimes",
+    "length",
+    "linear",
+    "nonlinear",
+)
 
 
-def comparison_settings(section: Mapping[str, Any] | None, experiments: Mapping[str, Sequence[str]]) -> dict[str, dict[str, Any]]:
+def comparison_settings(
+    section: Mapping[str, Any] | None, experiments: Mapping[str, Sequence[str]]
+) -> dict[str, dict[str, Any]]:
     """The config's ``settings`` section checked: every role a known key naming existing
     experiments, no experiment in two settings; roles not given are None (not measured there)."""
     out: dict[str, dict[str, Any]] = {}
@@ -130,23 +283,41 @@ def comparison_settings(section: Mapping[str, Any] | None, experiments: Mapping[
         given = dict(given)
         unknown = set(given) - {"label", *CLAIM_ROLES}
         if unknown:
-            raise ValueError(f"settings.{name}: unknown key {', '.join(sorted(map(repr, unknown)))} (allowed: label, {', '.join(CLAIM_ROLES)})")
+            raise ValueError(
+                f"settings.{name}: unknown key {', '.join(sorted(map(repr, unknown)))} (allowed: "
+                f"label, {', '.join(CLAIM_ROLES)})"
+            )
         roles = {role: given.get(role) for role in CLAIM_ROLES}
         for role, value in roles.items():
             for experiment in as_list(value):
                 if experiment not in experiments:
-                    raise ValueError(f"settings.{name}.{role}: {experiment!r} is not an experiment (experiments: {', '.join(experiments)})")
+                    raise ValueError(
+                        f"settings.{name}.{role}: {experiment!r} is not an experiment "
+                        f"(experiments: {', '.join(experiments)})"
+                    )
                 if owner.setdefault(experiment, name) != name:
-                    raise ValueError(f"settings.{name}.{role}: experiment {experiment!r} already belongs to setting {owner[experiment]!r}")
+                    raise ValueError(
+                        f"settings.{name}.{role}: experiment {experiment!r} already belongs to "
+                        f"setting {owner[experiment]!r}"
+                    )
         out[name] = {"label": str(given.get("label") or name), **roles}
     return out
 
 
-OPTIMALITY_ROLES = ("optimality", "baselines", "separation")  # roles that read results/optimality/<experiment>.nc
+OPTIMALITY_ROLES = (
+    "optimality",
+    "baselines",
+    "separation",
+)  # roles that read results/optimality/<experiment>.nc
 
 
-def check_roles(given: Mapping[str, Any] | None, experiments: Mapping[str, Sequence[str]], maps: Sequence[str],
-                optimality: Sequence[str], where: str = "figures") -> None:
+def check_roles(
+    given: Mapping[str, Any] | None,
+    experiments: Mapping[str, Sequence[str]],
+    maps: Sequence[str],
+    optimality: Sequence[str],
+    where: str = "figures",
+) -> None:
     """The experiments a user named in the figures section (or a setting) exist, and those that
     feed an optimality figure have ``optimality: true``: otherwise the figure and its claim would
     silently drop out. Defaults that name absent experiments are fine (that figure is not drawn)."""
@@ -159,9 +330,15 @@ def check_roles(given: Mapping[str, Any] | None, experiments: Mapping[str, Seque
             continue
         for name in as_list(value):
             if name not in known:
-                raise ValueError(f"{where}.{role}: {name!r} names no {kind} of this config ({', '.join(known) or 'none'})")
+                raise ValueError(
+                    f"{where}.{role}: {name!r} names no {kind} of this config "
+                    f"({', '.join(known) or 'none'})"
+                )
             if role in OPTIMALITY_ROLES and name not in optimality:
-                raise ValueError(f"{where}.{role}: experiment {name!r} has no optimality file; set experiments.{name}.optimality: true")
+                raise ValueError(
+                    f"{where}.{role}: experiment {name!r} has no optimality file; set "
+                    f"experiments.{name}.optimality: true"
+                )
 
 
 def setting_experiments(setting: Mapping[str, Any]) -> list[str]:
@@ -169,7 +346,9 @@ def setting_experiments(setting: Mapping[str, Any]) -> list[str]:
     return list(dict.fromkeys(e for role in CLAIM_ROLES for e in as_list(setting.get(role))))
 
 
-def plan_settings(figures: Mapping[str, Any], comparisons: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+def plan_settings(
+    figures: Mapping[str, Any], comparisons: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Any]:
     """The figures settings with every comparison setting's experiments added to the same roles,
     so the report draws their figures too."""
     merged = dict(figures)
@@ -195,7 +374,11 @@ def select_runs(settings: Mapping[str, Any], experiments: Mapping[str, Sequence[
         first = (as_list(settings.get("allocation")) or [None])[0]
         if first in experiments and experiments[first]:
             return [experiments[first][0]]
-        return [next(iter(experiments.values()))[0]] if experiments and next(iter(experiments.values())) else []
+        return (
+            [next(iter(experiments.values()))[0]]
+            if experiments and next(iter(experiments.values()))
+            else []
+        )
     out = []
     for name in chosen:
         if name in experiments:
@@ -203,7 +386,10 @@ def select_runs(settings: Mapping[str, Any], experiments: Mapping[str, Sequence[
         elif name in all_runs:
             out.append(name)
         else:
-            raise ValueError(f"figures.runs: {name!r} is neither a run id nor an experiment (experiments: {', '.join(experiments)})")
+            raise ValueError(
+                f"figures.runs: {name!r} is neither a run id nor an experiment (experiments: "
+                f"{', '.join(experiments)})"
+            )
     return list(dict.fromkeys(out))
 
 
@@ -227,7 +413,9 @@ def report_plan(
             targets = [("suite", () if "train" not in spec.needs else all_runs, None)]
         elif spec.scope == "run":
             targets = [(run, (run,), None) for run in select_runs(settings, experiments)]
-        elif "map" in spec.needs:  # a regime map has no runs: its one file is results/maps/<name>.nc
+        elif (
+            "map" in spec.needs
+        ):  # a regime map has no runs: its one file is results/maps/<name>.nc
             targets = [(n, (), n) for n in as_list(settings.get(spec.setting)) if n in maps]
         else:
             names = [n for n in as_list(settings.get(spec.setting)) if n in experiments]
@@ -239,8 +427,14 @@ def report_plan(
                     names = [n for n in names if flows is None or set(experiments[n]) & set(flows)]
                 targets = [(n, tuple(experiments[n]), None) for n in names]
         for target, runs, experiment in targets:
-            stem = f"results/figures/{target}/{kind}" if target != "suite" else f"results/figures/{kind}"
-            plan.append(FigureSpec(kind, target, tuple(runs), experiment, f"{stem}.{fmt}", f"{stem}.json"))
+            stem = (
+                f"results/figures/{target}/{kind}"
+                if target != "suite"
+                else f"results/figures/{kind}"
+            )
+            plan.append(
+                FigureSpec(kind, target, tuple(runs), experiment, f"{stem}.{fmt}", f"{stem}.json")
+            )
     return plan
 
 
@@ -283,5 +477,3 @@ class CaptionData:
         return f"CaptionData({self._path!r})"
 
     __str__ = __repr__
-
-

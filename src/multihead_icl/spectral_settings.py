@@ -8,8 +8,9 @@ changed setting re-runs exactly the analysis jobs.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Mapping
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class SpectralSettings:
     ode_rtol: float = 1e-6
 
     @classmethod
-    def from_config(cls, section: Mapping[str, Any] | None) -> "SpectralSettings":
+    def from_config(cls, section: Mapping[str, Any] | None) -> SpectralSettings:
         """From the config's ``spectral`` mapping; other keys (``surrogate_check``) are ignored."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in dict(section or {}).items() if k in names})
@@ -39,7 +40,8 @@ class SpectralSettings:
 class SurrogateCheckSettings:
     """The ``spectral.surrogate_check`` grid: two heads, two tasks of equal size d (the smallest
     setting with cross-head and cross-task terms). ``allocated`` has omega_hh = omega and
-    omega_hi = omega/4 (i != h); ``shared`` has every omega_hi = omega; mu_hi = alpha_i omega_hi with
+    omega_hi = omega/4 (i != h); ``shared`` has every omega_hi = omega; mu_hi = alpha_i omega_hi
+    with
     alpha_i chosen so that p_i equals each of ``signal_targets``."""
 
     task_dims: tuple[int, ...] = (2, 4)
@@ -53,7 +55,7 @@ class SurrogateCheckSettings:
     tolerance: float = 0.1
 
     @classmethod
-    def from_config(cls, section: Mapping[str, Any] | None) -> "SurrogateCheckSettings":
+    def from_config(cls, section: Mapping[str, Any] | None) -> SurrogateCheckSettings:
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(section or {}).items()}
         return cls(**values)
 

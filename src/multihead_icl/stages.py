@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from . import io
 
@@ -30,7 +31,13 @@ def make_eval_set(params: Mapping[str, Any], output: str | Path) -> None:
 
     spec = TaskSpec.from_params(params)
     prompts = sample_eval_set(spec, int(params["eval_prompts"]), int(params["eval_seed"]))
-    log.info("evaluation set: %d prompts, L=%d, d=%d, I=%d", len(prompts), spec.context_length, spec.dim, spec.num_tasks)
+    log.info(
+        "evaluation set: %d prompts, L=%d, d=%d, I=%d",
+        len(prompts),
+        spec.context_length,
+        spec.dim,
+        spec.num_tasks,
+    )
     ds = io.prompts_to_dataset(prompts, io.provenance_attrs(params))
     io.write_netcdf(ds, output)
 
@@ -43,7 +50,8 @@ def train_run(
     checkpoint: str | Path | None = None,
     checkpoint_seconds: float = 60.0,
 ) -> str:
-    """Train one run and write train.nc; returns the run's status. The checkpoint (beside the output,
+    """Train one run and write train.nc; returns the run's status. The checkpoint (beside the
+    output,
     never the output itself) is removed once train.nc is complete."""
     from .training import train
 
@@ -59,23 +67,38 @@ def train_run(
     return result.status
 
 
-def evaluate_lengths(train: str | Path, eval_sets: Mapping[int, str | Path], output: str | Path) -> None:
+def evaluate_lengths(
+    train: str | Path, eval_sets: Mapping[int, str | Path], output: str | Path
+) -> None:
     """Length generalisation of one trained run: its final model on evaluation sets at each L'."""
     from .evaluation import length_generalisation
     from .tasks import TaskSpec
 
     run = io.load_dataset(train)
     params = io.read_config(run)
-    sets = {int(length): io.dataset_to_prompts(io.load_dataset(path)) for length, path in eval_sets.items()}
+    sets = {
+        int(length): io.dataset_to_prompts(io.load_dataset(path))
+        for length, path in eval_sets.items()
+    }
     ds = length_generalisation(run, sets, TaskSpec.from_params(params).risk_floor)
     ds.attrs.update(io.provenance_attrs(params))
     ds.attrs["train_context_length"] = int(params["context_length"])
-    log.info("length generalisation: %s", dict(zip(ds.length.values.tolist(), ds.risk.values.round(4).tolist())))
+    log.info(
+        "length generalisation: %s",
+        dict(zip(ds.length.values.tolist(), ds.risk.values.round(4).tolist())),
+    )
     io.write_netcdf(ds, output)
 
 
-def spectral(train: str | Path, eval_set: str | Path, output: str | Path, settings: Mapping[str, Any] | None = None, threads: int = 1) -> None:
-    """Spectral read-out of one run (spectral.nc): omega, mu, allocation, phases, n_eff / L, ODE overlay.
+def spectral(
+    train: str | Path,
+    eval_set: str | Path,
+    output: str | Path,
+    settings: Mapping[str, Any] | None = None,
+    threads: int = 1,
+) -> None:
+    """Spectral read-out of one run (spectral.nc): omega, mu, allocation, phases, n_eff / L, ODE
+    overlay.
     n_eff / L uses the first ``n_eff_prompts`` prompts of the run's evaluation set. ``threads`` is
     accepted for the rule's signature; the read-out is numpy and single-threaded."""
     from .spectral import Covariates, SpectralSettings, analyse_run
@@ -88,18 +111,27 @@ def spectral(train: str | Path, eval_set: str | Path, output: str | Path, settin
     io.write_netcdf(analyse_run(run, prompts, resolved), output)
 
 
-def flow(spectral: str | Path, output: str | Path, settings: Mapping[str, Any], threads: int = 1) -> None:
+def flow(
+    spectral: str | Path, output: str | Path, settings: Mapping[str, Any], threads: int = 1
+) -> None:
     """The exact spectral flow of one run (flow.nc) from its spectral.nc; ``settings`` is the
     config's ``flow`` section with every default filled in."""
     from .flow import FlowSettings, analyse_flow
 
     _set_threads(threads)
-    ds = analyse_flow(io.load_dataset(spectral), FlowSettings.from_mapping(settings), progress=log.info)
+    ds = analyse_flow(
+        io.load_dataset(spectral), FlowSettings.from_mapping(settings), progress=log.info
+    )
     io.write_netcdf(ds, output)
 
 
-def map_point(params: Mapping[str, Any], output: str | Path, flow_settings: Mapping[str, Any], spectral_settings: Mapping[str, Any],
-              threads: int = 1) -> None:
+def map_point(
+    params: Mapping[str, Any],
+    output: str | Path,
+    flow_settings: Mapping[str, Any],
+    spectral_settings: Mapping[str, Any],
+    threads: int = 1,
+) -> None:
     """One point of a regime map: the exact flow from the init of ``params`` (no training)."""
     from .flow import FlowSettings
     from .regime_map import map_point as compute
@@ -107,26 +139,45 @@ def map_point(params: Mapping[str, Any], output: str | Path, flow_settings: Mapp
 
     _set_threads(threads)
     spectral = SpectralSettings.from_config(spectral_settings)
-    ds = compute(params, FlowSettings.from_mapping(flow_settings), spectral.clean_purity,
-                 (spectral.warmup_fraction, spectral.emergence_fraction), progress=log.info)
+    ds = compute(
+        params,
+        FlowSettings.from_mapping(flow_settings),
+        spectral.clean_purity,
+        (spectral.warmup_fraction, spectral.emergence_fraction),
+        progress=log.info,
+    )
     io.write_netcdf(ds, output)
 
 
-def gather_map(points: Mapping[str, str | Path], grid_keys: Sequence[str], search: Mapping[str, Any] | None, output: str | Path,
-               threads: int = 1) -> None:
+def gather_map(
+    points: Mapping[str, str | Path],
+    grid_keys: Sequence[str],
+    search: Mapping[str, Any] | None,
+    output: str | Path,
+    threads: int = 1,
+) -> None:
     """The regime map file from its points' files (``points``: point id -> file)."""
     from .optimality import SearchSettings
-    from .regime_map import gather_map as gather, summarise
+    from .regime_map import gather_map as gather
+    from .regime_map import summarise
 
     _set_threads(threads)
-    ds = gather({name: io.load_dataset(path) for name, path in points.items()}, grid_keys, SearchSettings.from_mapping(search), progress=log.info)
+    ds = gather(
+        {name: io.load_dataset(path) for name, path in points.items()},
+        grid_keys,
+        SearchSettings.from_mapping(search),
+        progress=log.info,
+    )
     log.info("regime map: %s", json.dumps(summarise(ds), default=str))
     io.write_netcdf(ds, output)
 
 
-def surrogate_check(settings: Mapping[str, Any] | None, output: str | Path, threads: int = 1) -> None:
+def surrogate_check(
+    settings: Mapping[str, Any] | None, output: str | Path, threads: int = 1
+) -> None:
     """Finite-L risk surrogate versus Monte Carlo on a grid (surrogate_check.nc)."""
-    from .theory import SurrogateCheckSettings, surrogate_check as check
+    from .theory import SurrogateCheckSettings
+    from .theory import surrogate_check as check
 
     _set_threads(threads)
     ds = check(SurrogateCheckSettings.from_config(settings))
@@ -137,8 +188,14 @@ def surrogate_check(settings: Mapping[str, Any] | None, output: str | Path, thre
 # --- optimality (issue 5) -------------------------------------------------------------------------
 
 
-def optimality(train: Sequence[str | Path], runs: Sequence[str], settings: Mapping[str, Any] | None, output: str | Path, threads: int = 1,
-               flows: Mapping[str, str | Path] | None = None) -> None:
+def optimality(
+    train: Sequence[str | Path],
+    runs: Sequence[str],
+    settings: Mapping[str, Any] | None,
+    output: str | Path,
+    threads: int = 1,
+    flows: Mapping[str, str | Path] | None = None,
+) -> None:
     """One experiment's optimality file from its runs' train.nc (``train`` aligned with ``runs``):
     the final eval risk, its SE, the status, the resolved parameters and the final (W, U); and from
     the runs' flow.nc (``flows``: run -> path, where a run has one) the flow's end state."""
@@ -160,25 +217,43 @@ def optimality(train: Sequence[str | Path], runs: Sequence[str], settings: Mappi
         ds = io.load_dataset(path)
         ends[run] = (ds["omega"].values[-1], ds["mu"].values[-1])
     result = measure_experiment(params, finals, settings, weights, ends)
-    result.attrs["diverged_runs"] = json.dumps(diverged)  # left out of the trained limits; the figures say so
+    result.attrs["diverged_runs"] = json.dumps(
+        diverged
+    )  # left out of the trained limits; the figures say so
     io.write_netcdf(result, output)
 
 
 # --- figures and the report (issue 6) -------------------------------------------------------------
 
 
-def _runs_data(runs: Sequence[str], train: Sequence[str | Path], spectral: Sequence[str | Path], lengths: Mapping[str, str | Path] | None = None,
-               flows: Mapping[str, str | Path] | None = None) -> list:
+def _runs_data(
+    runs: Sequence[str],
+    train: Sequence[str | Path],
+    spectral: Sequence[str | Path],
+    lengths: Mapping[str, str | Path] | None = None,
+    flows: Mapping[str, str | Path] | None = None,
+) -> list:
     """Load each run's files (``train``/``spectral`` aligned with ``runs``; either may be empty;
     ``lengths`` and ``flows`` map the runs that have one to its file)."""
     from .measurements import load_run
 
-    train, spectral, lengths, flows = list(train), list(spectral), dict(lengths or {}), dict(flows or {})
+    train, spectral, lengths, flows = (
+        list(train),
+        list(spectral),
+        dict(lengths or {}),
+        dict(flows or {}),
+    )
     for name, files in (("train", train), ("spectral", spectral)):
         if files and len(files) != len(runs):
             raise ValueError(f"{len(files)} {name} files for {len(runs)} runs")
     return [
-        load_run(run, train[k] if train else None, spectral[k] if spectral else None, lengths.get(run), flows.get(run))
+        load_run(
+            run,
+            train[k] if train else None,
+            spectral[k] if spectral else None,
+            lengths.get(run),
+            flows.get(run),
+        )
         for k, run in enumerate(runs)
     ]
 
@@ -202,7 +277,6 @@ def plot_figure(
     ``suite``) from the runs' train.nc / spectral.nc / lengths.nc, an optimality.nc or the
     surrogate check; write the figure and the JSON summary its caption quotes."""
     from . import plots
-
     from .report import FIGURE_KINDS
 
     data = _runs_data(runs, train, spectral, lengths, flows)
@@ -211,16 +285,38 @@ def plot_figure(
     gathered = io.load_dataset(regime_map) if regime_map else None
     diverged = [] if FIGURE_KINDS[kind].shows_diverged else [r for r in data if r.diverged]
     if diverged and (FIGURE_KINDS[kind].scope == "run" or len(diverged) == len(data)):
-        fig, numbers = plots.diverged_figure(diverged, target, kind)  # nothing left to draw: say why, show the risk
+        fig, numbers = plots.diverged_figure(
+            diverged, target, kind
+        )  # nothing left to draw: say why, show the risk
     else:
-        fig, numbers = plots.draw(kind, [r for r in data if not r.diverged], opt, target, thresholds or {}, check, gathered)
+        fig, numbers = plots.draw(
+            kind,
+            [r for r in data if not r.diverged],
+            opt,
+            target,
+            thresholds or {},
+            check,
+            gathered,
+        )
         if diverged:
             numbers["diverged_runs"] = [plots.M.divergence_note(r) for r in diverged]
         elif opt is not None and json.loads(opt.attrs.get("diverged_runs", "[]")):
-            numbers["diverged_runs"] = [f"{run} (left out of the trained limit)" for run in json.loads(opt.attrs["diverged_runs"])]
+            numbers["diverged_runs"] = [
+                f"{run} (left out of the trained limit)"
+                for run in json.loads(opt.attrs["diverged_runs"])
+            ]
     if FIGURE_KINDS[kind].scope == "run" and data and data[0].params.get("rotate"):
-        numbers["rotated_basis"] = True  # the caption says that the figure repeats a run in other bases
-    numbers = {"kind": kind, "target": target, "figure": str(figure), "runs": list(runs), "thresholds": dict(thresholds or {}), **numbers}
+        numbers["rotated_basis"] = (
+            True  # the caption says that the figure repeats a run in other bases
+        )
+    numbers = {
+        "kind": kind,
+        "target": target,
+        "figure": str(figure),
+        "runs": list(runs),
+        "thresholds": dict(thresholds or {}),
+        **numbers,
+    }
     plots.write_summary(numbers, summary)
     plots.save_figure(fig, figure)
     log.info("figure %s of %s: %s", kind, target, figure)
@@ -255,24 +351,45 @@ def write_verdicts(
         log.warning("left out of every verdict: %s", note)
     opt = {name: io.load_dataset(path) for name, path in (optimality or {}).items()}
     check = io.load_dataset(surrogate) if surrogate else None
-    owned = {name: set(setting_experiments(setting)) for name, setting in (comparisons or {}).items()}
+    owned = {
+        name: set(setting_experiments(setting)) for name, setting in (comparisons or {}).items()
+    }
     elsewhere = set().union(*owned.values()) if owned else set()
 
     def plan_of(experiments: set[str] | None) -> list[Mapping[str, Any]]:
-        """The figures of a setting: those drawn for its experiments or its runs (the suite-wide ones
+        """The figures of a setting: those drawn for its experiments or its runs (the suite-wide
+        ones
         belong to the reconstructed setting)."""
+
         def belongs(spec: Mapping[str, Any]) -> bool:
             target = str(spec["target"])
             experiment = target.split("/")[0] if target != "suite" else None
-            return experiment in experiments if experiments is not None else experiment not in elsewhere
+            return (
+                experiment in experiments
+                if experiments is not None
+                else experiment not in elsewhere
+            )
+
         return [spec for spec in plan if belongs(spec)]
 
-    rows = verdicts.build_verdicts([r for r in data if r.experiment not in elsewhere], opt, settings or {}, thresholds,
-                                   plan_of(None), check)
+    rows = verdicts.build_verdicts(
+        [r for r in data if r.experiment not in elsewhere],
+        opt,
+        settings or {},
+        thresholds,
+        plan_of(None),
+        check,
+    )
     others = []
     for name, setting in (comparisons or {}).items():
         mine = [r for r in data if r.experiment in owned[name]]
-        others.append((name, str(setting["label"]), verdicts.build_verdicts(mine, opt, setting, thresholds, plan_of(owned[name]))))
+        others.append(
+            (
+                name,
+                str(setting["label"]),
+                verdicts.build_verdicts(mine, opt, setting, thresholds, plan_of(owned[name])),
+            )
+        )
     for label, group in [("reconstructed", rows), *[(label, group) for _, label, group in others]]:
         for row in group:
             log.info("[%s] %s: %s — %s", label, row.claim, row.verdict, row.measurement)

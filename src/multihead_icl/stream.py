@@ -14,11 +14,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import torch
 
-from .data import Normals, PromptSampler, Prompts
+from .data import Normals, Prompts, PromptSampler
 
 
 def draws_ahead_by_default(device: torch.device) -> bool:
-    """Draw in the background on a CPU with threads to spare; CUDA kernels are asynchronous anyway."""
+    """Draw in the background on a CPU with threads to spare; CUDA kernels are asynchronous
+    anyway."""
     return device.type == "cpu" and torch.get_num_threads() >= 2
 
 
@@ -31,7 +32,12 @@ class PromptStream:
     """
 
     def __init__(self, sampler: PromptSampler, batch: int, generator: torch.Generator, ahead: bool):
-        self.sampler, self.batch, self.generator, self.ahead = sampler, int(batch), generator, bool(ahead)
+        self.sampler, self.batch, self.generator, self.ahead = (
+            sampler,
+            int(batch),
+            generator,
+            bool(ahead),
+        )
         self._executor: ThreadPoolExecutor | None = None
         self._pending: Future | None = None
         self._threads = 0
@@ -41,7 +47,7 @@ class PromptStream:
         state = self.generator.get_state()
         return state, self.sampler.draw(self.batch, self.generator)
 
-    def __enter__(self) -> "PromptStream":
+    def __enter__(self) -> PromptStream:
         self._open = True
         if self.ahead:
             self._threads = torch.get_num_threads()

@@ -3,8 +3,9 @@ and the read-out stages use them without loading it. The sampler is in ``data``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -16,7 +17,9 @@ def split_blocks(input_dim: int, tasks: int) -> list[int]:
     """The authors' layout: ``input_dim`` covariates cut into ``tasks`` contiguous blocks at
     floor(i * input_dim / tasks), so 50 over 3 tasks gives sizes 16, 17, 17."""
     if tasks > input_dim:
-        raise ValueError(f"input_dim = {input_dim} cannot be split into tasks = {tasks} non-empty blocks")
+        raise ValueError(
+            f"input_dim = {input_dim} cannot be split into tasks = {tasks} non-empty blocks"
+        )
     cuts = [(i * input_dim) // tasks for i in range(tasks + 1)]
     return [b - a for a, b in zip(cuts, cuts[1:])]
 
@@ -38,19 +41,25 @@ class TaskSpec:
         if len(self.task_dims) == 0 or min(self.task_dims) < 1:
             raise ValueError(f"task_dims must be positive integers, got {self.task_dims}")
         if len(self.signal) != len(self.task_dims):
-            raise ValueError(f"signal has {len(self.signal)} values for {len(self.task_dims)} tasks")
+            raise ValueError(
+                f"signal has {len(self.signal)} values for {len(self.task_dims)} tasks"
+            )
         if self.target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, got {self.target!r}")
         if self.context_length < 1:
             raise ValueError(f"context_length must be >= 1, got {self.context_length}")
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> "TaskSpec":
+    def from_params(cls, params: Mapping[str, Any]) -> TaskSpec:
         """Build from a resolved run-parameter mapping (config keys of design.md)."""
         tasks = int(params["tasks"])
         dims = task_dims_of(params)
         signal = params.get("signal", 1.0)
-        signal = [float(signal)] * tasks if isinstance(signal, (int, float)) else [float(v) for v in signal]
+        signal = (
+            [float(signal)] * tasks
+            if isinstance(signal, (int, float))
+            else [float(v) for v in signal]
+        )
         unit = str(params.get("signal_per", "task"))
         if unit not in SIGNAL_UNITS:
             raise ValueError(f"signal_per must be one of {SIGNAL_UNITS}, got {unit!r}")
@@ -94,7 +103,8 @@ class TaskSpec:
         return np.stack([np.diag(row) for row in self.block_mask()])
 
     def bases(self) -> tuple[np.ndarray, np.ndarray]:
-        """(Phi, Psi): observed = Phi @ latent for covariates, Psi for outputs (identity unless rotate)."""
+        """(Phi, Psi): observed = Phi @ latent for covariates, Psi for outputs (identity unless
+        rotate)."""
         if not self.rotate:
             return np.eye(self.dim), np.eye(self.num_tasks)
         rng = np.random.default_rng(self.basis_seed)

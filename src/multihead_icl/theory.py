@@ -1,4 +1,5 @@
-"""Risk of decomposable multi-head attention in closed form, and gradient flow on it (docs/science.md §4).
+"""Risk of decomposable multi-head attention in closed form, and gradient flow on it
+(docs/science.md §4).
 
 Everything is written for decomposable weights in the task (latent) basis, W_h = sum_i omega_hi P_i
 and U_h = diag(mu_h), with p_i = sum_h mu_hi omega_hi the task signal. Derivations (ours):
@@ -6,7 +7,8 @@ and U_h = diag(mu_h), with p_i = sum_h mu_hi omega_hi the task signal. Derivatio
 * **Infinite L.** Head h's softmax average of y_i tends to E[y_i e^s] / E[e^s] with s = x^T W_h x_q.
   Tilting N(0, I) by e^{x^T v} gives N(v, I), so that limit is omega_hi <g_i, x_q,S_i> and
   R_inf = (1/I) sum_i [kappa_i (1 - p_i)^2 + sigma^2].
-* **Finite L, softmax (delta method).** Science.md's validity condition e^{sum_j d_j omega_hj^2} << L
+* **Finite L, softmax (delta method).** Science.md's validity condition e^{sum_j d_j omega_hj^2} <<
+L
   is not enough: the next order involves E[w^3], whose average over queries diverges once
   omega^2 >= 1/6, so beyond that the error decays slower than 1/L (surrogate_check.nc measures
   where it holds: within 10% up to omega ~ 0.3, off by 15-30% at 0.45 even at L = 320). With
@@ -16,9 +18,11 @@ and U_h = diag(mu_h), with p_i = sum_h mu_hi omega_hi the task signal. Derivatio
       C_i(h,h') = prod_j (1 - 2 c_j)^(-d_j/2) [kappa_i + sigma^2 + kappa_i c_i / (1 - 2 c_i)],
       c_j = omega_hj omega_h'j
 
-  (the form of earlier notes), and the ratio bias E[-AB] = -(1/L) omega_hi <g_i, x_q> e^{|W_h x_q|^2}
+  (the form of earlier notes), and the ratio bias E[-AB] = -(1/L) omega_hi <g_i, x_q> e^{|W_h
+  x_q|^2}
   gives a second term of the same order, which earlier notes left out:
-  (2/L) kappa_i (1 - p_i) sum_h mu_hi omega_hi prod_j (1 - 2 omega_hj^2)^(-d_j/2) / (1 - 2 omega_hi^2).
+  (2/L) kappa_i (1 - p_i) sum_h mu_hi omega_hi prod_j (1 - 2 omega_hj^2)^(-d_j/2) / (1 - 2
+  omega_hi^2).
   It vanishes once p_i = 1 but matters during emergence, so it is kept (``bias_term``). Unlike the
   variance term (a Gram matrix, so >= 0) it is unbounded below as omega_hi^2 -> 1/2 where
   (1 - p_i) mu_hi omega_hi < 0; the ODE stops with a message if it runs into that edge.
@@ -30,9 +34,11 @@ and U_h = diag(mu_h), with p_i = sum_h mu_hi omega_hi the task signal. Derivatio
   <grad_W R, P_i> = dR/d omega_hi with ||P_i||_F^2 = d_i, so
   d omega_hi / dt = -(1/d_i) dR/d omega_hi and d mu_hi / dt = -dR/d mu_hi, in the same time
   units t = lr x steps as train.nc.
-* **Warm-up law.** On R_inf, with r_i = (2 kappa_i / I)(1 - p_i): d omega = (r/d) mu, d mu = r omega.
+* **Warm-up law.** On R_inf, with r_i = (2 kappa_i / I)(1 - p_i): d omega = (r/d) mu, d mu = r
+omega.
   So d_i omega^2 - mu^2 is conserved, a = (sqrt(d_i) omega + mu)/2 grows and
-  b = (sqrt(d_i) omega - mu)/2 decays by the same factor for every head, p_i = sum_h (a^2 - b^2)/sqrt(d_i),
+  b = (sqrt(d_i) omega - mu)/2 decays by the same factor for every head, p_i = sum_h (a^2 -
+  b^2)/sqrt(d_i),
   and once b has decayed p_i is logistic with rate lambda_i = 4 kappa_i / (I sqrt(d_i)). The
   warm-up therefore lasts about (2/lambda_i) ln(1/s) = (I sqrt(d_i) / (2 kappa_i)) ln(1/s) for an
   init of scale s (an earlier form of the law lacked the 1/d_i of the matrix gradient flow).
@@ -41,21 +47,26 @@ and U_h = diag(mu_h), with p_i = sum_h mu_hi omega_hi the task signal. Derivatio
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.integrate import solve_ivp
 
-from .tasks import TaskSpec
 from .spectral_settings import SurrogateCheckSettings
+from .tasks import TaskSpec
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 THEORY_MODELS = ("reduced", "linear")
 
 
 @dataclass(frozen=True)
 class SpectralProblem:
-    """What the closed-form risk depends on: block sizes d_i, signals kappa_i, sigma^2, L, the model."""
+    """What the closed-form risk depends on: block sizes d_i, signals kappa_i, sigma^2, L, the
+    model."""
 
     task_dims: tuple[int, ...]
     signal: tuple[float, ...]
@@ -63,7 +74,9 @@ class SpectralProblem:
     context_length: float  # math.inf for the infinite-L risk
     model: str = "reduced"  # reduced: softmax surrogate; linear: exact linear-attention risk
     bias_term: bool = True
-    query_var: float | None = None  # the query target's noise variance: noise_var, or 0 for a noiseless query
+    query_var: float | None = (
+        None  # the query target's noise variance: noise_var, or 0 for a noiseless query
+    )
 
     def __post_init__(self) -> None:
         if self.model not in THEORY_MODELS:
@@ -72,12 +85,18 @@ class SpectralProblem:
             object.__setattr__(self, "query_var", self.noise_var)
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any], **overrides: Any) -> "SpectralProblem":
+    def from_params(cls, params: Mapping[str, Any], **overrides: Any) -> SpectralProblem:
         """From resolved run parameters; the ``full`` model is described by its reduced form."""
         spec = TaskSpec.from_params(params)
         model = "linear" if str(params.get("model", "reduced")) == "linear" else "reduced"
-        values = dict(task_dims=spec.task_dims, signal=spec.signal, noise_var=spec.noise_std**2,
-                      context_length=float(spec.context_length), model=model, query_var=spec.risk_floor)
+        values = dict(
+            task_dims=spec.task_dims,
+            signal=spec.signal,
+            noise_var=spec.noise_std**2,
+            context_length=float(spec.context_length),
+            model=model,
+            query_var=spec.risk_floor,
+        )
         values.update(overrides)
         return cls(**values)
 
@@ -136,7 +155,8 @@ def _terms(problem: SpectralProblem, omega: np.ndarray, mu: np.ndarray) -> _Term
 
 
 def finite_length_risk(problem: SpectralProblem, omega: np.ndarray, mu: np.ndarray) -> float:
-    """The finite-L risk (softmax: delta-method surrogate, +inf outside its domain; linear: exact)."""
+    """The finite-L risk (softmax: delta-method surrogate, +inf outside its domain; linear:
+    exact)."""
     omega, mu = np.asarray(omega, dtype=float), np.asarray(mu, dtype=float)
     base = infinite_length_risk(problem, omega, mu)
     if math.isinf(problem.context_length):
@@ -147,11 +167,15 @@ def finite_length_risk(problem: SpectralProblem, omega: np.ndarray, mu: np.ndarr
     variance = np.einsum("hi,gi,hgi->i", mu, mu, terms.cov)
     correction = variance
     if problem.model == "reduced" and problem.bias_term:
-        correction = correction + 2 * problem.kappa * (1 - terms.p) * np.sum(mu * omega * terms.bias_weight, axis=0)
+        correction = correction + 2 * problem.kappa * (1 - terms.p) * np.sum(
+            mu * omega * terms.bias_weight, axis=0
+        )
     return base + float(np.mean(correction)) / problem.context_length
 
 
-def risk_gradient(problem: SpectralProblem, omega: np.ndarray, mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def risk_gradient(
+    problem: SpectralProblem, omega: np.ndarray, mu: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """(dR/d omega, dR/d mu), each (H, I), of ``finite_length_risk``; NaN outside the domain."""
     omega, mu = np.asarray(omega, dtype=float), np.asarray(mu, dtype=float)
     d, kappa, tasks = problem.dims, problem.kappa, problem.num_tasks
@@ -167,25 +191,34 @@ def risk_gradient(problem: SpectralProblem, omega: np.ndarray, mu: np.ndarray) -
         grad_mu = grad_mu + 2 * np.einsum("hgi,gi->hi", terms.cov, mu) / length
         if problem.model == "linear":
             second = np.einsum("hi,gi,i->hg", mu, mu, kappa + problem.noise_var)
-            dv = 2 * d * np.einsum("gk,hg->hk", omega, second) + 2 * kappa * mu * np.sum(mu * omega, axis=0)
+            dv = 2 * d * np.einsum("gk,hg->hk", omega, second) + 2 * kappa * mu * np.sum(
+                mu * omega, axis=0
+            )
         else:
             pair = np.einsum("hi,gi,hgi->hg", mu, mu, terms.cov)
             dv = 2 * d * np.einsum("gk,hgk,hg->hk", omega, terms.inv, pair)
-            dv = dv + 2 * kappa * np.einsum("hk,gk,gk,hg,hgk->hk", mu, mu, omega, terms.gram, terms.inv**2)
+            dv = dv + 2 * kappa * np.einsum(
+                "hk,gk,gk,hg,hgk->hk", mu, mu, omega, terms.gram, terms.inv**2
+            )
             if problem.bias_term:
                 weight = terms.bias_weight
                 own = 1 - 2 * omega**2
                 total = np.sum(mu * omega * weight, axis=0)  # S_i
                 grad_mu = grad_mu + 2 * kappa * (-omega * total + (1 - p) * omega * weight) / length
                 per_head = np.sum(2 * kappa * (1 - p) * mu * omega * weight, axis=1)  # (H,)
-                dv = (dv - 2 * kappa * mu * total
-                      + 2 * kappa * (1 - p) * mu * weight * (1 + 4 * omega**2 / own)
-                      + 2 * d * omega / own * per_head[:, None])
+                dv = (
+                    dv
+                    - 2 * kappa * mu * total
+                    + 2 * kappa * (1 - p) * mu * weight * (1 + 4 * omega**2 / own)
+                    + 2 * d * omega / own * per_head[:, None]
+                )
         grad_omega = grad_omega + dv / length
     return grad_omega / tasks, grad_mu / tasks
 
 
-def spectral_velocity(problem: SpectralProblem, omega: np.ndarray, mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def spectral_velocity(
+    problem: SpectralProblem, omega: np.ndarray, mu: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Matrix gradient flow seen in spectral coordinates: (-(1/d_i) dR/d omega, -dR/d mu)."""
     grad_omega, grad_mu = risk_gradient(problem, omega, mu)
     return -grad_omega / problem.dims, -grad_mu
@@ -207,7 +240,12 @@ class ODESolution:
 
 
 def integrate_spectral_ode(
-    problem: SpectralProblem, omega0: np.ndarray, mu0: np.ndarray, times: np.ndarray, rtol: float = 1e-6, atol: float = 1e-9
+    problem: SpectralProblem,
+    omega0: np.ndarray,
+    mu0: np.ndarray,
+    times: np.ndarray,
+    rtol: float = 1e-6,
+    atol: float = 1e-9,
 ) -> ODESolution:
     """Integrate the 2 H I scalars of the spectral gradient flow from (omega0, mu0) at times[0]."""
     omega0, mu0 = np.asarray(omega0, dtype=float), np.asarray(mu0, dtype=float)
@@ -222,8 +260,12 @@ def integrate_spectral_ode(
 
     def rhs(_t: float, state: np.ndarray) -> np.ndarray:
         if bounded and margin(state) <= 0:
-            return np.zeros_like(state)  # a trial step outside: frozen there, the event below stops the run
-        v_omega, v_mu = spectral_velocity(problem, state[:size].reshape(shape), state[size:].reshape(shape))
+            return np.zeros_like(
+                state
+            )  # a trial step outside: frozen there, the event below stops the run
+        v_omega, v_mu = spectral_velocity(
+            problem, state[:size].reshape(shape), state[size:].reshape(shape)
+        )
         return np.concatenate([v_omega.ravel(), v_mu.ravel()])
 
     def leaves_domain(_t: float, state: np.ndarray) -> float:
@@ -232,26 +274,54 @@ def integrate_spectral_ode(
     leaves_domain.terminal = True
     out = np.full((len(times), 2 * size), np.nan)
     if len(times) == 0:
-        return ODESolution(times, out[:, :size].reshape(0, *shape), out[:, size:].reshape(0, *shape), True, "no times")
+        return ODESolution(
+            times,
+            out[:, :size].reshape(0, *shape),
+            out[:, size:].reshape(0, *shape),
+            True,
+            "no times",
+        )
     start = np.concatenate([omega0.ravel(), mu0.ravel()])
     out[0] = start
     if bounded and margin(start) <= 0:
         message = "not integrated: omega(0)^2 >= 1/2, outside the surrogate's domain"
-        return ODESolution(times, out[:, :size].reshape(-1, *shape), out[:, size:].reshape(-1, *shape), False, message)
+        return ODESolution(
+            times,
+            out[:, :size].reshape(-1, *shape),
+            out[:, size:].reshape(-1, *shape),
+            False,
+            message,
+        )
     success, message = True, "integrated over the whole time axis"
     if len(times) > 1 and times[-1] > times[0]:
         solution = solve_ivp(
-            rhs, (times[0], times[-1]), start, method="LSODA", t_eval=times, rtol=rtol, atol=atol,
+            rhs,
+            (times[0], times[-1]),
+            start,
+            method="LSODA",
+            t_eval=times,
+            rtol=rtol,
+            atol=atol,
             events=[leaves_domain] if bounded else None,
         )
         out[: solution.y.shape[1]] = solution.y.T
         if solution.status == 1:
-            success, message = False, f"stopped at t = {solution.t_events[0][0]:.4g}: omega^2 reached 1/2, outside the surrogate's domain"
+            success, message = (
+                False,
+                f"stopped at t = {solution.t_events[0][0]:.4g}: omega^2 reached 1/2, outside the "
+                "surrogate's domain",
+            )
         elif solution.status != 0:
             success, message = False, f"solver failed: {solution.message}"
         elif not np.all(np.isfinite(out)):
             success, message = False, "solver returned non-finite values"
-    return ODESolution(times, out[:, :size].reshape(-1, *shape), out[:, size:].reshape(-1, *shape), success, message)
+    return ODESolution(
+        times,
+        out[:, :size].reshape(-1, *shape),
+        out[:, size:].reshape(-1, *shape),
+        success,
+        message,
+    )
 
 
 def iterate_spectral_map(
@@ -265,7 +335,10 @@ def iterate_spectral_map(
     out_omega = np.full((len(steps), *omega.shape), np.nan)
     out_mu = np.full((len(steps), *mu.shape), np.nan)
     wanted = {int(k): n for n, k in enumerate(steps)}
-    success, message = True, f"gradient descent with lr = {lr:g} over {int(steps[-1]) if len(steps) else 0} steps"
+    success, message = (
+        True,
+        f"gradient descent with lr = {lr:g} over {int(steps[-1]) if len(steps) else 0} steps",
+    )
     for step in range(int(steps[-1]) + 1 if len(steps) else 0):
         if step in wanted:
             out_omega[wanted[step]], out_mu[wanted[step]] = omega, mu
@@ -286,7 +359,8 @@ def growth_amplitude(task_dims: np.ndarray, omega: np.ndarray, mu: np.ndarray) -
 
 
 def warmup_rate(problem: SpectralProblem, lr: float = 0.0) -> np.ndarray:
-    """lambda_i = 4 kappa_i / (I sqrt(d_i)): the logistic rate of p_i once the decaying mode is gone.
+    """lambda_i = 4 kappa_i / (I sqrt(d_i)): the logistic rate of p_i once the decaying mode is
+    gone.
 
     With ``lr`` > 0, the early rate of gradient descent with that step instead: one step multiplies
     a_hi by (1 + lr lambda_i / 2), so p_i grows at (2 / lr) ln(1 + lr lambda_i / 2) per unit of
@@ -302,8 +376,10 @@ def sgd_noise_amplitude(problem: SpectralProblem, lr: float, batch_size: int) ->
     """Per task, the size that sampling noise alone gives the growing mode a_hi of every head.
 
     Near W = U = 0 the batch gradient of U_h,ii is -(2 / (I B)) sum_b y_q,i ybar_i (attention is
-    uniform), of mean 0 and standard deviation (2 / (I sqrt(B))) sqrt((2 kappa^2 / d + (kappa + s2)^2) / L);
-    the gradient in W is proportional to U, so negligible (with a noiseless query, (kappa + s2)^2 becomes
+    uniform), of mean 0 and standard deviation (2 / (I sqrt(B))) sqrt((2 kappa^2 / d + (kappa +
+    s2)^2) / L);
+    the gradient in W is proportional to U, so negligible (with a noiseless query, (kappa + s2)^2
+    becomes
     kappa (kappa + s2)). Each step kicks a = (sqrt(d) omega + mu)/2
     by half of lr times that, while a grows by g = 1 + lr lambda / 2 per step; the kicks add up to
     an initial amplitude of standard deviation kick / sqrt(g^2 - 1). An init below it is forgotten.
@@ -314,21 +390,33 @@ def sgd_noise_amplitude(problem: SpectralProblem, lr: float, batch_size: int) ->
     """
     kappa, s2, d = problem.kappa, problem.noise_var, problem.dims
     # E y_q^2 = kappa + the query's noise (0 for a noiseless query), E ybar^2 L = kappa + sigma^2
-    per_sample = np.sqrt((2 * kappa**2 / d + (kappa + problem.query_var) * (kappa + s2)) / problem.context_length)
+    per_sample = np.sqrt(
+        (2 * kappa**2 / d + (kappa + problem.query_var) * (kappa + s2)) / problem.context_length
+    )
     kick = 0.5 * lr * 2 / (problem.num_tasks * math.sqrt(batch_size)) * per_sample
     growth = 1 + lr * warmup_rate(problem) / 2
     return kick / np.sqrt(growth**2 - 1)
 
 
-def effective_initial_signal(problem: SpectralProblem, omega0: np.ndarray, mu0: np.ndarray, noise_amplitude: np.ndarray | float = 0.0) -> np.ndarray:
+def effective_initial_signal(
+    problem: SpectralProblem,
+    omega0: np.ndarray,
+    mu0: np.ndarray,
+    noise_amplitude: np.ndarray | float = 0.0,
+) -> np.ndarray:
     """p~_i(0) = (sum_h a_hi(0)^2 + H noise_i^2) / sqrt(d_i): where the logistic, extrapolated back
     to t = 0, starts (``noise_amplitude`` from ``sgd_noise_amplitude``, 0 for gradient flow)."""
     heads = np.asarray(omega0).shape[0]
-    power = np.sum(growth_amplitude(problem.dims, omega0, mu0) ** 2, axis=0) + heads * np.asarray(noise_amplitude) ** 2
+    power = (
+        np.sum(growth_amplitude(problem.dims, omega0, mu0) ** 2, axis=0)
+        + heads * np.asarray(noise_amplitude) ** 2
+    )
     return power / np.sqrt(problem.dims)
 
 
-def logistic_signal(problem: SpectralProblem, omega0: np.ndarray, mu0: np.ndarray, times: np.ndarray) -> np.ndarray:
+def logistic_signal(
+    problem: SpectralProblem, omega0: np.ndarray, mu0: np.ndarray, times: np.ndarray
+) -> np.ndarray:
     """The warm-up law's p_i(t) = 1 / (1 + (1/p~_i(0) - 1) e^{-lambda_i t}), (T, I)."""
     p0 = effective_initial_signal(problem, omega0, mu0)
     rate = warmup_rate(problem)
@@ -336,10 +424,15 @@ def logistic_signal(problem: SpectralProblem, omega0: np.ndarray, mu0: np.ndarra
 
 
 def warmup_law_time(
-    problem: SpectralProblem, omega0: np.ndarray, mu0: np.ndarray, fraction: float = 0.1, lr: float = 0.0,
+    problem: SpectralProblem,
+    omega0: np.ndarray,
+    mu0: np.ndarray,
+    fraction: float = 0.1,
+    lr: float = 0.0,
     noise_amplitude: np.ndarray | float = 0.0,
 ) -> np.ndarray:
-    """Time at which the logistic law reaches p_i = ``fraction`` (its warm-up end); 0 if already there.
+    """Time at which the logistic law reaches p_i = ``fraction`` (its warm-up end); 0 if already
+    there.
     ``lr`` > 0 uses gradient descent's early growth rate (see ``warmup_rate``); ``noise_amplitude``
     adds sampling noise's contribution to the initial amplitude (see ``sgd_noise_amplitude``)."""
     p0 = effective_initial_signal(problem, omega0, mu0, noise_amplitude)
@@ -356,10 +449,14 @@ def warmup_law_time(
 CHECK_PATTERNS = ("allocated", "shared")
 
 
-def check_point(pattern: str, omega_scale: float, signal_target: float, heads: int = 2) -> tuple[np.ndarray, np.ndarray]:
+def check_point(
+    pattern: str, omega_scale: float, signal_target: float, heads: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
     """(omega, mu), each (heads, heads): one grid point of the surrogate check (tasks = heads)."""
     if pattern == "allocated":
-        omega = np.full((heads, heads), omega_scale / 4) + np.eye(heads) * (omega_scale - omega_scale / 4)
+        omega = np.full((heads, heads), omega_scale / 4) + np.eye(heads) * (
+            omega_scale - omega_scale / 4
+        )
     elif pattern == "shared":
         omega = np.full((heads, heads), float(omega_scale))
     else:
@@ -369,7 +466,11 @@ def check_point(pattern: str, omega_scale: float, signal_target: float, heads: i
 
 
 def monte_carlo_excess(
-    spec: TaskSpec, points: list[tuple[np.ndarray, np.ndarray]], prompts: int, seed: int, chunk: int = 1024
+    spec: TaskSpec,
+    points: list[tuple[np.ndarray, np.ndarray]],
+    prompts: int,
+    seed: int,
+    chunk: int = 1024,
 ) -> tuple[np.ndarray, np.ndarray]:
     """R_L - R_inf for each (omega, mu) in ``points``, with its standard error, by Monte Carlo.
 
@@ -384,11 +485,14 @@ def monte_carlo_excess(
     fluctuation. E[(y_inf - f) delta] = 0 given the query, so the mean is exactly R_L - R_inf;
     subtracting that term is a control variate that removes most of the variance away from p = 1.
     """
-    from .data import PromptSampler  # torch only here
-    from .model import ReducedAttention, decomposable_weights, kernel_scores
     import torch
 
-    sampler = PromptSampler(spec, dtype=torch.float32)  # float32 suffices: the differences are ~1e-3, not ~1e-7
+    from .data import PromptSampler  # torch only here
+    from .model import ReducedAttention, decomposable_weights, kernel_scores
+
+    sampler = PromptSampler(
+        spec, dtype=torch.float32
+    )  # float32 suffices: the differences are ~1e-3, not ~1e-7
     generator = torch.Generator().manual_seed(int(seed))
     heads = points[0][0].shape[0]
     models = []
@@ -408,12 +512,21 @@ def monte_carlo_excess(
                 pred = model(batch.x, batch.y, batch.x_query)
                 tilt = torch.einsum("hij,bj->bhi", model.W, batch.x_query)  # v_h = W_h x_q
                 tilted_mean = torch.einsum("bid,bhd->bhi", batch.coef, tilt)  # m_h = coef v_h
-                weights = torch.exp(kernel_scores(batch.x, batch.x_query, model.W) - 0.5 * tilt.square().sum(-1, keepdim=True))
+                weights = torch.exp(
+                    kernel_scores(batch.x, batch.x_query, model.W)
+                    - 0.5 * tilt.square().sum(-1, keepdim=True)
+                )
                 weighted_y = torch.einsum("bhl,bli->bhi", weights, batch.y)
-                fluctuation = (weighted_y - tilted_mean * weights.sum(-1, keepdim=True)) / batch.x.shape[1]
+                fluctuation = (
+                    weighted_y - tilted_mean * weights.sum(-1, keepdim=True)
+                ) / batch.x.shape[1]
                 delta = torch.einsum("hij,bhj->bi", model.U, fluctuation)
                 limit = torch.einsum("hij,bhj->bi", model.U, tilted_mean)
-                value = (pred - target).square() - (limit - target).square() - 2 * (limit - target) * delta
+                value = (
+                    (pred - target).square()
+                    - (limit - target).square()
+                    - 2 * (limit - target) * delta
+                )
                 per_prompt[k].append(value.mean(dim=1))
     values = [torch.cat(v).double() for v in per_prompt]
     mean = np.array([float(v.mean()) for v in values])
@@ -421,7 +534,7 @@ def monte_carlo_excess(
     return mean, se
 
 
-def surrogate_check(settings: SurrogateCheckSettings) -> "xr.Dataset":
+def surrogate_check(settings: SurrogateCheckSettings) -> xr.Dataset:
     """Surrogate versus Monte Carlo on the grid (pattern, task_dim, context_length, omega, signal).
 
     Compared quantity: the finite-L excess R_L - R_inf (the R_inf part is exact, so comparing R_L
@@ -432,14 +545,29 @@ def surrogate_check(settings: SurrogateCheckSettings) -> "xr.Dataset":
 
     from .io import provenance_attrs
 
-    shape = (len(settings.patterns), len(settings.task_dims), len(settings.context_lengths), len(settings.omegas), len(settings.signal_targets))
+    shape = (
+        len(settings.patterns),
+        len(settings.task_dims),
+        len(settings.context_lengths),
+        len(settings.omegas),
+        len(settings.signal_targets),
+    )
     surrogate, surrogate_nobias, mc, se = (np.full(shape, np.nan) for _ in range(4))
     mu_max, saturation = np.full(shape, np.nan), np.full(shape, np.nan)
     for b, dim in enumerate(settings.task_dims):
         for c, length in enumerate(settings.context_lengths):
-            spec = TaskSpec(task_dims=(dim, dim), noise_std=settings.noise_std, signal=(1.0, 1.0), context_length=int(length))
-            problem = SpectralProblem(spec.task_dims, spec.signal, settings.noise_std**2, float(length))
-            no_bias = SpectralProblem(spec.task_dims, spec.signal, settings.noise_std**2, float(length), bias_term=False)
+            spec = TaskSpec(
+                task_dims=(dim, dim),
+                noise_std=settings.noise_std,
+                signal=(1.0, 1.0),
+                context_length=int(length),
+            )
+            problem = SpectralProblem(
+                spec.task_dims, spec.signal, settings.noise_std**2, float(length)
+            )
+            no_bias = SpectralProblem(
+                spec.task_dims, spec.signal, settings.noise_std**2, float(length), bias_term=False
+            )
             index, points = [], []
             for a, pattern in enumerate(settings.patterns):
                 for d_, scale in enumerate(settings.omegas):
@@ -447,12 +575,18 @@ def surrogate_check(settings: SurrogateCheckSettings) -> "xr.Dataset":
                         omega, mu = check_point(pattern, scale, target)
                         base = infinite_length_risk(problem, omega, mu)
                         surrogate[a, b, c, d_, e] = finite_length_risk(problem, omega, mu) - base
-                        surrogate_nobias[a, b, c, d_, e] = finite_length_risk(no_bias, omega, mu) - base
+                        surrogate_nobias[a, b, c, d_, e] = (
+                            finite_length_risk(no_bias, omega, mu) - base
+                        )
                         mu_max[a, b, c, d_, e] = np.max(np.abs(mu))
-                        saturation[a, b, c, d_, e] = np.max(np.exp(np.sum(omega**2, axis=1) * dim)) / length
+                        saturation[a, b, c, d_, e] = (
+                            np.max(np.exp(np.sum(omega**2, axis=1) * dim)) / length
+                        )
                         index.append((a, b, c, d_, e))
                         points.append((omega, mu))
-            mean, err = monte_carlo_excess(spec, points, settings.prompts, settings.seed + 1000 * b + c)
+            mean, err = monte_carlo_excess(
+                spec, points, settings.prompts, settings.seed + 1000 * b + c
+            )
             for k, where in enumerate(index):
                 mc[where], se[where] = mean[k], err[k]
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -465,16 +599,56 @@ def surrogate_check(settings: SurrogateCheckSettings) -> "xr.Dataset":
     unitless = {"units": "1"}
     ds = xr.Dataset(
         data_vars={
-            "surrogate_excess": (dims, surrogate, {"long_name": "finite-L excess R_L - R_inf of the surrogate", "units": "squared output units"}),
-            "surrogate_excess_nobias": (dims, surrogate_nobias, {"long_name": "the same without the ratio-bias term (the form of earlier notes)", "units": "squared output units"}),
-            "mc_excess": (dims, mc, {"long_name": "Monte-Carlo R_L - R_inf (real sampler and model)", "units": "squared output units"}),
-            "mc_excess_se": (dims, se, {"long_name": "standard error of mc_excess", "units": "squared output units"}),
+            "surrogate_excess": (
+                dims,
+                surrogate,
+                {
+                    "long_name": "finite-L excess R_L - R_inf of the surrogate",
+                    "units": "squared output units",
+                },
+            ),
+            "surrogate_excess_nobias": (
+                dims,
+                surrogate_nobias,
+                {
+                    "long_name": "the same without the ratio-bias term (the form of earlier notes)",
+                    "units": "squared output units",
+                },
+            ),
+            "mc_excess": (
+                dims,
+                mc,
+                {
+                    "long_name": "Monte-Carlo R_L - R_inf (real sampler and model)",
+                    "units": "squared output units",
+                },
+            ),
+            "mc_excess_se": (
+                dims,
+                se,
+                {"long_name": "standard error of mc_excess", "units": "squared output units"},
+            ),
             "relative_gap": (dims, gap, {"long_name": "surrogate / Monte Carlo - 1", **unitless}),
-            "relative_gap_nobias": (dims, gap_nobias, {"long_name": "surrogate without bias term / Monte Carlo - 1", **unitless}),
+            "relative_gap_nobias": (
+                dims,
+                gap_nobias,
+                {"long_name": "surrogate without bias term / Monte Carlo - 1", **unitless},
+            ),
             "agrees": (dims, agrees, {"long_name": f"|relative_gap| <= {settings.tolerance:g}"}),
-            "conclusive": (dims, conclusive, {"long_name": "the verdict of `agrees` is more than 2 standard errors from the tolerance"}),
+            "conclusive": (
+                dims,
+                conclusive,
+                {
+                    "long_name": "the verdict of `agrees` is more than 2 standard errors from the "
+                    "tolerance"
+                },
+            ),
             "mu_max": (dims, mu_max, {"long_name": "largest |mu_hi| at the point", **unitless}),
-            "saturation_index": (dims, saturation, {"long_name": "max_h exp(sum_i d_i omega_hi^2) / L", **unitless}),
+            "saturation_index": (
+                dims,
+                saturation,
+                {"long_name": "max_h exp(sum_i d_i omega_hi^2) / L", **unitless},
+            ),
         },
         coords={
             "pattern": list(settings.patterns),
@@ -489,7 +663,7 @@ def surrogate_check(settings: SurrogateCheckSettings) -> "xr.Dataset":
     return ds
 
 
-def _check_summary(ds: "xr.Dataset") -> str:
+def _check_summary(ds: xr.Dataset) -> str:
     """One clause per (task_dim, context_length): the omegas where every pattern and signal agrees,
     and those where some point fails beyond its Monte-Carlo error."""
     clauses = []
@@ -501,5 +675,7 @@ def _check_summary(ds: "xr.Dataset") -> str:
             omegas = [float(w) for w in ds["omega"].values]
             good = [w for w, flag in zip(omegas, agree) if flag]
             bad = [w for w, flag in zip(omegas, fail) if flag]
-            clauses.append(f"d={int(dim)} L={int(length)}: agrees at omega {good}, fails at omega {bad}")
+            clauses.append(
+                f"d={int(dim)} L={int(length)}: agrees at omega {good}, fails at omega {bad}"
+            )
     return "; ".join(clauses)

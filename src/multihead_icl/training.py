@@ -1,4 +1,5 @@
-"""Gradient-flow training of one run, with a log-spaced record, progress logs and resumable checkpoints.
+"""Gradient-flow training of one run, with a log-spaced record, progress logs and resumable
+checkpoints.
 
 Gradient flow dtheta/dt = -grad R(theta) is approximated by gradient descent with step ``lr`` on
 ``batch_size`` fresh prompts every step (online), so the gradient-flow time after k steps is
@@ -18,16 +19,17 @@ import logging
 import math
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 import xarray as xr
 
 from .convergence import flat_parameters, relative_change_last_tenth
-from .data import PromptSampler, Prompts, TaskSpec
+from .data import Prompts, PromptSampler, TaskSpec
 from .model import build_model, initialise, reduced_view
 from .stream import PromptStream, draws_ahead_by_default
 
@@ -61,7 +63,9 @@ def stream_seeds(seed: int, data_stream: int | None = None) -> tuple[int, int]:
     return int(init_state.generate_state(1)[0]), int(data_state.generate_state(1)[0])
 
 
-DIVERGENCE_FACTOR = 1e4  # a risk this many times its first record has left any trajectory gradient flow follows
+DIVERGENCE_FACTOR = (
+    1e4  # a risk this many times its first record has left any trajectory gradient flow follows
+)
 
 
 def divergence(value: float, first: float | None) -> str:
@@ -70,7 +74,10 @@ def divergence(value: float, first: float | None) -> str:
     if not math.isfinite(value):
         return f"risk {value}"
     if first is not None and math.isfinite(first) and value > DIVERGENCE_FACTOR * max(first, 1e-12):
-        return f"risk {value:.3g} above {DIVERGENCE_FACTOR:g} x its initial evaluation risk {first:.3g}"
+        return (
+            f"risk {value:.3g} above {DIVERGENCE_FACTOR:g} x its initial evaluation risk "
+            f"{first:.3g}"
+        )
     return ""
 
 
@@ -80,8 +87,11 @@ def risk(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, prompts: Prompts, chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Risk on a fixed set with its Monte-Carlo standard error, and the per-task risks (on the device).
+def evaluate(
+    model: torch.nn.Module, prompts: Prompts, chunk: int = 1024
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Risk on a fixed set with its Monte-Carlo standard error, and the per-task risks (on the
+    device).
     Each chunk is moved to the model's device and dtype (a no-op when the set is already there)."""
     weight = next(model.parameters())
     per_prompt, per_task = [], []
@@ -118,17 +128,33 @@ def _save_checkpoint(path: Path, state: dict) -> None:
 class _Recorder:
     """Collects the recorded quantities as device tensors; converted to numpy once, at the end."""
 
-    NAMES = ("step", "W", "U", "score_leak", "value_leak", "train_risk", "grad_norm", "eval_risk", "eval_risk_se", "eval_risk_task")
+    NAMES = (
+        "step",
+        "W",
+        "U",
+        "score_leak",
+        "value_leak",
+        "train_risk",
+        "grad_norm",
+        "eval_risk",
+        "eval_risk_se",
+        "eval_risk_task",
+    )
 
     def __init__(self, saved: dict | None = None):
-        self.values: dict[str, list] = {n: list(saved[n]) for n in self.NAMES} if saved else {n: [] for n in self.NAMES}
+        self.values: dict[str, list] = (
+            {n: list(saved[n]) for n in self.NAMES} if saved else {n: [] for n in self.NAMES}
+        )
 
     def add(self, **items: Any) -> None:
         for name in self.NAMES:
             self.values[name].append(items[name])
 
     def to_cpu(self) -> dict[str, list]:
-        return {n: [v.detach().cpu() if torch.is_tensor(v) else v for v in vals] for n, vals in self.values.items()}
+        return {
+            n: [v.detach().cpu() if torch.is_tensor(v) else v for v in vals]
+            for n, vals in self.values.items()
+        }
 
     def __len__(self) -> int:
         return len(self.values["step"])
@@ -141,27 +167,45 @@ def train(
     checkpoint_seconds: float = 60.0,
     progress_seconds: float = 10.0,
 ) -> TrainResult:
-    """Train one run described by resolved run parameters (design.md keys) and return train.nc's dataset.
+    """Train one run described by resolved run parameters (design.md keys) and return train.nc's
+    dataset.
 
-    With ``checkpoint`` set, the full state (parameters, optimizer, RNG, records) is saved there every
-    ``checkpoint_seconds`` and a run that finds a matching checkpoint resumes from it, ending with the
+    With ``checkpoint`` set, the full state (parameters, optimizer, RNG, records) is saved there
+    every
+    ``checkpoint_seconds`` and a run that finds a matching checkpoint resumes from it, ending with
+    the
     same numbers as an uninterrupted run.
     """
     started = time.monotonic()
     spec = TaskSpec.from_params(params)
     device = resolve_device(str(params.get("device", "cpu")))
-    heads, steps, lr, batch = int(params["heads"]), int(params["steps"]), float(params["lr"]), int(params["batch_size"])
+    heads, steps, lr, batch = (
+        int(params["heads"]),
+        int(params["steps"]),
+        float(params["lr"]),
+        int(params["batch_size"]),
+    )
     optimizer_name = str(params.get("optimizer", "gd"))
     if optimizer_name not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer_name!r}")
 
     init_seed, data_seed = stream_seeds(int(params["seed"]), params.get("data_stream"))
 
-    def fresh_start() -> tuple[torch.nn.Module, list, torch.optim.Optimizer | None, torch.Generator]:
+    def fresh_start() -> tuple[
+        torch.nn.Module, list, torch.optim.Optimizer | None, torch.Generator
+    ]:
         """The model at its init, its optimizer and the training stream's generator at step 0."""
         model = build_model(str(params["model"]), heads, spec.dim, spec.num_tasks)
-        initialise(model, spec, str(params["init"]), float(params["init_scale"]), torch.Generator().manual_seed(init_seed),
-                   omega=params.get("init_omega"), mu=params.get("init_mu"), lead=float(params.get("init_lead", 0.0)))
+        initialise(
+            model,
+            spec,
+            str(params["init"]),
+            float(params["init_scale"]),
+            torch.Generator().manual_seed(init_seed),
+            omega=params.get("init_omega"),
+            mu=params.get("init_mu"),
+            lead=float(params.get("init_lead", 0.0)),
+        )
         model.to(device)
         parameters = list(model.parameters())
         optimizer = torch.optim.Adam(parameters, lr=lr) if optimizer_name == "adam" else None
@@ -178,7 +222,9 @@ def train(
     recorder, first_step, wall_before = _Recorder(), 0, 0.0
     if checkpoint is not None and checkpoint.exists():
         try:
-            state = torch.load(checkpoint, map_location="cpu", weights_only=False)  # RNG states live on the CPU
+            state = torch.load(
+                checkpoint, map_location="cpu", weights_only=False
+            )  # RNG states live on the CPU
             if not isinstance(state, dict):
                 raise TypeError(f"a {type(state).__name__}, not a checkpoint")
             if state.get("fingerprint") == fingerprint:
@@ -188,19 +234,33 @@ def train(
                 generator.set_state(state["generator"])
                 recorder = _Recorder(state["records"])
                 first_step, wall_before = int(state["step"]), float(state["wall_seconds"])
-                log.info("resumed from checkpoint %s at step %d of %d", checkpoint, first_step, steps)
+                log.info(
+                    "resumed from checkpoint %s at step %d of %d", checkpoint, first_step, steps
+                )
             else:
-                log.warning("ignoring checkpoint %s: it belongs to other run parameters or another version of the package", checkpoint)
+                log.warning(
+                    "ignoring checkpoint %s: it belongs to other run parameters or another "
+                    "version of the package",
+                    checkpoint,
+                )
         except Exception as error:  # noqa: BLE001 (truncated, corrupt or of another layout: start over, keep its bytes)
             from .io import set_aside
 
-            log.warning("checkpoint %s cannot be resumed (%s: %s); set aside as %s, training starts over", checkpoint,
-                        type(error).__name__, str(error).splitlines()[0] if str(error) else "", set_aside(checkpoint).name)
-            model, parameters, optimizer, generator = fresh_start()  # a restore may have stopped half-way
+            log.warning(
+                "checkpoint %s cannot be resumed (%s: %s); set aside as %s, training starts over",
+                checkpoint,
+                type(error).__name__,
+                str(error).splitlines()[0] if str(error) else "",
+                set_aside(checkpoint).name,
+            )
+            model, parameters, optimizer, generator = (
+                fresh_start()
+            )  # a restore may have stopped half-way
             recorder, first_step, wall_before = _Recorder(), 0, 0.0
 
     status, diverged_at = "max_steps", None
-    # the divergence bound's reference: the risk on the fixed evaluation set at step 0 (steadier than a batch)
+    # the divergence bound's reference: the risk on the fixed evaluation set at step 0 (steadier
+    # than a batch)
     first_risk = float(recorder.values["eval_risk"][0]) if len(recorder) else None
     last_progress = last_checkpoint = time.monotonic()
     progress_step = first_step
@@ -222,25 +282,47 @@ def train(
                 )
                 last_checkpoint = now
             batch_prompts = stream.next()
-            loss = risk(model(batch_prompts.x, batch_prompts.y, batch_prompts.x_query), batch_prompts.y_query)
+            loss = risk(
+                model(batch_prompts.x, batch_prompts.y, batch_prompts.x_query),
+                batch_prompts.y_query,
+            )
             grads = torch.autograd.grad(loss, parameters)
             if is_record[step]:
                 reason = divergence(float(loss.detach()), first_risk)
-                if reason and len(recorder):  # (a run that starts diverged keeps its one record, at step 0)
+                if reason and len(
+                    recorder
+                ):  # (a run that starts diverged keeps its one record, at step 0)
                     status, diverged_at = "diverged", step
-                    log.error("training diverged at step %d (t = %.4g): %s; stopping, %d records kept", step, lr * step, reason, len(recorder))
+                    log.error(
+                        "training diverged at step %d (t = %.4g): %s; stopping, %d records kept",
+                        step,
+                        lr * step,
+                        reason,
+                        len(recorder),
+                    )
                     break
                 view = reduced_view(model)
                 eval_risk, eval_se, eval_task = evaluate(model, eval_on_device)
                 grad_norm = torch.sqrt(sum(g.square().sum() for g in grads))
                 recorder.add(
-                    step=step, W=view.W, U=view.U, score_leak=view.score_leak, value_leak=view.value_leak,
-                    train_risk=loss.detach(), grad_norm=grad_norm, eval_risk=eval_risk, eval_risk_se=eval_se, eval_risk_task=eval_task,
+                    step=step,
+                    W=view.W,
+                    U=view.U,
+                    score_leak=view.score_leak,
+                    value_leak=view.value_leak,
+                    train_risk=loss.detach(),
+                    grad_norm=grad_norm,
+                    eval_risk=eval_risk,
+                    eval_risk_se=eval_se,
+                    eval_risk_task=eval_task,
                 )
                 first_risk = float(eval_risk) if first_risk is None else first_risk
                 if reason:
                     status, diverged_at = "diverged", step
-                    log.error("training diverged at step 0: %s; stopping with the initial state recorded", reason)
+                    log.error(
+                        "training diverged at step 0: %s; stopping with the initial state recorded",
+                        reason,
+                    )
                     break
             if step == steps:
                 break
@@ -256,25 +338,55 @@ def train(
                 current = float(loss.detach())
                 log.info(
                     "step %d/%d (%.0f%%)  t=%.4g  train_risk=%.4g  %.0f steps/s  ETA %.0f s",
-                    step, steps, 100 * step / steps, lr * step, current, rate, (steps - step) / max(rate, 1e-9),
+                    step,
+                    steps,
+                    100 * step / steps,
+                    lr * step,
+                    current,
+                    rate,
+                    (steps - step) / max(rate, 1e-9),
                 )
                 reason = divergence(current, first_risk)
                 if reason:
                     status, diverged_at = "diverged", step
-                    log.error("training diverged at step %d (t = %.4g): %s; stopping, %d records kept", step, lr * step, reason, len(recorder))
+                    log.error(
+                        "training diverged at step %d (t = %.4g): %s; stopping, %d records kept",
+                        step,
+                        lr * step,
+                        reason,
+                        len(recorder),
+                    )
                     break
                 last_progress, progress_step = now, step
 
     wall = wall_before + time.monotonic() - started
     dataset = _to_dataset(recorder, spec, params, lr, status, wall, device)
     if diverged_at is not None:
-        dataset.attrs.update(diverged_at_step=int(diverged_at), diverged_at_time=float(lr * diverged_at),
-                             divergence_rule=f"batch risk not finite or above {DIVERGENCE_FACTOR:g} x the evaluation risk at step 0")
-    log.info("finished: status=%s, %d records, %.1f s wall, %.0f steps/s", status, len(recorder), wall, dataset.attrs["steps_per_second"])
+        dataset.attrs.update(
+            diverged_at_step=int(diverged_at),
+            diverged_at_time=float(lr * diverged_at),
+            divergence_rule=f"batch risk not finite or above {DIVERGENCE_FACTOR:g} x the "
+            "evaluation risk at step 0",
+        )
+    log.info(
+        "finished: status=%s, %d records, %.1f s wall, %.0f steps/s",
+        status,
+        len(recorder),
+        wall,
+        dataset.attrs["steps_per_second"],
+    )
     return TrainResult(dataset, status)
 
 
-def _to_dataset(recorder: _Recorder, spec: TaskSpec, params: Mapping[str, Any], lr: float, status: str, wall: float, device: torch.device) -> xr.Dataset:
+def _to_dataset(
+    recorder: _Recorder,
+    spec: TaskSpec,
+    params: Mapping[str, Any],
+    lr: float,
+    status: str,
+    wall: float,
+    device: torch.device,
+) -> xr.Dataset:
     from .io import provenance_attrs
 
     rec = recorder.to_cpu()
@@ -289,21 +401,73 @@ def _to_dataset(recorder: _Recorder, spec: TaskSpec, params: Mapping[str, Any], 
     phi, psi = spec.bases()
     ds = xr.Dataset(
         data_vars={
-            "W": (("time", "head", "x_row", "x_col"), stack("W", (heads, d, d)), {"long_name": "key-query matrix W_h (reduced view)"}),
-            "U": (("time", "head", "y_row", "y_col"), stack("U", (heads, tasks, tasks)), {"long_name": "output-value matrix U_h (reduced view)"}),
-            "train_risk": (("time",), stack("train_risk", ()), {"long_name": "risk on the training batch (per-task MSE, noise included)"}),
-            "eval_risk": (("time",), stack("eval_risk", ()), {"long_name": "risk on the fixed evaluation set (per-task MSE, noise included)"}),
-            "eval_risk_se": (("time",), stack("eval_risk_se", ()), {"long_name": "Monte-Carlo standard error of eval_risk"}),
-            "eval_risk_task": (("time", "task"), stack("eval_risk_task", (tasks,)), {"long_name": "evaluation MSE of each task, noise included"}),
-            "grad_norm": (("time",), stack("grad_norm", ()), {"long_name": "Euclidean norm of the batch gradient"}),
-            "score_leak": (("time", "head"), stack("score_leak", (heads,)), {"long_name": "relative norm of the y -> score block left out of W (full model)"}),
-            "value_leak": (("time", "head"), stack("value_leak", (heads,)), {"long_name": "relative norm of the x -> value block left out of U (full model)"}),
-            "basis_x": (("x_row", "x_col"), phi, {"long_name": "covariate basis Phi: observed = Phi @ latent"}),
-            "basis_y": (("y_row", "y_col"), psi, {"long_name": "output basis Psi: observed = Psi @ latent"}),
-            "block_mask": (("task", "x_col"), spec.block_mask(), {"long_name": "covariates (latent basis) read by each task"}),
+            "W": (
+                ("time", "head", "x_row", "x_col"),
+                stack("W", (heads, d, d)),
+                {"long_name": "key-query matrix W_h (reduced view)"},
+            ),
+            "U": (
+                ("time", "head", "y_row", "y_col"),
+                stack("U", (heads, tasks, tasks)),
+                {"long_name": "output-value matrix U_h (reduced view)"},
+            ),
+            "train_risk": (
+                ("time",),
+                stack("train_risk", ()),
+                {"long_name": "risk on the training batch (per-task MSE, noise included)"},
+            ),
+            "eval_risk": (
+                ("time",),
+                stack("eval_risk", ()),
+                {"long_name": "risk on the fixed evaluation set (per-task MSE, noise included)"},
+            ),
+            "eval_risk_se": (
+                ("time",),
+                stack("eval_risk_se", ()),
+                {"long_name": "Monte-Carlo standard error of eval_risk"},
+            ),
+            "eval_risk_task": (
+                ("time", "task"),
+                stack("eval_risk_task", (tasks,)),
+                {"long_name": "evaluation MSE of each task, noise included"},
+            ),
+            "grad_norm": (
+                ("time",),
+                stack("grad_norm", ()),
+                {"long_name": "Euclidean norm of the batch gradient"},
+            ),
+            "score_leak": (
+                ("time", "head"),
+                stack("score_leak", (heads,)),
+                {"long_name": "relative norm of the y -> score block left out of W (full model)"},
+            ),
+            "value_leak": (
+                ("time", "head"),
+                stack("value_leak", (heads,)),
+                {"long_name": "relative norm of the x -> value block left out of U (full model)"},
+            ),
+            "basis_x": (
+                ("x_row", "x_col"),
+                phi,
+                {"long_name": "covariate basis Phi: observed = Phi @ latent"},
+            ),
+            "basis_y": (
+                ("y_row", "y_col"),
+                psi,
+                {"long_name": "output basis Psi: observed = Psi @ latent"},
+            ),
+            "block_mask": (
+                ("task", "x_col"),
+                spec.block_mask(),
+                {"long_name": "covariates (latent basis) read by each task"},
+            ),
         },
         coords={
-            "time": ("time", lr * steps, {"long_name": "gradient-flow time", "units": "lr x steps"}),
+            "time": (
+                "time",
+                lr * steps,
+                {"long_name": "gradient-flow time", "units": "lr x steps"},
+            ),
             "step": ("time", steps, {"long_name": "optimizer step"}),
             "head": np.arange(heads),
             "task": np.arange(tasks),

@@ -1,4 +1,5 @@
-"""Snakemake adapter: train one run (resumes from its checkpoint if a previous attempt was killed)."""
+"""Snakemake adapter: train one run (resumes from its checkpoint if a previous attempt was
+killed)."""
 
 from multihead_icl.logs import setup_job_logging
 from multihead_icl.stages import train_run
