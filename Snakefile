@@ -23,6 +23,7 @@ include: "workflow/rules/flow.smk"
 include: "workflow/rules/regime_map.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/verdicts.smk"
 include: "workflow/rules/optimality.smk"
 
 

@@ -54,12 +54,12 @@ def main() -> None:
     print(
         f"I={SPEC.num_tasks} d_i={SPEC.task_dims[0]} H={HEADS} L={SPEC.context_length} "
         f"sigma={SPEC.noise_std}; "
-        f"{args.threads} threads; settings {SearchSettings(**overrides)}"
+        f"{args.threads} threads; settings {SearchSettings.from_mapping(overrides)}"
     )
 
     searches, bests = [], []
     for seed in args.seeds:
-        settings = SearchSettings(**{**overrides, "seed": seed})
+        settings = SearchSettings.from_mapping({**overrides, "seed": seed})
         started = time.perf_counter()
         search = BestInClass(SPEC, settings)
         fits = search.classes(HEADS)

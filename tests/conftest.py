@@ -13,7 +13,7 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA = ROOT / "src" / "multihead_icl" / "config.schema.yaml"
 TINY_CONFIG = ROOT / "config" / "tiny.yaml"
 
 torch.set_num_threads(1)

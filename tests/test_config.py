@@ -178,3 +178,50 @@ def test_comparison_settings_name_known_roles_and_existing_experiments_once():
         comparison_settings({"other": {"winner": "zz"}}, experiments)
     with pytest.raises(ValueError, match="already belongs to setting 'one'"):
         comparison_settings({"one": {"allocation": "b"}, "two": {"winner": "b"}}, experiments)
+
+
+def test_settings_classes_take_every_field_from_the_config_section():
+    """Defaults live in the schema only: no settings class may carry its own (a second source
+    that could drift), and from_config/from_mapping fill the schema's under what is given."""
+    from dataclasses import MISSING, fields
+
+    from multihead_icl.config import with_defaults
+    from multihead_icl.flow import FlowSettings
+    from multihead_icl.optimality import MeasureSettings, SearchSettings
+    from multihead_icl.spectral_settings import SpectralSettings, SurrogateCheckSettings
+
+    for cls in (
+        SpectralSettings,
+        SurrogateCheckSettings,
+        SearchSettings,
+        MeasureSettings,
+        FlowSettings,
+    ):
+        with_default = [
+            f.name
+            for f in fields(cls)
+            if f.default is not MISSING or f.default_factory is not MISSING
+        ]
+        assert not with_default, (cls.__name__, with_default)
+    assert SpectralSettings.from_config({"clean_purity": 0.8}).clean_purity == 0.8
+    spectral = with_defaults("spectral")
+    assert SpectralSettings.from_config().n_eff_prompts == spectral["n_eff_prompts"]
+    assert SurrogateCheckSettings.from_config().prompts == spectral["surrogate_check"]["prompts"]
+    assert FlowSettings.from_mapping({"samples": 64}).samples == 64
+    assert SearchSettings.from_mapping().restarts == with_defaults("optimality")["restarts"]
+
+
+def test_loading_fills_every_settings_section_and_keeps_what_the_user_wrote(tmp_path):
+    from multihead_icl.config import SETTINGS_SECTIONS, load_schema, load_suite
+
+    config = {
+        "defaults": {"steps": 10},
+        "experiments": {"a": {}},
+        "flow": {"samples": 64},
+        "figures": {"allocation": "a"},
+    }
+    suite = load_suite(config, load_schema())
+    assert suite.config["flow"]["samples"] == 64 and "horizon" in suite.config["flow"]
+    assert suite.config["verdicts"]["purity"] > 0 and suite.config["figures"]["format"] == "svg"
+    assert suite.given["figures"] == {"allocation": "a"} and suite.given["verdicts"] == {}
+    assert set(SETTINGS_SECTIONS) <= set(suite.config)

@@ -133,16 +133,15 @@ def test_a_map_point_agrees_with_a_trained_run_with_a_small_step_and_a_large_bat
         "target": "linear",
         "eval_prompts": 64,
     }
-    settings = FlowSettings(
-        samples=4096,
-        seed=0,
-        horizon=20.0,
-        record_points=40,
-        rtol=1e-6,
-        atol=1e-9,
-        gd_horizon=0.0,
-        limit_rtol=0.01,
-        drift_exponent=0.05,
+    settings = FlowSettings.from_mapping(
+        {
+            "samples": 4096,
+            "horizon": 20.0,
+            "record_points": 40,
+            "rtol": 1e-6,
+            "atol": 1e-9,
+            "gd_horizon": 0.0,
+        }
     )
     point = map_point(params, settings, clean_purity=0.9, fractions=(0.1, 0.9))
     run = train(params, sample_eval_set(TaskSpec.from_params(params), 64, 1)).dataset

@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
-import yaml
 from conftest import SCHEMA, TINY_CONFIG, run_snakemake
 
 from multihead_icl import report as plan_module
@@ -77,8 +76,7 @@ def plan():
     from multihead_icl.config import load_suite_file
 
     suite = load_suite_file(TINY_CONFIG, SCHEMA)
-    schema = yaml.safe_load(SCHEMA.read_text())
-    settings = plan_module.report_settings(suite.config.get("figures"), schema)
+    settings = suite.config["figures"]
     comparisons = plan_module.comparison_settings(suite.config.get("settings"), suite.experiments)
     return plan_module.report_plan(
         plan_module.plan_settings(settings, comparisons), suite.experiments

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
-from conftest import SCHEMA, TINY_CONFIG
+from conftest import TINY_CONFIG
 
 from multihead_icl import io
+from multihead_icl.config import complete_run
 from multihead_icl.data import TaskSpec, sample_eval_set
 from multihead_icl.model import decomposable_weights
 from multihead_icl.spectral import (
@@ -28,7 +29,7 @@ from multihead_icl.spectral import (
     value_residual,
     winner_and_purity,
 )
-from multihead_icl.spectral_settings import SpectralSettings, SurrogateCheckSettings
+from multihead_icl.spectral_settings import SpectralSettings
 from multihead_icl.theory import SpectralProblem, finite_length_risk, integrate_spectral_ode
 
 CONTRACT = (
@@ -196,10 +197,10 @@ def _synthetic_run(rotate: bool = True) -> tuple[xr.Dataset, dict, object]:
 def test_analyse_run_on_an_exact_gradient_flow_trajectory():
     train, params, sol = _synthetic_run()
     spec = TaskSpec.from_params(params)
-    ds = analyse_run(train, sample_eval_set(spec, 32, seed=0), SpectralSettings())
+    ds = analyse_run(train, sample_eval_set(spec, 32, seed=0), SpectralSettings.from_config())
     for name in CONTRACT:
         assert name in ds and "long_name" in ds[name].attrs, name
-    assert io.read_config(ds) == json.loads(json.dumps(params))
+    assert io.read_config(ds) == complete_run(json.loads(json.dumps(params)))
     np.testing.assert_allclose(ds["omega"].values, sol.omega, atol=1e-12)
     np.testing.assert_allclose(ds["mu"].values, sol.mu, atol=1e-12)
     assert np.nanmax(ds["decomposability_residual"].values) < 1e-10
@@ -253,7 +254,7 @@ def test_analyse_run_of_other_models_and_inits_says_what_it_did(model, init):
         rotate=False,
     )
     eval_set = sample_eval_set(TaskSpec.from_params(params), 16, 1)
-    ds = analyse_run(train(params, eval_set).dataset, eval_set, SpectralSettings())
+    ds = analyse_run(train(params, eval_set).dataset, eval_set, SpectralSettings.from_config())
     assert (
         np.isfinite(ds["omega_ode"].values).all() and np.isfinite(ds["signal_gd_map"].values).all()
     )
@@ -270,18 +271,6 @@ def test_analyse_run_of_other_models_and_inits_says_what_it_did(model, init):
         assert (
             ds["decomposability_residual"].isel(time=0).min() > 0.1
         )  # a Gaussian W is far from decomposable
-
-
-def test_settings_defaults_equal_the_schema_defaults():
-    schema = yaml.safe_load(SCHEMA.read_text())["properties"]["spectral"]["properties"]
-    readout = {k: v["default"] for k, v in schema.items() if k != "surrogate_check"}
-    assert readout == SpectralSettings().as_dict()
-    check = {k: v["default"] for k, v in schema["surrogate_check"]["properties"].items()}
-    assert check == SurrogateCheckSettings().as_dict()
-    assert (
-        SpectralSettings.from_config({"clean_purity": 0.8, "surrogate_check": {}}).clean_purity
-        == 0.8
-    )
 
 
 @pytest.mark.slow

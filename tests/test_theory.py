@@ -144,13 +144,15 @@ def test_softmax_surrogate_agrees_with_monte_carlo_for_small_omega_and_fails_whe
 
 
 def test_surrogate_check_dataset_on_a_small_grid():
-    settings = SurrogateCheckSettings(
-        task_dims=(2,),
-        context_lengths=(40,),
-        omegas=(0.15, 0.6),
-        signal_targets=(1.0,),
-        patterns=("allocated",),
-        prompts=1024,
+    settings = SurrogateCheckSettings.from_config(
+        {
+            "task_dims": [2],
+            "context_lengths": [40],
+            "omegas": [0.15, 0.6],
+            "signal_targets": [1.0],
+            "patterns": ["allocated"],
+            "prompts": 1024,
+        }
     )
     ds = surrogate_check(settings)
     assert ds["agrees"].sel(omega=0.15).item() and not ds["agrees"].sel(omega=0.6).item()
@@ -328,7 +330,7 @@ def test_trained_warmup_follows_the_law_in_a_low_noise_run():
         ds = analyse_run(
             train({**params, "init_scale": float(s)}, eval_set).dataset,
             eval_set,
-            SpectralSettings(),
+            SpectralSettings.from_config(),
         )
         measured.append(ds["warmup_end"].values)
         law.append(ds["warmup_law_time_gd"].values)

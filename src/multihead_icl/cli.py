@@ -1,15 +1,22 @@
-"""Command line for using the stages without Snakemake (debugging one run, notebooks, other
-drivers).
+"""Command line for every stage without Snakemake (debugging one run, notebooks, other drivers).
 
-multihead-icl runs config.yaml                     # list run ids with their datasets
-multihead-icl params config.yaml RUN_ID > run.json # one run's resolved parameters
-multihead-icl eval-set run.json data.nc
-multihead-icl train run.json data.nc train.nc [--checkpoint train.ckpt]
-multihead-icl spectral train.nc data.nc spectral.nc [--config config.yaml]
-multihead-icl flow spectral.nc flow.nc [--config config.yaml]   # the exact spectral flow
-multihead-icl verify [results]                     # set damaged netCDF files aside for a rebuild
-multihead-icl tables [results]                     # verdicts and optimality as CSV and LaTeX
-multihead-icl compare results_a results_b [--json diff.json]   # what differs between two suites
+One run:
+  multihead-icl runs config.yaml                     # list run ids with their datasets
+  multihead-icl params config.yaml RUN_ID > run.json # one run's resolved parameters
+  multihead-icl eval-set run.json data.nc
+  multihead-icl train run.json data.nc train.nc [--checkpoint train.ckpt]
+  multihead-icl spectral train.nc data.nc spectral.nc [--config config.yaml]
+  multihead-icl flow spectral.nc flow.nc [--config config.yaml]   # the exact spectral flow
+A suite's results folder (the workflow's layout: results/runs/<run>/train.nc, ...):
+  multihead-icl surrogate config.yaml [--results results]          # the surrogate check
+  multihead-icl optimality config.yaml EXPERIMENT [--results results]
+  multihead-icl figure config.yaml KIND [TARGET] [--results results]
+  multihead-icl verdicts config.yaml [--results results]           # verdict table and JSON
+  multihead-icl report config.yaml [--results results]   # every figure, the verdicts, the tables
+  multihead-icl tables [results]                     # verdicts and optimality as CSV and LaTeX
+  multihead-icl verify [results]                     # set damaged netCDF files aside for a rebuild
+  multihead-icl compare results_a results_b [--json diff.json]   # what differs between two suites
+The HTML report with captions is Snakemake's: snakemake --report results/report.html.
 """
 
 from __future__ import annotations
@@ -18,12 +25,11 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
-from .config import ConfigError, load_schema, load_suite_file, section_settings
+from .config import SCHEMA_PATH, ConfigError, load_suite_file, load_yaml_strictly, with_defaults
 from .io import DamagedFileError
 from .logs import setup_job_logging
-
-DEFAULT_SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,8 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--schema",
         type=Path,
-        default=DEFAULT_SCHEMA,
-        help="config schema (default: the workflow's)",
+        default=SCHEMA_PATH,
+        help="config schema (default: the one shipped with the package)",
     )
     parser.add_argument("--log", type=Path, default=None, help="log file (default: stderr)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -89,6 +95,24 @@ def main(argv: list[str] | None = None) -> int:
     cmp_.add_argument(
         "--json", type=Path, default=None, help="also write the comparison as JSON here"
     )
+    for name, help_text in (
+        ("surrogate", "the Monte-Carlo check of the finite-L risk surrogate"),
+        ("optimality", "one experiment's optimality file from its runs' train.nc (and flow.nc)"),
+        ("figure", "one figure of the report plan and its JSON summary"),
+        ("verdicts", "the verdict table (HTML) and verdicts.json from every run's files"),
+        ("report", "every figure of the plan, the verdicts and the tables from the run files"),
+    ):
+        stage = sub.add_parser(name, help=help_text)
+        stage.add_argument("config", type=Path, help="the suite's config file")
+        if name == "optimality":
+            stage.add_argument("experiment")
+        if name == "figure":
+            stage.add_argument("kind")
+            stage.add_argument(
+                "target", nargs="?", default="suite", help="run, experiment or suite"
+            )
+        stage.add_argument("--results", type=Path, default=Path("results"))
+        stage.add_argument("--threads", type=int, default=1)
     ve = sub.add_parser(
         "verify",
         help="open every netCDF file below a folder; set damaged ones aside so that snakemake "
@@ -113,14 +137,15 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 print(json.dumps(suite.runs[args.run_id], indent=2))
         elif args.command in ("spectral", "flow"):
-            import yaml
-
-            config = yaml.safe_load(args.config.read_text()) or {} if args.config else {}
-            settings = section_settings(config, load_schema(args.schema), args.command)
+            config = (load_yaml_strictly(args.config) or {}) if args.config else {}
+            settings = with_defaults(args.command, config.get(args.command))
             if args.command == "spectral":
                 stages.spectral(args.train, args.eval_set, args.output, settings)
             else:
                 stages.flow(args.spectral, args.output, settings, args.threads)
+        elif args.command in ("surrogate", "optimality", "figure", "verdicts", "report"):
+            for path in _suite_stage(args, stages):
+                print(path)
         elif args.command == "tables":
             from .tables import write_tables
 
@@ -161,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.checkpoint_seconds,
             )
             print(status)
-    except ConfigError as error:
+    except (ConfigError, ValueError) as error:
         print(f"Config error: {error}", file=sys.stderr)
         return 2
     except DamagedFileError as error:
@@ -171,6 +196,48 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Not found: {error.filename or error}", file=sys.stderr)
         return 2
     return 0
+
+
+def _suite_stage(args: argparse.Namespace, stages: Any) -> list[str]:
+    """Run a stage of a whole suite on its results folder; returns the files written."""
+    from .layout import Layout
+
+    layout = Layout(load_suite_file(args.config, args.schema), str(args.results))
+    if args.command == "surrogate":
+        stages.surrogate_check(
+            layout.suite.config["spectral"]["surrogate_check"], layout.surrogate_file, args.threads
+        )
+        return [layout.surrogate_file]
+    if args.command == "optimality":
+        call = layout.optimality_call(args.experiment)
+        stages.optimality(**call, threads=args.threads)
+        return [call["output"]]
+    plan = layout.figure_plan()
+    if args.command == "figure":
+        specs = [s for s in plan if s.kind == args.kind and s.target == args.target]
+        if not specs:
+            known = ", ".join(f"{s.kind} {s.target}" for s in plan)
+            raise ValueError(f"no figure {args.kind} {args.target} in this config's plan ({known})")
+        plan = specs
+    written = []
+    if args.command in ("figure", "report"):
+        for spec in plan:
+            stages.plot_figure(**layout.figure_call(spec))
+            written += [spec.path, spec.summary]
+    if args.command in ("verdicts", "report"):
+        stages.write_verdicts(**layout.verdict_call(layout.figure_plan()))
+        written += list(layout.verdict_files.values())
+    if args.command == "report":
+        from .tables import write_tables
+
+        optimality = {n: layout.optimality_file(n) for n in layout.optimality_experiments}
+        written += [
+            str(p)
+            for p in write_tables(
+                layout.verdict_files["summary"], optimality, Path(layout.root) / "tables"
+            )
+        ]
+    return written
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ Runs that share their data parameters share one evaluation set, named by a hash 
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import itertools
 import json
@@ -61,6 +62,13 @@ ID_ABBREVIATIONS = {
 }
 
 
+# The one source of every config key's meaning, bounds and default; it ships inside the package so
+# that the CLI and the workflow find it wherever the package is installed.
+SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
+# top-level sections of settings (not runs): each is filled with its schema defaults on loading
+SETTINGS_SECTIONS = ("optimality", "flow", "spectral", "figures", "verdicts")
+
+
 class ConfigError(ValueError):
     """A bad configuration value; the message is one line naming the key and the value."""
 
@@ -106,9 +114,37 @@ def _validator_with_defaults(schema: Mapping[str, Any]) -> type:
     return jsonschema.validators.extend(base, {"properties": set_defaults})
 
 
-def load_schema(path: str | Path) -> dict[str, Any]:
+def load_schema(path: str | Path = SCHEMA_PATH) -> dict[str, Any]:
     with open(path) as handle:
         return yaml.safe_load(handle)
+
+
+@functools.cache
+def _package_schema() -> dict[str, Any]:
+    return load_schema(SCHEMA_PATH)
+
+
+def with_defaults(section: str, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A settings section (``flow``, ``spectral``, ...) with every default of the package schema
+    filled in at every depth, ``given`` first; the only place Python learns a setting's default."""
+    schema = _package_schema()
+    filled = copy.deepcopy(dict(given or {}))
+    _check(filled, schema["properties"][section], schema, section, defaults=True)
+    return filled
+
+
+def run_defaults() -> dict[str, Any]:
+    """Every run parameter at its schema default (for code that is handed partial parameters)."""
+    schema = _package_schema()
+    filled: dict[str, Any] = {}
+    _check(filled, schema["$defs"]["run_parameters"], schema, "defaults", defaults=True)
+    return filled
+
+
+def complete_run(params: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's parameters with the schema's defaults under them (files written by the pipeline
+    always carry every key; tests and notebooks may not)."""
+    return {**run_defaults(), **params}
 
 
 def _check(
@@ -142,6 +178,8 @@ class Suite:
         default_factory=dict
     )  # regime map -> point id -> parameters
     warnings: list[str] = field(default_factory=list)  # odd but harmless settings, one line each
+    # the settings sections as the user wrote them (``config`` has the schema's defaults filled in)
+    given: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def train_params(self, run_id: str) -> dict[str, Any]:
         """What the training job needs: the run minus post-training keys (so those never
@@ -247,12 +285,15 @@ def load_suite(config: Mapping[str, Any], schema: Mapping[str, Any]) -> Suite:
     for key, sub in schema["properties"].items():  # top-level defaults only: an experiment's
         if "default" in sub and key not in config:  # `base` must not be padded with run defaults
             config[key] = copy.deepcopy(sub["default"])
+    given_sections = {key: copy.deepcopy(config.get(key) or {}) for key in SETTINGS_SECTIONS}
+    for key in SETTINGS_SECTIONS:  # settings sections: every default, so rules see every value
+        _check(config[key], schema["properties"][key], schema, key, defaults=True)
     run_schema = schema["$defs"]["run_parameters"]
     given_defaults = set(
         config["defaults"]
     )  # keys the user wrote (before the schema's defaults fill in)
     _check(config["defaults"], run_schema, schema, "defaults", defaults=True)
-    suite = Suite(config=config)
+    suite = Suite(config=config, given=given_sections)
     owners: dict[
         str, str
     ] = {}  # training parameters (JSON) -> the first run with them: it trains, the others copy
@@ -293,6 +334,14 @@ def load_suite(config: Mapping[str, Any], schema: Mapping[str, Any]) -> Suite:
                     other_id = dataset_name(other)
                     suite.datasets[other_id] = {k: other[k] for k in DATA_KEYS}
                     suite.length_datasets[run_id][length] = other_id
+    for experiment, spec in config["experiments"].items():
+        if spec.get("optimality", False) and experiment in suite.experiments:
+            for run_id in suite.experiments[experiment]:  # the search integrates a linear target
+                if suite.runs[run_id]["target"] != "linear":
+                    raise ConfigError(
+                        f"experiments.{experiment}.optimality: needs target linear, run {run_id} "
+                        f"has target {suite.runs[run_id]['target']!r}"
+                    )
     return suite
 
 
@@ -357,25 +406,11 @@ def _map_points(
     return points
 
 
-def section_settings(
-    config: Mapping[str, Any], schema: Mapping[str, Any], name: str
-) -> dict[str, Any]:
-    """A top-level settings section of the config with every key the schema defaults filled in, so a
-    rule's params change exactly when a setting (given or default) changes."""
-    properties = schema["properties"][name]["properties"]
-    defaults = {
-        key: copy.deepcopy(sub["default"]) for key, sub in properties.items() if "default" in sub
-    }
-    return {**defaults, **dict(config.get(name) or {})}
-
-
 def flow_applies(params: Mapping[str, Any]) -> bool:
     """The exact spectral flow exists for the reduced and linear models with a linear target (any
     init: it starts from the read-out omega(0), mu(0), the decomposable part of W(0), U(0))."""
-    return (
-        str(params.get("model", "reduced")) in ("reduced", "linear")
-        and str(params.get("target", "linear")) == "linear"
-    )
+    params = complete_run(params)
+    return str(params["model"]) in ("reduced", "linear") and str(params["target"]) == "linear"
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -420,5 +455,5 @@ def load_yaml_strictly(path: str | Path) -> Any:
             ) from None
 
 
-def load_suite_file(config_path: str | Path, schema_path: str | Path) -> Suite:
+def load_suite_file(config_path: str | Path, schema_path: str | Path = SCHEMA_PATH) -> Suite:
     return load_suite(load_yaml_strictly(config_path) or {}, load_schema(schema_path))

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from scipy.integrate import solve_ivp
 
-from .config import flow_applies
+from .config import flow_applies, with_defaults
 from .data import TaskSpec
 from .optimality import (
     DTYPE,
@@ -432,8 +432,9 @@ class FlowSettings:
     drift_exponent: float
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> FlowSettings:
-        return cls(**{f.name: values[f.name] for f in fields(cls)})
+    def from_mapping(cls, values: Mapping[str, Any] | None = None) -> FlowSettings:
+        filled = with_defaults("flow", values)
+        return cls(**{f.name: filled[f.name] for f in fields(cls)})
 
 
 def flow_times(run_times: np.ndarray, horizon: float, points: int) -> np.ndarray:
@@ -473,7 +474,7 @@ def analyse_flow(
             f"{params.get('model')!r}, target {params.get('target')!r}"
         )
     spec = TaskSpec.from_params(params)
-    normalise = normalisation_of(str(params.get("model", "reduced")))
+    normalise = normalisation_of(str(params["model"]))
     spectral_settings = json.loads(spectral.attrs.get("spectral_settings", "{}"))
     clean_purity = float(spectral_settings["clean_purity"])
     fractions = (
@@ -485,7 +486,7 @@ def analyse_flow(
     mu_run = spectral["mu"].transpose("time", "head", "task").values
     omega0, mu0 = omega_run[0], mu_run[0]
     times = flow_times(run_times, settings.horizon, settings.record_points)
-    lr = float(params["lr"]) if str(params.get("optimizer", "gd")) == "gd" else 0.0
+    lr = float(params["lr"]) if str(params["optimizer"]) == "gd" else 0.0
     gd_steps = (
         np.arange(int(min(settings.gd_horizon, run_times[-1]) / lr + 1e-9) + 1)
         if lr > 0

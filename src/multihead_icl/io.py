@@ -15,6 +15,7 @@ import numpy as np
 import xarray as xr
 
 from . import __version__
+from .config import complete_run
 
 if TYPE_CHECKING:  # torch is imported only where tensors are made: plotting jobs never load it
     from .data import Prompts
@@ -48,8 +49,9 @@ def provenance_attrs(config: Mapping[str, Any]) -> dict[str, str]:
 
 
 def read_config(ds: xr.Dataset) -> dict[str, Any]:
-    """The resolved parameters stored in a file's ``config`` attribute."""
-    return json.loads(ds.attrs["config"])
+    """The resolved parameters stored in a file's ``config`` attribute (the schema's defaults under
+    them, for files written before a key existed)."""
+    return complete_run(json.loads(ds.attrs["config"]))
 
 
 def write_netcdf(ds: xr.Dataset, path: str | os.PathLike) -> None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import convergence
+from .config import complete_run
 from .identity import training_identity
 from .report import DEFAULT_THRESHOLDS
 from .tasks import task_dims_of
@@ -187,11 +188,8 @@ def load_run(
     train_ds = load(train)
     spectral_ds = load(spectral)
     source = train_ds if train_ds is not None else spectral_ds
-    params = (
-        json.loads(source.attrs["config"])
-        if source is not None and "config" in source.attrs
-        else {}
-    )
+    stored = source is not None and "config" in source.attrs
+    params = complete_run(json.loads(source.attrs["config"]) if stored else {})
     return RunData(run, train_ds, spectral_ds, params, load(lengths), load(flow))
 
 
@@ -240,14 +238,16 @@ def measure_convergence(train: xr.Dataset) -> dict[str, Any]:
     }
 
 
-def measure_suite_convergence(runs: Sequence[RunData], rtol: float) -> dict[str, Any]:
-    """Every run's convergence evidence (``runs``, for the figure); the counts are over distinct
+def measure_suite_convergence(runs: Sequence[RunData]) -> dict[str, Any]:
+    """Every run's convergence evidence (``runs``, for the figure), judged with the run's own
+    ``converged_rtol`` (the threshold its train.nc status used); the counts are over distinct
     training configurations (``distinct_runs``)."""
     distinct = {r.run for r in distinct_runs(runs)}
     rows = []
     for r in runs:
         c = measure_convergence(r.train)
-        optimizer = str(r.params.get("optimizer", "gd"))
+        optimizer = str(r.params["optimizer"])
+        rtol = float(r.params["converged_rtol"])
         rows.append(
             {
                 "run": r.run,
@@ -257,6 +257,7 @@ def measure_suite_convergence(runs: Sequence[RunData], rtol: float) -> dict[str,
                 "grad_norm": c["grad_norm"],
                 "status": c["status"],
                 "converged": bool(c["status"] != "diverged" and c["relative_change"] < rtol),
+                "threshold": rtol,
                 "distinct": r.run in distinct,
             }
         )
@@ -272,7 +273,8 @@ def measure_suite_convergence(runs: Sequence[RunData], rtol: float) -> dict[str,
         "median_change": float(np.median(changes)) if changes else math.nan,
         "worst_change": worst["relative_change"] if worst else math.nan,
         "worst_run": worst["run"] if worst else None,
-        "threshold": rtol,
+        "threshold": max((r["threshold"] for r in rows), default=math.nan),
+        "thresholds": sorted({r["threshold"] for r in rows}),
     }
 
 
@@ -852,9 +854,9 @@ def measure_regimes(runs: Sequence[RunData], min_corr: float) -> dict[str, Any]:
         dims = (
             task_dims_of(r.params)
             if "tasks" in r.params
-            else [r.params.get("task_dim", 1)] * omega.shape[-1]
+            else [r.params["task_dim"]] * omega.shape[-1]
         )
-        L = int(r.params.get("context_length", 0))
+        L = int(r.params["context_length"])
         for i, h in enumerate(np.asarray(s["winner"].values).reshape(-1)):
             h = int(h)
             if h < 0:
@@ -910,7 +912,7 @@ def measure_length(runs: Sequence[RunData], max_ratio: float) -> dict[str, Any]:
             if "risk_se" in ds
             else np.zeros_like(excess)
         )
-        L = int(ds.attrs.get("train_context_length", r.params.get("context_length", 0)))
+        L = int(ds.attrs.get("train_context_length", r.params["context_length"]))
         k = int(np.argmin(np.abs(lengths - L))) if lengths.size else 0
         at_train = excess[k] if lengths.size and lengths[k] == L else math.nan
         longer = excess[lengths > L]
@@ -940,9 +942,7 @@ def measure_comparison(runs: Sequence[RunData], purity_threshold: float) -> dict
     varied = varied_keys(runs)
     rows = []
     for r in runs:
-        group = ", ".join(f"{k}={r.params.get(k)}" for k in varied) or str(
-            r.params.get("model", "run")
-        )
+        group = ", ".join(f"{k}={r.params.get(k)}" for k in varied) or str(r.params["model"])
         c = measure_convergence(r.train)
         purity = (
             np.asarray(r.spectral["purity"].values, dtype=float).reshape(-1).tolist()
@@ -953,8 +953,8 @@ def measure_comparison(runs: Sequence[RunData], purity_threshold: float) -> dict
             {
                 "run": r.run,
                 "group": group,
-                "model": r.params.get("model"),
-                "target": r.params.get("target"),
+                "model": r.params["model"],
+                "target": r.params["target"],
                 "final_risk": c["final_risk"],
                 "final_risk_se": c["final_risk_se"],
                 "noise_floor": c["noise_floor"],
@@ -1305,9 +1305,10 @@ def ode_applies(params: Mapping[str, Any]) -> bool:
     """Runs the spectral ODE describes: decomposable init, gradient descent (gradient flow), linear
     target, and the reduced or linear model (``full`` has another metric; see spectral.nc
     ode_model)."""
+    params = complete_run(params)
     return (
-        str(params.get("init", "decomposable")) == "decomposable"
-        and str(params.get("optimizer", "gd")) == "gd"
-        and str(params.get("target", "linear")) == "linear"
-        and str(params.get("model", "reduced")) in ("reduced", "linear")
+        str(params["init"]) == "decomposable"
+        and str(params["optimizer"]) == "gd"
+        and str(params["target"]) == "linear"
+        and str(params["model"]) in ("reduced", "linear")
     )

@@ -43,6 +43,7 @@ from scipy.optimize import minimize
 from scipy.stats import norm
 
 from .baselines import BASELINES, baseline_excess
+from .config import with_defaults
 from .data import TaskSpec
 from .model import decomposable_weights
 from .spectral import to_latent
@@ -55,29 +56,26 @@ DTYPE = torch.float64
 
 @dataclass(frozen=True)
 class SearchSettings:
-    """How hard to search; the config's top-level ``optimality`` section (schema has the docs)."""
+    """How hard to search: the config's ``optimality`` section (the schema documents each key and
+    holds its default; ``from_mapping`` fills them)."""
 
-    samples: int = 1024  # prompts in the fixed optimisation sample
-    fresh_samples: int = 4096  # prompts in each fresh sample (selection, then report)
-    restarts: int = 4  # starting points of the decomposable search (structured first, then random)
-    screen_samples: int = (
-        256  # the first prompts of the optimisation sample, used to screen the starts
-    )
-    screen_iterations: int = 15  # L-BFGS iterations per start while screening
-    finalists: int = 1  # best screened starts refined on the whole optimisation sample
-    iterations: int = 40  # L-BFGS iterations per finalist
-    polish_iterations: int = 10  # L-BFGS iterations in the full W space (0: no polish)
-    polish_perturbation: float = (
-        1e-3  # relative size of the symmetry-breaking kick before polishing
-    )
-    tolerance: float = 1e-3  # a start "reaches the best" when within this relative excess of it
-    chunk: int = 512  # prompts per block when evaluating the fresh samples (memory bound)
-    seed: int = 0
+    samples: int  # prompts in the fixed optimisation sample
+    fresh_samples: int  # prompts in each fresh sample (selection, then report)
+    restarts: int  # starting points of the decomposable search (structured first, then random)
+    screen_samples: int  # the first prompts of the optimisation sample, used to screen the starts
+    screen_iterations: int  # L-BFGS iterations per start while screening
+    finalists: int  # best screened starts refined on the whole optimisation sample
+    iterations: int  # L-BFGS iterations per finalist
+    polish_iterations: int  # L-BFGS iterations in the full W space (0: no polish)
+    polish_perturbation: float  # relative size of the symmetry-breaking kick before polishing
+    tolerance: float  # a start "reaches the best" when within this relative excess of it
+    chunk: int  # prompts per block when evaluating the fresh samples (memory bound)
+    seed: int
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any] | None) -> SearchSettings:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in dict(values or {}).items() if k in names})
+    def from_mapping(cls, values: Mapping[str, Any] | None = None) -> SearchSettings:
+        filled = with_defaults("optimality", values)
+        return cls(**{f.name: filled[f.name] for f in fields(cls)})
 
 
 def normalisation_of(model: str) -> str:
@@ -642,17 +640,15 @@ class MeasureSettings:
     """The config's ``optimality`` section beyond the search: baseline sample, interval level."""
 
     search: SearchSettings
-    baseline_samples: int = 100_000
-    confidence: float = 0.95
-    sanity_sigmas: float = 2.0
+    baseline_samples: int
+    confidence: float
+    sanity_sigmas: float
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any] | None) -> MeasureSettings:
-        values = dict(values or {})
-        names = {f.name for f in fields(cls)} - {"search"}
-        return cls(
-            SearchSettings.from_mapping(values), **{k: v for k, v in values.items() if k in names}
-        )
+    def from_mapping(cls, values: Mapping[str, Any] | None = None) -> MeasureSettings:
+        filled = with_defaults("optimality", values)
+        names = [f.name for f in fields(cls) if f.name != "search"]
+        return cls(SearchSettings.from_mapping(filled), **{k: filled[k] for k in names})
 
 
 def final_state(train: xr.Dataset) -> tuple[tuple[float, float], tuple[np.ndarray, np.ndarray]]:
@@ -802,7 +798,7 @@ def measure_experiment(
             )
         heads, normalise = (
             int(params["heads"]),
-            normalisation_of(str(params.get("model", "reduced"))),
+            normalisation_of(str(params["model"])),
         )
         suite_key = (spec.task_dims, spec.noise_std, spec.signal, spec.context_length)
         started = time.monotonic()
@@ -825,7 +821,7 @@ def measure_experiment(
             search,
             [(weights or {}).get(r) for r in ids],
             [finals[r][0] for r in ids],
-            str(params.get("model", "reduced")),
+            str(params["model"]),
         )
         ends = [
             (decomposable_W(w, spec), np.apply_along_axis(np.diag, 1, m))

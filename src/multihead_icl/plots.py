@@ -497,11 +497,11 @@ def surrogate_figure(check: xr.Dataset) -> tuple[Figure, dict]:
     return _check(fig), sur
 
 
-def convergence_figure(runs: Sequence[M.RunData], rtol: float) -> tuple[Figure, dict]:
+def convergence_figure(runs: Sequence[M.RunData]) -> tuple[Figure, dict]:
     """C1 over the whole suite: relative parameter change over the last tenth of training and the
-    final gradient norm of every run, with the convergence threshold."""
+    final gradient norm of every run, with the runs' convergence thresholds (``converged_rtol``)."""
     setup_style()
-    conv = M.measure_suite_convergence(runs, rtol)
+    conv = M.measure_suite_convergence(runs)
     rows = conv["runs"]
     fig, (left, right) = plt.subplots(
         1, 2, figsize=(FIG_WIDTH, 1.4 + 0.2 * max(len(rows), 5)), sharey=True
@@ -528,14 +528,17 @@ def convergence_figure(runs: Sequence[M.RunData], rtol: float) -> tuple[Figure, 
                 zorder=3,
             )
         )
-    left.axvline(rtol, color="k", ls=":", lw=1, label=f"threshold {rtol:g}")
-    _log_span(left, [r["relative_change"] for r in rows] + [rtol])
+    for value in conv["thresholds"]:
+        left.axvline(value, color="k", ls=":", lw=1, label=f"threshold {value:g}")
+    _log_span(left, [r["relative_change"] for r in rows] + conv["thresholds"])
     _log_span(right, [r["grad_norm"] for r in rows])
     left.set_yticks(np.arange(len(rows)), [r["run"] for r in rows], fontsize=7)
     left.set_ylim(len(rows) - 0.5, -0.5)
     left.set_xlabel("relative change of (W, U) over the last 10% of t (dimensionless)")
     right.set_xlabel("final batch gradient norm (risk units per parameter unit)")
-    left.set_title(f"{conv['converged']}/{conv['gd_runs']} gradient-descent runs below {rtol:g}")
+    left.set_title(
+        f"{conv['converged']}/{conv['gd_runs']} gradient-descent runs below the threshold"
+    )
     right.set_title("final gradient norm (fresh batches keep it > 0)")
     left.legend(loc="best")
     return _check(fig), conv
@@ -1374,7 +1377,7 @@ class FigureInput:
 
 # one adapter per kind of report.FIGURE_KINDS, from the loaded inputs to its draw function
 DRAWERS: dict[str, Callable[[FigureInput], tuple[Figure, dict]]] = {
-    "convergence": lambda f: convergence_figure(f.runs, f.th["converged_rtol"]),
+    "convergence": lambda f: convergence_figure(f.runs),
     "limit": lambda f: limit_figure(f.runs, f.target),
     "regime_map": lambda f: regime_map_figure(f.regime_map, f.target),
     "risk": lambda f: risk_figure(

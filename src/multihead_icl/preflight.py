@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from .config import ConfigError, Suite
+from .config import ConfigError, Suite, complete_run
 from .tasks import task_dims_of
 
 JOBS_ELSEWHERE = "MULTIHEAD_ICL_JOBS_ELSEWHERE"
@@ -32,6 +32,7 @@ def machine_memory() -> int:
 def memory_estimate(params: Mapping[str, Any]) -> dict[str, float]:
     """Bytes of the largest things one run holds: a training step (the batch of prompts, drawn one
     step ahead, and the attention activations with their gradients) and its evaluation sets."""
+    params = complete_run(params)
     dims = task_dims_of(params)
     d, tasks = sum(dims), int(params["tasks"])
     heads, batch, length = (
@@ -41,9 +42,9 @@ def memory_estimate(params: Mapping[str, Any]) -> dict[str, float]:
     )
     tokens = batch * (length + 1)
     step = BYTES * (4 * tokens * (d + tasks + 1) + 4 * batch * heads * length)
-    if str(params.get("model", "reduced")) == "full":
+    if str(params["model"]) == "full":
         step += BYTES * 4 * tokens * heads * (d + tasks)
-    lengths = [length, *params.get("eval_lengths", [])]
+    lengths = [length, *params["eval_lengths"]]
     prompts = int(params["eval_prompts"])
     evaluation = max(BYTES * prompts * ((n + 1) * (d + tasks) + tasks * d) for n in lengths)
     return {"step": float(step), "evaluation": float(evaluation)}
@@ -78,15 +79,15 @@ def check_memory(suite: Suite, available: int | None = None) -> None:
 
 def check_devices(suite: Suite) -> None:
     """A run that asks for ``cuda`` (or ``mps``) needs it on this machine; ``auto`` always works."""
-    wanted = {str(p.get("device", "cpu")) for p in suite.runs.values()}
+    wanted = {str(p["device"]) for p in suite.runs.values()}
     if any(w.startswith("cuda") for w in wanted):
         import torch
 
         if not torch.cuda.is_available():
             run, device = next(
-                (r, str(p.get("device")))
+                (r, str(p["device"]))
                 for r, p in suite.runs.items()
-                if str(p.get("device", "cpu")).startswith("cuda")
+                if str(p["device"]).startswith("cuda")
             )
             raise ConfigError(
                 f"{run}.device: {device}, but torch sees no CUDA device on this machine; use "
@@ -98,7 +99,7 @@ def check_devices(suite: Suite) -> None:
 
         count = torch.cuda.device_count()
         for run, params in suite.runs.items():
-            device = str(params.get("device", "cpu"))
+            device = str(params["device"])
             if device.startswith("cuda:") and int(device.split(":")[1]) >= count:
                 raise ConfigError(
                     f"{run}.device: {device}, but this machine has {count} CUDA device(s) (cuda:0 "
@@ -108,7 +109,7 @@ def check_devices(suite: Suite) -> None:
         import torch
 
         if not torch.backends.mps.is_available():
-            run = next(r for r, p in suite.runs.items() if str(p.get("device", "cpu")) == "mps")
+            run = next(r for r, p in suite.runs.items() if str(p["device"]) == "mps")
             raise ConfigError(
                 f"{run}.device: mps, but this machine has no Apple GPU; use device: auto"
             )

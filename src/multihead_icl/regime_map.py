@@ -31,7 +31,7 @@ import torch
 import xarray as xr
 
 from . import io
-from .config import MAP_INIT_KEYS
+from .config import MAP_INIT_KEYS, complete_run
 from .flow import (
     DRIFTING,
     FINITE_LIMIT,
@@ -74,21 +74,22 @@ def classify_regime(end: EndState, check: EndState, clean_at_end: bool) -> int:
 def initial_values(params: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """omega(0), mu(0) (H, I) exactly as a training run with these parameters draws them
     (``training.train``: the init seed of ``stream_seeds``, then ``model.initialise``)."""
+    params = complete_run(params)
     from .training import stream_seeds
 
     spec = TaskSpec.from_params(params)
     heads, scheme = int(params["heads"]), str(params["init"])
     generator = torch.Generator().manual_seed(
-        stream_seeds(int(params["seed"]), params.get("data_stream"))[0]
+        stream_seeds(int(params["seed"]), params["data_stream"])[0]
     )
     if scheme in ("official", "official_random"):
         return OfficialInit.draw(spec, heads, scheme, generator).spectrum(spec)
     if scheme != "decomposable":
         raise ValueError(f"a flow from the init alone needs a decomposable init, got {scheme!r}")
-    omega, mu = params.get("init_omega"), params.get("init_mu")
+    omega, mu = params["init_omega"], params["init_mu"]
     if omega is None or mu is None:
         drawn_omega, drawn_mu = initial_spectrum(
-            spec, heads, float(params["init_scale"]), generator, float(params.get("init_lead", 0.0))
+            spec, heads, float(params["init_scale"]), generator, float(params["init_lead"])
         )
         omega = drawn_omega if omega is None else omega
         mu = drawn_mu if mu is None else mu
@@ -114,9 +115,10 @@ def map_point(
 ) -> xr.Dataset:
     """One point of a regime map: the exact flow from the init of ``params`` on two Monte-Carlo
     samples, its end state and regime, its allocation over time and its phases."""
+    params = complete_run(params)
     say = progress or (lambda message: None)
     spec = TaskSpec.from_params(params)
-    normalise = normalisation_of(str(params.get("model", "reduced")))
+    normalise = normalisation_of(str(params["model"]))
     omega0, mu0 = initial_values(params)
     times = flow_times(np.zeros(1), settings.horizon, settings.record_points)
     risks = [ExactRisk(spec, normalise, settings.samples, settings.seed + k) for k in range(2)]
@@ -328,7 +330,7 @@ def gather_map(
     for name in names:
         ds, p = points[name], params[name]
         spec = TaskSpec.from_params(p)
-        normalise = normalisation_of(str(p.get("model", "reduced")))
+        normalise = normalisation_of(str(p["model"]))
         key = json.dumps(
             [spec.task_dims, spec.signal, spec.noise_std, spec.context_length, normalise],
             default=str,

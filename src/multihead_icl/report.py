@@ -1,8 +1,8 @@
 """The report plan: the claims, the figure kinds that serve them, which experiment feeds which
 figure (the config's ``figures`` section), where the files go, and the verdict thresholds.
 
-Deliberately light (standard library only): the workflow imports it when it builds the DAG, and
-every Snakemake call would otherwise pay for numpy, xarray and matplotlib.
+Deliberately light (standard library and the config module): the workflow imports it when it
+builds the DAG, and every Snakemake call would otherwise pay for numpy, xarray and matplotlib.
 """
 
 from __future__ import annotations
@@ -13,20 +13,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-DEFAULT_THRESHOLDS: dict[str, float] = {
-    "partly_fraction": 0.5,
-    "converged_rtol": 0.01,
-    "emergence_speedup": 2.0,
-    "warmup_slope_rtol": 0.3,
-    "purity": 0.9,
-    "winner_agreement": 0.9,
-    "optimality_ratio": 2.0,
-    "separation_ratio": 1.0,
-    "ode_gap": 0.1,
-    "ode_max_floor": 0.5,
-    "regime_correlation": 0.8,
-    "length_ratio": 1.1,
-}
+from .config import with_defaults
+
+# the config's `verdicts` section at its schema defaults (the schema documents each threshold)
+DEFAULT_THRESHOLDS: dict[str, float] = {k: float(v) for k, v in with_defaults("verdicts").items()}
 
 CLAIMS: dict[str, dict[str, str]] = {
     "C1": {
@@ -93,7 +83,6 @@ FIGURE_KINDS: dict[str, FigureKind] = {
         None,
         ("train",),
         "convergence of every run",
-        ("converged_rtol",),
         shows_diverged=True,
     ),
     "limit": FigureKind(
@@ -240,17 +229,9 @@ class FigureSpec:
         return CLAIMS[self.claim]["category"]
 
 
-def report_settings(
-    figures: Mapping[str, Any] | None, schema: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
-    """The ``figures`` config section with the schema's defaults filled in (the suite loader fills
-    top-level defaults only)."""
-    settings = {}
-    if schema is not None:
-        props = schema.get("properties", {}).get("figures", {}).get("properties", {})
-        settings = {k: v.get("default") for k, v in props.items()}
-    settings.update(dict(figures or {}))
-    return settings
+def report_settings(figures: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The ``figures`` config section with the schema's defaults filled in."""
+    return with_defaults("figures", figures)
 
 
 # the keys of the figures section that name the experiment(s) answering a claim; a comparison
@@ -400,6 +381,7 @@ def report_plan(
     fmt: str | None = None,
     flows: Sequence[str] | None = None,
     maps: Sequence[str] = (),
+    root: str = "results",
 ) -> list[FigureSpec]:
     """Every figure the ``figures`` settings ask for and whose experiment exists; kinds that read
     an optimality file only for the experiments in ``optimality`` (those that have one; all when
@@ -427,11 +409,8 @@ def report_plan(
                     names = [n for n in names if flows is None or set(experiments[n]) & set(flows)]
                 targets = [(n, tuple(experiments[n]), None) for n in names]
         for target, runs, experiment in targets:
-            stem = (
-                f"results/figures/{target}/{kind}"
-                if target != "suite"
-                else f"results/figures/{kind}"
-            )
+            folder = f"{root}/figures" + (f"/{target}" if target != "suite" else "")
+            stem = f"{folder}/{kind}"
             plan.append(
                 FigureSpec(kind, target, tuple(runs), experiment, f"{stem}.{fmt}", f"{stem}.json")
             )

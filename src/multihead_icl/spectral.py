@@ -446,7 +446,7 @@ def _theory_variables(
     omega0, mu0 = omega[0], mu[0]
     signal = task_signal(omega, mu)
     predicted, margin = predicted_winner(dims, omega0, mu0)
-    lr = float(params.get("lr", 0.0)) if params.get("optimizer", "gd") == "gd" else 0.0
+    lr = float(params["lr"]) if params["optimizer"] == "gd" else 0.0
     law = warmup_law_time(problem, omega0, mu0, settings.warmup_fraction)
     law_gd = warmup_law_time(problem, omega0, mu0, settings.warmup_fraction, lr=lr)
     noise_amplitude, law_sgd = np.full(tasks, np.nan), np.full(tasks, np.nan)
@@ -642,7 +642,7 @@ def analyse_run(
     set."""
     params = io.read_config(train)
     spec = TaskSpec.from_params(params)
-    model_kind = str(params.get("model", "reduced"))
+    model_kind = str(params["model"])
     times = train["time"].values.astype(float)
     heads = train.sizes["head"]
     mask = train["block_mask"].values
@@ -790,22 +790,22 @@ def _ode_description(params: Mapping[str, Any], problem: SpectralProblem) -> str
         f"matrix gradient flow on the {risk}, in spectral coordinates (d omega/dt = -(1/d_i) dR/d "
         "omega, d mu/dt = -dR/d mu)"
     ]
-    if params.get("init") != "decomposable":
+    if params["init"] != "decomposable":
         notes.append(
             "init is not decomposable: the ODE starts from the read-out omega(0), mu(0) and "
             "ignores the rest of W(0), U(0)"
         )
-    if params.get("model") == "full":
+    if params["model"] == "full":
         notes.append(
             "model full: the ODE is the reduced form's; the full parametrisation's gradient flow "
             "has another metric and time scale"
         )
-    if params.get("optimizer", "gd") != "gd":
+    if params["optimizer"] != "gd":
         notes.append(
             f"optimizer {params.get('optimizer')}: training is not gradient flow, time axis is lr "
             "x steps"
         )
-    if params.get("target", "linear") != "linear":
+    if params["target"] != "linear":
         notes.append(f"target {params.get('target')}: the theory assumes linear targets")
     return "; ".join(notes)
 

@@ -1,9 +1,8 @@
-"""The config's ``spectral`` section resolved with its defaults (standard library only, so the
-workflow can import it while it builds the DAG without loading torch).
+"""The config's ``spectral`` section as typed settings (standard library and the config module only,
+so the workflow can import it while it builds the DAG without loading torch).
 
-The defaults here must equal those in workflow/schemas/config.schema.yaml (tests/test_spectral.py
-checks it): the schema documents them, this module fills them into the rules' ``params`` so that a
-changed setting re-runs exactly the analysis jobs.
+Every field is required: the values, defaults included, come from the config section filled by
+``config.with_defaults`` from the package's schema, which documents each key.
 """
 
 from __future__ import annotations
@@ -12,25 +11,28 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from .config import with_defaults
+
 
 @dataclass(frozen=True)
 class SpectralSettings:
     """Settings of the per-run read-out (spectral.nc); see the schema for each key's meaning."""
 
-    n_eff_prompts: int = 256
-    clean_purity: float = 0.9
-    warmup_fraction: float = 0.1
-    emergence_fraction: float = 0.9
-    min_change_snr: float = 5.0
-    min_signal_rise: float = 0.25
-    min_relative_loss_drop: float = 0.2
-    ode_rtol: float = 1e-6
+    n_eff_prompts: int
+    clean_purity: float
+    warmup_fraction: float
+    emergence_fraction: float
+    min_change_snr: float
+    min_signal_rise: float
+    min_relative_loss_drop: float
+    ode_rtol: float
 
     @classmethod
-    def from_config(cls, section: Mapping[str, Any] | None) -> SpectralSettings:
-        """From the config's ``spectral`` mapping; other keys (``surrogate_check``) are ignored."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in dict(section or {}).items() if k in names})
+    def from_config(cls, section: Mapping[str, Any] | None = None) -> SpectralSettings:
+        """From the config's ``spectral`` mapping (schema defaults under it); the
+        ``surrogate_check`` subsection is SurrogateCheckSettings'."""
+        values = with_defaults("spectral", section)
+        return cls(**{f.name: values[f.name] for f in fields(cls)})
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -41,23 +43,25 @@ class SurrogateCheckSettings:
     """The ``spectral.surrogate_check`` grid: two heads, two tasks of equal size d (the smallest
     setting with cross-head and cross-task terms). ``allocated`` has omega_hh = omega and
     omega_hi = omega/4 (i != h); ``shared`` has every omega_hi = omega; mu_hi = alpha_i omega_hi
-    with
-    alpha_i chosen so that p_i equals each of ``signal_targets``."""
+    with alpha_i chosen so that p_i equals each of ``signal_targets``."""
 
-    task_dims: tuple[int, ...] = (2, 4)
-    context_lengths: tuple[int, ...] = (20, 80, 320)
-    omegas: tuple[float, ...] = (0.15, 0.3, 0.45, 0.6)
-    signal_targets: tuple[float, ...] = (0.5, 1.0)
-    patterns: tuple[str, ...] = ("allocated", "shared")
-    noise_std: float = 0.3
-    prompts: int = 4096
-    seed: int = 0
-    tolerance: float = 0.1
+    task_dims: tuple[int, ...]
+    context_lengths: tuple[int, ...]
+    omegas: tuple[float, ...]
+    signal_targets: tuple[float, ...]
+    patterns: tuple[str, ...]
+    noise_std: float
+    prompts: int
+    seed: int
+    tolerance: float
 
     @classmethod
-    def from_config(cls, section: Mapping[str, Any] | None) -> SurrogateCheckSettings:
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(section or {}).items()}
-        return cls(**values)
+    def from_config(cls, section: Mapping[str, Any] | None = None) -> SurrogateCheckSettings:
+        """From the ``spectral.surrogate_check`` mapping (schema defaults under it)."""
+        values = with_defaults("spectral", {"surrogate_check": dict(section or {})})[
+            "surrogate_check"
+        ]
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
     def as_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

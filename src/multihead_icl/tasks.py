@@ -51,16 +51,19 @@ class TaskSpec:
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> TaskSpec:
-        """Build from a resolved run-parameter mapping (config keys of design.md)."""
+        """Build from run parameters (config keys; the schema's defaults fill what is missing)."""
+        from .config import complete_run  # config imports this module
+
+        params = complete_run(params)
         tasks = int(params["tasks"])
         dims = task_dims_of(params)
-        signal = params.get("signal", 1.0)
+        signal = params["signal"]
         signal = (
             [float(signal)] * tasks
             if isinstance(signal, (int, float))
             else [float(v) for v in signal]
         )
-        unit = str(params.get("signal_per", "task"))
+        unit = str(params["signal_per"])
         if unit not in SIGNAL_UNITS:
             raise ValueError(f"signal_per must be one of {SIGNAL_UNITS}, got {unit!r}")
         if unit == "coordinate":  # the variance of each coefficient entry: kappa_i = signal_i * d_i
@@ -70,10 +73,10 @@ class TaskSpec:
             noise_std=float(params["noise_std"]),
             signal=tuple(signal),
             context_length=int(params["context_length"]),
-            target=str(params.get("target", "linear")),
-            rotate=bool(params.get("rotate", False)),
-            basis_seed=int(params.get("basis_seed", 0)),
-            query_noise=bool(params.get("query_noise", True)),
+            target=str(params["target"]),
+            rotate=bool(params["rotate"]),
+            basis_seed=int(params["basis_seed"]),
+            query_noise=bool(params["query_noise"]),
         )
 
     @property

@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy.integrate import solve_ivp
 
+from .config import complete_run
 from .spectral_settings import SurrogateCheckSettings
 from .tasks import TaskSpec
 
@@ -87,8 +88,9 @@ class SpectralProblem:
     @classmethod
     def from_params(cls, params: Mapping[str, Any], **overrides: Any) -> SpectralProblem:
         """From resolved run parameters; the ``full`` model is described by its reduced form."""
+        params = complete_run(params)
         spec = TaskSpec.from_params(params)
-        model = "linear" if str(params.get("model", "reduced")) == "linear" else "reduced"
+        model = "linear" if str(params["model"]) == "linear" else "reduced"
         values = dict(
             task_dims=spec.task_dims,
             signal=spec.signal,

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from .config import complete_run
 from .convergence import flat_parameters, relative_change_last_tenth
 from .data import Prompts, PromptSampler, TaskSpec
 from .model import build_model, initialise, reduced_view
@@ -176,20 +177,21 @@ def train(
     the
     same numbers as an uninterrupted run.
     """
+    given, params = params, complete_run(params)  # train.nc stores what was given (the job's keys)
     started = time.monotonic()
     spec = TaskSpec.from_params(params)
-    device = resolve_device(str(params.get("device", "cpu")))
+    device = resolve_device(str(params["device"]))
     heads, steps, lr, batch = (
         int(params["heads"]),
         int(params["steps"]),
         float(params["lr"]),
         int(params["batch_size"]),
     )
-    optimizer_name = str(params.get("optimizer", "gd"))
+    optimizer_name = str(params["optimizer"])
     if optimizer_name not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer_name!r}")
 
-    init_seed, data_seed = stream_seeds(int(params["seed"]), params.get("data_stream"))
+    init_seed, data_seed = stream_seeds(int(params["seed"]), params["data_stream"])
 
     def fresh_start() -> tuple[
         torch.nn.Module, list, torch.optim.Optimizer | None, torch.Generator
@@ -202,9 +204,9 @@ def train(
             str(params["init"]),
             float(params["init_scale"]),
             torch.Generator().manual_seed(init_seed),
-            omega=params.get("init_omega"),
-            mu=params.get("init_mu"),
-            lead=float(params.get("init_lead", 0.0)),
+            omega=params["init_omega"],
+            mu=params["init_mu"],
+            lead=float(params["init_lead"]),
         )
         model.to(device)
         parameters = list(model.parameters())
@@ -214,7 +216,7 @@ def train(
     model, parameters, optimizer, generator = fresh_start()
     sampler = PromptSampler(spec, device=device)
     eval_on_device = eval_set.to(device)
-    schedule = record_steps(steps, int(params.get("record_points", 100)))
+    schedule = record_steps(steps, int(params["record_points"]))
     is_record = np.zeros(steps + 1, dtype=bool)
     is_record[schedule] = True
 
@@ -360,7 +362,7 @@ def train(
                 last_progress, progress_step = now, step
 
     wall = wall_before + time.monotonic() - started
-    dataset = _to_dataset(recorder, spec, params, lr, status, wall, device)
+    dataset = _to_dataset(recorder, spec, params, lr, status, wall, device, stored=given)
     if diverged_at is not None:
         dataset.attrs.update(
             diverged_at_step=int(diverged_at),
@@ -386,7 +388,9 @@ def _to_dataset(
     status: str,
     wall: float,
     device: torch.device,
+    stored: Mapping[str, Any],
 ) -> xr.Dataset:
+    """train.nc from the records; ``stored`` are the parameters its ``config`` attribute keeps."""
     from .io import provenance_attrs
 
     rec = recorder.to_cpu()
@@ -481,9 +485,9 @@ def _to_dataset(
         ds[name].attrs["units"] = "squared output units"
     done = int(steps[-1]) if len(steps) else 0
     change = relative_change_last_tenth(ds["time"].values, flat_parameters(ds))
-    if status == "max_steps" and change < float(params.get("converged_rtol", 0.01)):
+    if status == "max_steps" and change < float(params["converged_rtol"]):
         status = "converged"
-    ds.attrs.update(provenance_attrs(params))
+    ds.attrs.update(provenance_attrs(stored))
     ds.attrs.update(
         status=status,
         wall_seconds=float(wall),

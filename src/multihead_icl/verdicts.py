@@ -791,7 +791,7 @@ def verdict_c9(
     checks, parts = [], []
     if linear:
         comp = measure_comparison(
-            [r for r in linear if str(r.params.get("model")) == "linear"] or linear, th["purity"]
+            [r for r in linear if str(r.params["model"]) == "linear"] or linear, th["purity"]
         )
         ok = comp["total"] > 0 and comp["clean"] == comp["total"]
         checks.append(ok)
@@ -814,7 +814,7 @@ def verdict_c9(
             parts.append("length: no evaluation at L' ≠ L in the files")
     if nonlinear:
         comp = measure_comparison(
-            [r for r in nonlinear if str(r.params.get("target")) != "linear"] or nonlinear,
+            [r for r in nonlinear if str(r.params["target"]) != "linear"] or nonlinear,
             th["purity"],
         )
         checks.append(comp["total"] > 0 and comp["clean"] == comp["total"])
@@ -883,7 +883,7 @@ def build_verdicts(
 
     allocation, warmup = exp("allocation"), exp("warmup")
     phase_runs = distinct_runs(allocation + warmup)
-    gd_runs = distinct_runs([r for r in allocation if str(r.params.get("optimizer", "gd")) == "gd"])
+    gd_runs = distinct_runs([r for r in allocation if str(r.params["optimizer"]) == "gd"])
     opt_names = [n for n in as_list(settings.get("optimality")) if n in optimality]
     sep_name = settings.get("separation")
     return [

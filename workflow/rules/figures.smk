@@ -1,16 +1,11 @@
-# Figures and the report (issue 6): one rule per figure kind, each drawn only for the runs or
-# experiments the config's `figures` section names and the suite has (see common.smk, "figures").
-# Every figure is flagged for the report under its claim's category, with a caption template in
-# report/<kind>.rst that quotes the numbers of the figure's JSON summary (params.summary).
-# The verdict table (HTML) is computed from every run's netCDF files and the optimality files.
+# Figures (issue 6): one rule per figure kind, each drawn only for the runs or experiments the
+# config's `figures` section names and the suite has (FIGURE_PLAN, common.smk). Every figure is
+# flagged for the report under its claim's category, with a caption template in report/<kind>.rst
+# that quotes the numbers of the figure's JSON summary (params.summary).
 
-FIGURE_PLAN = figure_plan()
-FIGURE_SPECS = {(spec.kind, spec.target): spec for spec in FIGURE_PLAN}
 FINAL_OUTPUTS["figures"] = [
     *(spec.path for spec in FIGURE_PLAN),
     *(spec.summary for spec in FIGURE_PLAN),
-    "results/figures/verdicts.html",
-    "results/figures/verdicts.json",
 ]
 
 
@@ -54,86 +49,10 @@ for _kind, _figure in FIGURE_KINDS.items():
             runs=figure_runs(_kind),
             length_runs=figure_length_runs(_kind),
             flow_runs=figure_flow_runs(_kind),
-            thresholds=figure_thresholds(_kind),
+            thresholds=LAYOUT.figure_thresholds(_kind),
             summary=caption_data,
         message:
             f"Figure {_kind} ({_figure.claim}) of "
             + (f"{_wildcard} {{wildcards.{_wildcard}}}" if _wildcard else "the suite")
         script:
             "../scripts/plot_figure.py"
-
-
-rule verdicts:
-    input:
-        unpack(verdict_inputs),
-    output:
-        table=report(
-            "results/figures/verdicts.html",
-            caption="../../report/verdicts.rst",
-            category=VERDICT_CATEGORY,
-            labels={"figure": "verdict table, claims C1-C9", "data": "every run"},
-        ),
-        summary="results/figures/verdicts.json",
-    log:
-        "logs/figures/verdicts.log",
-    benchmark:
-        "benchmarks/figures/verdicts.tsv"
-    localrule: True
-    conda:
-        "../../envs/plotting.yaml"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    params:
-        runs=RUNS,
-        length_runs=length_runs(RUNS),
-        flow_runs=FLOW_RUNS,
-        optimality=verdict_optimality_experiments(),
-        settings=REPORT_SETTINGS,
-        comparisons=COMPARISONS,
-        thresholds=VERDICT_THRESHOLDS,
-        plan=figure_plan_params(),
-        summary=caption_data,
-    message:
-        "Verdict table of claims C1-C9"
-    script:
-        "../scripts/write_verdicts.py"
-
-
-# Tables to take away (issue 16): the verdicts and the optimality files as CSV and LaTeX.
-FINAL_OUTPUTS["tables"] = expand(
-    "results/tables/{name}.{ext}", name=["verdicts", "optimality"], ext=["csv", "tex"]
-)
-
-
-rule tables:
-    input:
-        summary="results/figures/verdicts.json",
-        optimality=expand("results/optimality/{name}.nc", name=OPTIMALITY_EXPERIMENTS),
-    output:
-        verdicts_csv=report(
-            "results/tables/verdicts.csv",
-            caption="../../report/tables.rst",
-            category=VERDICT_CATEGORY,
-            labels={"figure": "verdict table as CSV", "data": "every run"},
-        ),
-        verdicts_tex="results/tables/verdicts.tex",
-        optimality_csv=report(
-            "results/tables/optimality.csv",
-            caption="../../report/tables.rst",
-            category=VERDICT_CATEGORY,
-            labels={"figure": "optimality table as CSV", "data": "optimality files"},
-        ),
-        optimality_tex="results/tables/optimality.tex",
-    log:
-        "logs/figures/tables.log",
-    localrule: True
-    conda:
-        "../../envs/plotting.yaml"
-    params:
-        optimality=OPTIMALITY_EXPERIMENTS,
-    message:
-        "Tables of the verdicts and the optimality files (CSV, LaTeX)"
-    script:
-        "../scripts/write_tables.py"

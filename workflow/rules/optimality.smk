@@ -30,7 +30,7 @@ rule optimality:
     params:
         runs=optimality_runs,
         flow_runs=lambda wildcards: optimality_flow_runs(wildcards),
-        settings=OPTIMALITY_SETTINGS,
+        settings=SUITE.config["optimality"],
     message:
         "Best in class, baselines and optimality ratios of experiment {wildcards.experiment}"
     script:

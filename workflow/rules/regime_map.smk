@@ -22,7 +22,7 @@ rule map_point:
         runtime=30,
     params:
         point=lambda wildcards: MAPS[wildcards.experiment][wildcards.point],
-        flow={k: v for k, v in FLOW_SETTINGS.items() if k != "experiments"},
+        flow={k: v for k, v in SUITE.config["flow"].items() if k != "experiments"},
         spectral=SPECTRAL_SETTINGS,
     message:
         "Regime map {wildcards.experiment}: the exact flow of point {wildcards.point}"
@@ -56,7 +56,7 @@ rule regime_map:
         grid_keys=lambda wildcards: list(
             SUITE.config["experiments"][wildcards.experiment].get("grid", {})
         ),
-        search=OPTIMALITY_SETTINGS,
+        search=SUITE.config["optimality"],
     message:
         "Regime map {wildcards.experiment}: end states against the best in class"
     script:

@@ -4,7 +4,7 @@ from multihead_icl.spectral_settings import SpectralSettings, SurrogateCheckSett
 
 SPECTRAL_SETTINGS = SpectralSettings.from_config(SUITE.config["spectral"]).as_dict()
 SURROGATE_CHECK_SETTINGS = SurrogateCheckSettings.from_config(
-    SUITE.config["spectral"].get("surrogate_check")
+    SUITE.config["spectral"]["surrogate_check"]
 ).as_dict()
 
 FINAL_OUTPUTS["spectral"] = expand("results/runs/{run}/spectral.nc", run=RUNS)
