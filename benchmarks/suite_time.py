@@ -3,9 +3,8 @@
     .venv/bin/python benchmarks/suite_time.py [--root .]
 
 Snakemake writes one `benchmarks/<rule>/<wildcards>.tsv` per job (columns s, max_rss, cpu_time,
-...).
-This sums them per rule, so the slowest stage of a suite is visible; the suite's own wall time is
-printed by bin/time-suite, which wraps a clean run with this table.
+...). This sums them per rule, so the slowest stage of a suite is visible; the suite's own wall time
+is printed by bin/time-suite, which wraps a clean run with this table.
 """
 
 from __future__ import annotations

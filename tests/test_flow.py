@@ -1,7 +1,6 @@
 """The exact spectral flow against independent references: autograd and finite differences for its
 gradient, the linear-attention closed form and the infinite-L limit for its risk, the warm-up law
-for
-its early phase, a second Monte-Carlo sample for its error, and synthetic trajectories for the
+for its early phase, a second Monte-Carlo sample for its error, and synthetic trajectories for the
 end-state classifier."""
 
 from __future__ import annotations

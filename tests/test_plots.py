@@ -1,8 +1,9 @@
 """Figures, their summaries and the verdict table, on hand-built runs whose numbers are known.
 
-The synthetic runs follow the design.md contracts: a train.nc with decomposable W, U built from
-chosen omega(t), mu(t), the matching spectral.nc, a lengths.nc and an optimality.nc. Each test
-checks a number the figure or the verdict must reproduce, so a wrong read-out fails.
+The synthetic runs follow the file contracts of docs/science.md §8: a train.nc with decomposable
+W, U built from chosen omega(t), mu(t), the matching spectral.nc, a lengths.nc and an
+optimality.nc. Each test checks a number the figure or the verdict must reproduce, so a wrong
+read-out fails.
 """
 
 from __future__ import annotations
@@ -283,7 +284,8 @@ def make_optimality(
     half_width=0.1,
     single_over_multi=(1.0, 1.8, 2.5),
 ):
-    """An optimality.nc after design.md: one row per configuration, excess risks, SEs, ratios."""
+    """An optimality.nc after docs/science.md §8: one row per configuration, excess risks, SEs,
+    ratios."""
     x = np.asarray(x)
     best = 0.5 / x
     trained = best * np.asarray(ratio)

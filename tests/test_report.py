@@ -207,6 +207,27 @@ def test_captions_quote_the_numbers_in_the_netcdf_files(report_data, plan, tiny_
                     changes.append(np.linalg.norm(theta[-1] - theta[k]) / np.linalg.norm(theta[-1]))
             assert f"{sum(c < 0.01 for c in changes)} of {len(changes)}" in text
             assert fmt(np.median(changes)) in text
+        elif spec.kind == "heatmaps":  # the snapshots are record times of the run
+            with xr.open_dataset(results / "runs" / spec.target / "train.nc") as train:
+                times = {fmt(t) for t in train.time.values}
+            shown = re.findall(r"\(t = ([^)]+)\)", text)
+            assert shown and set(shown) <= times, (shown, text)
+        elif spec.kind in ("limit", "flow"):
+            for run in spec.runs:
+                path = results / "runs" / run / "flow.nc"
+                if not path.exists():  # runs that share another run's flow
+                    continue
+                with xr.open_dataset(path) as flow:
+                    if spec.kind == "limit":
+                        expected = fmt(float(flow.relative_change_last_decade), 2)
+                    else:
+                        expected = fmt(float(flow.train_flow_gap), 2)
+                    assert f"{run}:" in text and expected in text, (run, expected, text)
+        elif spec.kind == "regime_map":
+            with xr.open_dataset(results / "maps" / f"{spec.experiment}.nc") as gathered:
+                assert f"Of {gathered.sizes['point']} flows" in text, text
+        else:  # a new kind must say here how its caption's numbers are checked
+            raise AssertionError(f"caption numbers of figure kind {spec.kind!r} are not checked")
 
 
 def test_verdict_table_is_complete_and_agrees_with_the_files(report_data, tiny_workdir):

@@ -131,8 +131,8 @@ def _netcdf_files(workdir: Path) -> set[Path]:
 
 def _non_local_rules() -> set[str]:
     """Rules of workflow/rules/*.smk that do not declare ``localrule: True``: every job of these
-    must
-    go through sbatch (read from the rule files, so a rule wrongly made local fails the test)."""
+    must go through sbatch (read from the rule files, so a rule wrongly made local fails the test).
+    """
     rules = set()
     for path in (ROOT / "workflow" / "rules").glob("*.smk"):
         for block in re.split(r"^rule ", path.read_text(), flags=re.M)[1:]:

@@ -113,8 +113,7 @@ def test_allocation_shares_winners_purity_and_clean():
 
 def test_predicted_winner_uses_the_growing_mode_not_the_largest_omega():
     """Head 0 has the larger omega, head 1 the larger a = (sqrt(d) omega + mu)/2; the infinite-L
-    flow
-    must end its warm-up with head 1 leading, as predicted."""
+    flow must end its warm-up with head 1 leading, as predicted."""
     dims = np.array([4.0])
     omega0 = np.array([[0.02], [0.01]])
     mu0 = np.array([[0.0], [0.03]])

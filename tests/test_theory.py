@@ -50,8 +50,7 @@ def test_infinite_length_risk_by_hand():
 
 def test_single_head_single_task_surrogate_by_hand():
     """One head, one task: C = (1 - 2 w^2)^(-d/2) [kappa + s2 + kappa w^2 / (1 - 2 w^2)], and the
-    bias
-    term 2 kappa (1 - p) mu w (1 - 2 w^2)^(-d/2 - 1)."""
+    bias term 2 kappa (1 - p) mu w (1 - 2 w^2)^(-d/2 - 1)."""
     w, m, d, length = 0.3, 2.0, 4, 50.0
     s2, kappa = 0.09, 1.0
     p = w * m
@@ -245,8 +244,7 @@ def test_gradient_descent_map_converges_to_the_ode_and_follows_the_corrected_law
 
 def test_sgd_noise_kick_matches_the_batch_gradient_at_zero_weights():
     """sgd_noise_amplitude rests on the standard deviation of the batch gradient of U_h,ii at W = U
-    = 0;
-    measure it with the real sampler and model, and check it is the same for every head."""
+    = 0; measure it with the real sampler and model, and check it is the same for every head."""
     from multihead_icl.data import PromptSampler
     from multihead_icl.model import ReducedAttention
     from multihead_icl.training import risk
@@ -296,8 +294,8 @@ def test_ode_stops_cleanly_at_the_edge_of_the_surrogates_domain():
 def test_trained_warmup_follows_the_law_in_a_low_noise_run():
     """Real gradient-descent training (lr 0.1, B = 512, L = 100) at three init scales: warm-up ends
     where the law says, and its slope in ln(1/s) is I sqrt(d) / (2 kappa) up to the O(lr)
-    correction.
-    Low noise matters: with small B L the SGD noise, not s, sets the effective initial size."""
+    correction. Low noise matters: with small B L the SGD noise, not s, sets the effective initial
+    size."""
     from multihead_icl.spectral import analyse_run
     from multihead_icl.training import train
 

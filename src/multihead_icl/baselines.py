@@ -68,8 +68,8 @@ def wishart_eigenvalues(dim: int, dof: int, samples: int, rng: np.random.Generat
 
 def bayes_excess(spec: TaskSpec, samples: int = 100_000, seed: int = 0) -> Excess:
     """Posterior variance E sum_k sigma^2 kappa / (kappa s_k + sigma^2 d) over Wishart eigenvalues
-    s_k
-    (written so that sigma = 0 stays finite: a direction with s_k = 0 keeps its prior variance)."""
+    s_k (written so that sigma = 0 stays finite: a direction with s_k = 0 keeps its prior variance).
+    """
     rng = np.random.default_rng(seed)
     noise = spec.noise_std**2
     means, ses = [], []
@@ -213,9 +213,8 @@ def predict_ols_full(prompts: Prompts, spec: TaskSpec) -> torch.Tensor:
 def predict_gd(
     prompts: Prompts, spec: TaskSpec, step: np.ndarray | float | None = None, centred: bool = False
 ) -> torch.Tensor:
-    """One-step GD from zero per block, g_hat_i = (eta_i / L) sum_l y_li (x_l,S_i - [centred]
-    mean_l x_l,S_i);
-    the best step by default."""
+    """One-step GD from zero per block, g_hat_i = (eta_i / L) sum_l y_li (x_l,S_i - [centred] mean_l
+    x_l,S_i); the best step by default."""
     eta = (
         gd_best_step(spec, centred)
         if step is None

@@ -6,13 +6,12 @@ L context pairs (x_l, y_l) and a query (x_q, y_q), all drawn afresh:
     x ~ N(0, I_d),   g_i ~ N(0, (kappa_i / d_i) I_{d_i}),   y_i = f(<g_i, x_{S_i}>) + eps,  eps ~
     N(0, sigma^2)
 
-with f the identity for the linear target. The query target carries noise too, so the risk has
-the floor sigma^2, unless ``query_noise`` is off (the authors' generator: a noiseless query).
+with f the identity for the linear target. The query target carries noise too, so the risk has the
+floor sigma^2, unless ``query_noise`` is off (the authors' generator: a noiseless query).
 ``signal_per: coordinate`` reads ``signal`` as the variance of each coefficient entry (kappa_i =
 signal x d_i) and ``input_dim`` cuts the covariates into the authors' blocks
 (``tasks.split_blocks``). With ``rotate`` the covariates and outputs are shown in random orthogonal
-bases
-Phi, Psi (fixed by ``basis_seed``): nothing downstream may depend on the coordinate system.
+bases Phi, Psi (fixed by ``basis_seed``): nothing downstream may depend on the coordinate system.
 Everything is drawn on the caller's device from the caller's ``torch.Generator``.
 """
 

@@ -112,8 +112,7 @@ class ExactRisk:
         autograd here; tests check it against autograd and finite differences).
 
         With A_bli = sum_h pi_blh mu_hi (the attention weights task i sees), v_bi = sum_l A_bli
-        z_bli,
-        w_i = kappa_i / d_i and a_i = w_i (d_i - 1) + sigma^2, the Rao-Blackwellised risk is
+        z_bli, w_i = kappa_i / d_i and a_i = w_i (d_i - 1) + sigma^2, the Rao-Blackwellised risk is
         R = sigma^2 + (1/I) sum_i mean_b [w_i (v_bi - r_bi)^2 + a_i sum_l A_bli^2]."""
         w = torch.as_tensor(np.asarray(omega, dtype=float), dtype=DTYPE)
         m = torch.as_tensor(np.asarray(mu, dtype=float), dtype=DTYPE)
@@ -335,11 +334,10 @@ def classify_end(
 ) -> EndState:
     """Finite limit when the parameters moved by less than ``limit_rtol`` (relative) over the last
     decade; drifting when ||omega|| or ||mu|| follows a steady power law t^a with |a| >=
-    ``drift_exponent``
-    over the last *two* decades (the exponents of [T/100, T/10] and [T/10, T] agree within
-    STEADY_RTOL: a power-law drift moves by a constant fraction per decade, so it never reads as
-    converged, while a drift that slows from decade to decade may still be an approach to a limit);
-    otherwise not resolved at this horizon."""
+    ``drift_exponent`` over the last *two* decades (the exponents of [T/100, T/10] and [T/10, T]
+    agree within STEADY_RTOL: a power-law drift moves by a constant fraction per decade, so it never
+    reads as converged, while a drift that slows from decade to decade may still be an approach to a
+    limit); otherwise not resolved at this horizon."""
     times = np.asarray(times, dtype=float)
     end = times[-1]
     decade = times >= end / 10

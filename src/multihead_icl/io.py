@@ -1,4 +1,5 @@
-"""netCDF input/output with provenance (design.md: every file carries config, versions, time)."""
+"""netCDF input/output with provenance (docs/science.md §8: every file carries its config, versions
+and time)."""
 
 from __future__ import annotations
 

@@ -29,8 +29,7 @@ def setup_job_logging(log_path: str | Path | None, level: int = logging.INFO) ->
 
 def _log_uncaught(kind: type[BaseException], error: BaseException, traceback) -> None:
     """An exception no one caught ends the job: write it, with its traceback, to the job's log
-    (where
-    Snakemake points the user), then to stderr as Python would."""
+    (where Snakemake points the user), then to stderr as Python would."""
     if not issubclass(kind, KeyboardInterrupt):
         logging.getLogger("multihead_icl").critical(
             "the job failed: %s: %s", kind.__name__, error, exc_info=(kind, error, traceback)

@@ -154,8 +154,7 @@ def divergence_note(run: RunData) -> str:
 def training_key(run: RunData) -> str:
     """Runs whose parameters differ only in how they are evaluated follow one trajectory (same seed,
     same data stream), so claims that count runs count each trajectory once. Without parameters a
-    run
-    stands for itself."""
+    run stands for itself."""
     if not run.params:
         return run.run
     return training_identity(run.params)

@@ -1,8 +1,7 @@
 """One-layer multi-head attention predictors for in-context regression, batched over heads.
 
 ``reduced`` is the paper's object (docs/science.md §2): head h has a key-query matrix W_h (d x d)
-and an
-output-value matrix U_h (I x I), and
+and an output-value matrix U_h (I x I), and
 
     y_hat = sum_h U_h sum_l y_l softmax_l(x_l^T W_h x_q)        (softmax over the L context tokens)
 
@@ -190,8 +189,7 @@ class OfficialInit:
 @torch.no_grad()
 def _pytorch_default(model: FullAttention, generator: torch.Generator) -> None:
     """nn.Linear's default: entries U(-1/sqrt(fan_in), 1/sqrt(fan_in)); the authors' o_proj reads
-    all
-    H concatenated heads, so O's fan-in is H D."""
+    all H concatenated heads, so O's fan-in is H D."""
     heads, _, width = model.W_Q.shape
     for param, fan_in in (
         (model.W_Q, width),
@@ -215,9 +213,9 @@ def initialise(
     lead: float = 0.0,
 ) -> None:
     """Set the parameters in place. ``decomposable``: explicit or drawn omega(0), mu(0)
-    (docs/science.md §2);
-    ``gaussian``: every entry N(0, scale^2 / fan_in); ``pytorch``: nn.Linear's default (full model);
-    ``official``, ``official_random``: the authors' decomposable init (``OfficialInit``)."""
+    (docs/science.md §2); ``gaussian``: every entry N(0, scale^2 / fan_in); ``pytorch``: nn.Linear's
+    default (full model); ``official``, ``official_random``: the authors' decomposable init
+    (``OfficialInit``)."""
     heads = model.W.shape[0] if isinstance(model, ReducedAttention) else model.W_Q.shape[0]
     d, tasks = spec.dim, spec.num_tasks
     if scheme == "pytorch":

@@ -773,7 +773,7 @@ def measure_experiment(
     weights: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
     flow_ends: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> xr.Dataset:
-    """The optimality file of one experiment (design.md): one row per configuration.
+    """The optimality file of one experiment (docs/science.md §8): one row per configuration.
 
     ``runs`` maps run id -> resolved parameters, ``finals`` run id -> (final eval risk, its SE)
     from train.nc: that is the trained limit of the ratios. ``weights`` (run id -> final (W, U) in
@@ -969,8 +969,7 @@ def _flows_on_fresh(
     search: BestInClass, ends: Sequence[tuple[np.ndarray, np.ndarray]], best: np.ndarray
 ) -> tuple[tuple[float, float], float]:
     """The flows' end states (W, U) on the fresh sample: (mean over flows and prompts, its SE with
-    the
-    flow-to-flow spread in quadrature), and the covariance of that mean with the best in class's
+    the flow-to-flow spread in quadrature), and the covariance of that mean with the best in class's
     (the same prompts), so that their ratio's interval is paired."""
     if not ends:
         return (math.nan, math.nan), 0.0

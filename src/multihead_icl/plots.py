@@ -1,9 +1,9 @@
 """Figures for the report: one function per figure kind, one style, deterministic files.
 
 Every ``*_figure`` function takes loaded datasets (train.nc, spectral.nc, optimality.nc, see
-design.md) and returns ``(figure, summary)``: the matplotlib figure and a JSON-able dict with the
-numbers that the figure's caption quotes. The numbers come from ``measurements.measure_*`` (the same
-functions the verdict table uses), so a caption and a verdict can never disagree.
+docs/science.md §8) and returns ``(figure, summary)``: the matplotlib figure and a JSON-able dict
+with the numbers that the figure's caption quotes. The numbers come from ``measurements.measure_*``
+(the same functions the verdict table uses), so a caption and a verdict can never disagree.
 
 Conventions: gradient-flow time t = lr x steps on a log axis (t = 0 is left out of it); risks are
 the per-task MSE with noise included, in squared output units, with the noise floor sigma^2 drawn;

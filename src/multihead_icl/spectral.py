@@ -2,18 +2,16 @@
 overlay.
 
 Input is train.nc (W, U in the observed basis, with the bases Phi, Psi and the block mask); output
-is
-spectral.nc (design.md contract). The read-out (docs/science.md §3), in the task basis:
+is spectral.nc (docs/science.md §8). The read-out (docs/science.md §3), in the task basis:
 
-    omega_hi = tr(P_i Phi^T W_h Phi P_i) / d_i,     mu_hi = (Psi^T U_h Psi)_ii,     p_i = sum_h
-    mu_hi omega_hi
-    share_hi = (mu_hi omega_hi)^2 / sum_h' (mu_h'i omega_h'i)^2,  winner = argmax_h share,  purity
-    = max_h share
+    omega_hi = tr(P_i Phi^T W_h Phi P_i) / d_i,     mu_hi = (Psi^T U_h Psi)_ii,
+    p_i = sum_h mu_hi omega_hi,
+    share_hi = (mu_hi omega_hi)^2 / sum_h' (mu_h'i omega_h'i)^2,
+    winner = argmax_h share,     purity = max_h share
 
 Allocation is *clean* when every purity >= ``clean_purity`` and, for H >= I, the winners are
-distinct
-heads. Nothing here assumes allocation happens: a run where every head serves every task reports low
-purities and ``clean = False``.
+distinct heads. Nothing here assumes allocation happens: a run where every head serves every task
+reports low purities and ``clean = False``.
 
 **Predicted winner** (claim C4): argmax_h |a_hi(0)| with a_hi = (sqrt(d_i) omega_hi + mu_hi) / 2.
 Why: matrix gradient flow on the infinite-L risk moves (sqrt(d_i) omega_hi, mu_hi) by the same

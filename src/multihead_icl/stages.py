@@ -26,7 +26,7 @@ def _set_threads(threads: int) -> None:
 
 
 def make_eval_set(params: Mapping[str, Any], output: str | Path) -> None:
-    """Write the fixed evaluation set for one set of data parameters (design.md data contract)."""
+    """Write the fixed evaluation set for one set of data parameters (docs/science.md §8)."""
     from .data import TaskSpec, sample_eval_set
 
     spec = TaskSpec.from_params(params)
@@ -51,8 +51,7 @@ def train_run(
     checkpoint_seconds: float = 60.0,
 ) -> str:
     """Train one run and write train.nc; returns the run's status. The checkpoint (beside the
-    output,
-    never the output itself) is removed once train.nc is complete."""
+    output, never the output itself) is removed once train.nc is complete."""
     from .training import train
 
     _set_threads(threads)
@@ -98,9 +97,8 @@ def spectral(
     threads: int = 1,
 ) -> None:
     """Spectral read-out of one run (spectral.nc): omega, mu, allocation, phases, n_eff / L, ODE
-    overlay.
-    n_eff / L uses the first ``n_eff_prompts`` prompts of the run's evaluation set. ``threads`` is
-    accepted for the rule's signature; the read-out is numpy and single-threaded."""
+    overlay. n_eff / L uses the first ``n_eff_prompts`` prompts of the run's evaluation set.
+    ``threads`` is accepted for the rule's signature; the read-out is numpy and single-threaded."""
     from .spectral import Covariates, SpectralSettings, analyse_run
 
     resolved = SpectralSettings.from_config(settings)
@@ -358,8 +356,7 @@ def write_verdicts(
 
     def plan_of(experiments: set[str] | None) -> list[Mapping[str, Any]]:
         """The figures of a setting: those drawn for its experiments or its runs (the suite-wide
-        ones
-        belong to the reconstructed setting)."""
+        ones belong to the reconstructed setting)."""
 
         def belongs(spec: Mapping[str, Any]) -> bool:
             target = str(spec["target"])

@@ -379,16 +379,14 @@ def sgd_noise_amplitude(problem: SpectralProblem, lr: float, batch_size: int) ->
 
     Near W = U = 0 the batch gradient of U_h,ii is -(2 / (I B)) sum_b y_q,i ybar_i (attention is
     uniform), of mean 0 and standard deviation (2 / (I sqrt(B))) sqrt((2 kappa^2 / d + (kappa +
-    s2)^2) / L);
-    the gradient in W is proportional to U, so negligible (with a noiseless query, (kappa + s2)^2
-    becomes
-    kappa (kappa + s2)). Each step kicks a = (sqrt(d) omega + mu)/2
-    by half of lr times that, while a grows by g = 1 + lr lambda / 2 per step; the kicks add up to
-    an initial amplitude of standard deviation kick / sqrt(g^2 - 1). An init below it is forgotten.
-    The kick is the same for every head (at W = 0 all heads average the same ybar): it shifts the
-    warm-up length (E sum_h (a_h + c)^2 = sum_h a_h^2 + H E c^2) but not which head leads. Where
-    the noise dominates, c is one Gaussian draw per task and run, so the warm-up end scatters
-    between runs by about +-1/lambda (ln of a chi-square variable) around the law.
+    s2)^2) / L); the gradient in W is proportional to U, so negligible (with a noiseless query,
+    (kappa + s2)^2 becomes kappa (kappa + s2)). Each step kicks a = (sqrt(d) omega + mu)/2 by half
+    of lr times that, while a grows by g = 1 + lr lambda / 2 per step; the kicks add up to an
+    initial amplitude of standard deviation kick / sqrt(g^2 - 1). An init below it is forgotten. The
+    kick is the same for every head (at W = 0 all heads average the same ybar): it shifts the
+    warm-up length (E sum_h (a_h + c)^2 = sum_h a_h^2 + H E c^2) but not which head leads. Where the
+    noise dominates, c is one Gaussian draw per task and run, so the warm-up end scatters between
+    runs by about +-1/lambda (ln of a chi-square variable) around the law.
     """
     kappa, s2, d = problem.kappa, problem.noise_var, problem.dims
     # E y_q^2 = kappa + the query's noise (0 for a noiseless query), E ybar^2 L = kappa + sigma^2
@@ -434,9 +432,9 @@ def warmup_law_time(
     noise_amplitude: np.ndarray | float = 0.0,
 ) -> np.ndarray:
     """Time at which the logistic law reaches p_i = ``fraction`` (its warm-up end); 0 if already
-    there.
-    ``lr`` > 0 uses gradient descent's early growth rate (see ``warmup_rate``); ``noise_amplitude``
-    adds sampling noise's contribution to the initial amplitude (see ``sgd_noise_amplitude``)."""
+    there. ``lr`` > 0 uses gradient descent's early growth rate (see ``warmup_rate``);
+    ``noise_amplitude`` adds sampling noise's contribution to the initial amplitude (see
+    ``sgd_noise_amplitude``)."""
     p0 = effective_initial_signal(problem, omega0, mu0, noise_amplitude)
     rate = warmup_rate(problem, lr)
     with np.errstate(divide="ignore"):

@@ -92,8 +92,8 @@ def evaluate(
     model: torch.nn.Module, prompts: Prompts, chunk: int = 1024
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Risk on a fixed set with its Monte-Carlo standard error, and the per-task risks (on the
-    device).
-    Each chunk is moved to the model's device and dtype (a no-op when the set is already there)."""
+    device). Each chunk is moved to the model's device and dtype (a no-op when the set is already
+    there)."""
     weight = next(model.parameters())
     per_prompt, per_task = [], []
     for start in range(0, len(prompts), chunk):
@@ -168,14 +168,12 @@ def train(
     checkpoint_seconds: float = 60.0,
     progress_seconds: float = 10.0,
 ) -> TrainResult:
-    """Train one run described by resolved run parameters (design.md keys) and return train.nc's
+    """Train one run described by resolved run parameters (config keys) and return train.nc's
     dataset.
 
     With ``checkpoint`` set, the full state (parameters, optimizer, RNG, records) is saved there
-    every
-    ``checkpoint_seconds`` and a run that finds a matching checkpoint resumes from it, ending with
-    the
-    same numbers as an uninterrupted run.
+    every ``checkpoint_seconds`` and a run that finds a matching checkpoint resumes from it, ending
+    with the same numbers as an uninterrupted run.
     """
     given, params = params, complete_run(params)  # train.nc stores what was given (the job's keys)
     started = time.monotonic()

@@ -398,8 +398,7 @@ def verdict_c4(runs: Sequence[RunData], th: Mapping[str, float], plan=None) -> V
 
 def verdict_c5(optimality: Mapping[str, xr.Dataset], th: Mapping[str, float], plan=None) -> Verdict:
     """On the exact flow's end state where the optimality files have one (a configuration passes
-    when
-    its interval's upper end is within the factor, fails when its lower end is above it, and is
+    when its interval's upper end is within the factor, fails when its lower end is above it, and is
     inconclusive when the interval straddles it or lies below 1); else on the trained runs."""
     flows = {name: flow_ratios(ds) for name, ds in optimality.items()}
     if not any(flows.values()):
