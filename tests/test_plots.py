@@ -420,7 +420,7 @@ def test_allocation_and_phases_are_read_from_the_spectral_file():
     assert alloc["min_purity_emergence"] == pytest.approx(1 / (1 + 0.2**4), rel=1e-6)
     assert alloc["min_purity_end"] == pytest.approx(1 / (1 + 0.8**4), rel=1e-6)
     assert alloc["clean_emergence"] and not alloc["clean_end"]
-    phases = measurements.measure_phases(r.spectral, r.train, speedup=2.0)
+    phases = measurements.measure_phases(r.spectral, speedup=2.0)
     w, e = T0 - math.log(9) / RATE, T0 + math.log(9) / RATE
     speedup = (0.8 / (e - w)) / (0.1 / w)
     assert phases["tasks"][0]["speedup"] == pytest.approx(speedup)

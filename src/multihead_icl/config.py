@@ -301,15 +301,12 @@ def load_suite(config: Mapping[str, Any], schema: Mapping[str, Any]) -> Suite:
         base = {**config["defaults"], **spec.get("base", {})}
         grid = spec.get("grid", {})
         given = given_defaults | set(spec.get("base", {})) | set(grid)
+        points = _grid_points(experiment, base, grid, run_schema, schema, given, suite.warnings)
         if spec.get("kind", "runs") == "regime_map":
-            suite.maps[experiment] = _map_points(
-                experiment, base, grid, run_schema, schema, given, suite.warnings
-            )
+            suite.maps[experiment] = _map_points(points)
             continue
         suite.experiments[experiment] = []
-        for name, _where, run in _grid_points(
-            experiment, base, grid, run_schema, schema, given, suite.warnings
-        ):
+        for name, _where, run in points:
             run_id = f"{experiment}/{name}"
             if run_id in suite.runs:
                 raise ConfigError(
@@ -370,32 +367,22 @@ def _grid_points(
         if "record_points" in given and params["record_points"] > params["steps"]:
             warnings.append(
                 f"{where}.record_points: {params['record_points']} records asked for steps = "
-                f"{params['steps']}; "
-                f"every step is recorded ({params['steps'] + 1} records)"
+                f"{params['steps']}; every step is recorded ({params['steps'] + 1} records)"
             )
         yield run_name(point), where, params
 
 
 def _map_points(
-    experiment: str,
-    base: Mapping[str, Any],
-    grid: Mapping[str, list],
-    run_schema,
-    schema,
-    given: set[str],
-    warnings: list[str],
+    grid_points: Iterator[tuple[str, str, dict[str, Any]]],
 ) -> dict[str, dict[str, Any]]:
-    """The points of a regime map: each grid point's parameters, checked like a run's and for an
-    exact flow from a decomposable init."""
+    """The points of a regime map (``_grid_points`` of its experiment): each grid point's
+    parameters, checked like a run's and for an exact flow from a decomposable init."""
     points = {}
-    for name, where, params in _grid_points(
-        experiment, base, grid, run_schema, schema, given, warnings
-    ):
+    for name, where, params in grid_points:
         if not flow_applies(params):
             raise ConfigError(
                 f"{where}: a regime map needs model reduced or linear and a linear target, got "
-                "model "
-                f"{params['model']!r}, target {params['target']!r}"
+                f"model {params['model']!r}, target {params['target']!r}"
             )
         if params["init"] not in MAP_INITS:
             raise ConfigError(

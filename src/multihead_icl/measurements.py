@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import convergence
-from .config import complete_run
+from .config import DATA_KEYS, complete_run, with_defaults
 from .identity import training_identity
 from .report import DEFAULT_THRESHOLDS
 from .tasks import task_dims_of
@@ -160,16 +160,20 @@ def training_key(run: RunData) -> str:
     return training_identity(run.params)
 
 
-def distinct_runs(runs: Sequence[RunData]) -> list[RunData]:
-    """The first run of each training configuration (see ``training_key``), in the given order."""
+def _first_of_each(runs: Sequence[RunData], key: Callable[[RunData], str]) -> list[RunData]:
+    """The first run of each value of ``key``, in the given order."""
     seen: set[str] = set()
     out = []
     for r in runs:
-        key = training_key(r)
-        if key not in seen:
-            seen.add(key)
+        if key(r) not in seen:
+            seen.add(key(r))
             out.append(r)
     return out
+
+
+def distinct_runs(runs: Sequence[RunData]) -> list[RunData]:
+    """The first run of each training configuration (see ``training_key``), in the given order."""
+    return _first_of_each(runs, training_key)
 
 
 def load_run(
@@ -283,17 +287,15 @@ def measure_suite_convergence(runs: Sequence[RunData]) -> dict[str, Any]:
 
 def phase_fractions(spectral: xr.Dataset | None) -> tuple[float, float]:
     """The fractions of its rise at which spectral.nc ends a task's warm-up and emergence."""
-    settings = (
+    stored = (
         json.loads(spectral.attrs.get("spectral_settings", "{}")) if spectral is not None else {}
     )
-    return float(settings.get("warmup_fraction", 0.1)), float(
-        settings.get("emergence_fraction", 0.9)
-    )
+    settings = with_defaults("spectral", stored)  # the schema's under what the file recorded
+    return float(settings["warmup_fraction"]), float(settings["emergence_fraction"])
 
 
 def measure_phases(
     spectral: xr.Dataset | None,
-    train: xr.Dataset | None,
     speedup: float = DEFAULT_THRESHOLDS["emergence_speedup"],
 ) -> dict[str, Any]:
     """Per task (spectral.nc): warm-up end t_w, emergence end t_e (None = no emergence) and the
@@ -751,11 +753,7 @@ def measure_optimality(opt: xr.Dataset, max_ratio: float) -> dict[str, Any]:
     # within the factor, and not significantly below 1 (that would mean the search missed the best)
     passed = [bool(1.0 <= h <= max_ratio) for h in high[order] if math.isfinite(h)]
     return {
-        "x_name": x_name,
-        "x": x[order].tolist(),
-        "ratio": ratio[order].tolist(),
-        "low": low[order].tolist(),
-        "high": high[order].tolist(),
+        **_in_order(x_name, x, ratio, low, high, order),
         "passed": sum(passed),
         "total": len(passed),
         "max_ratio": float(np.nanmax(ratio)) if np.isfinite(ratio).any() else math.nan,
@@ -809,6 +807,17 @@ def measure_baselines(opt: xr.Dataset) -> dict[str, Any]:
     }
 
 
+def _in_order(x_name: str, x, ratio, low, high, order) -> dict[str, Any]:
+    """A ratio with its interval against the swept parameter, in the order of ``order``."""
+    return {
+        "x_name": x_name,
+        "x": x[order].tolist(),
+        "ratio": ratio[order].tolist(),
+        "low": low[order].tolist(),
+        "high": high[order].tolist(),
+    }
+
+
 def measure_separation(opt: xr.Dataset, min_ratio: float) -> dict[str, Any]:
     """excess(best single head) / excess(best multi-head, the best in class) per number of tasks
     with its interval."""
@@ -820,11 +829,7 @@ def measure_separation(opt: xr.Dataset, min_ratio: float) -> dict[str, Any]:
     multi_task = [k for k in order if x_name != "tasks" or x[k] >= 2]
     passed = [bool(low[k] > min_ratio) for k in multi_task if math.isfinite(low[k])]
     return {
-        "x_name": x_name,
-        "x": x[order].tolist(),
-        "ratio": ratio[order].tolist(),
-        "low": low[order].tolist(),
-        "high": high[order].tolist(),
+        **_in_order(x_name, x, ratio, low, high, order),
         "passed": sum(passed),
         "total": len(passed),
         "threshold": min_ratio,
@@ -978,15 +983,14 @@ def measure_comparison(runs: Sequence[RunData], purity_threshold: float) -> dict
 # the exact flow (flow.nc): C1, C2, C5, C7, C8 on the object the claims are about
 
 END_CLASS_NAMES = {0: "finite limit", 1: "drifting", 2: "not resolved"}
+# with omega(0), mu(0) these fix a flow: the law of the data in the task basis (not the bases of
+# a rotated run, nor the evaluation set), the model and its heads
 FLOW_KEYS = (
-    "tasks",
-    "task_dim",
-    "input_dim",
-    "noise_std",
-    "query_noise",
-    "signal",
-    "signal_per",
-    "context_length",
+    *(
+        k
+        for k in DATA_KEYS
+        if k not in ("rotate", "basis_seed", "target", "eval_prompts", "eval_seed")
+    ),
     "model",
     "heads",
 )
@@ -1005,16 +1009,8 @@ def flow_key(run: RunData) -> str:
 
 
 def distinct_flows(runs: Sequence[RunData]) -> list[RunData]:
-    seen: set[str] = set()
-    out = []
-    for r in runs:
-        if r.flow is None:
-            continue
-        key = flow_key(r)
-        if key not in seen:
-            seen.add(key)
-            out.append(r)
-    return out
+    """The runs with a flow, one per distinct flow (see ``flow_key``)."""
+    return _first_of_each([r for r in runs if r.flow is not None], flow_key)
 
 
 def _speedup(

@@ -229,7 +229,7 @@ def risk_figure(
     own warm-up and emergence ends (from the task signal)."""
     setup_style()
     conv = M.measure_convergence(train)
-    phases = M.measure_phases(spectral, train, speedup)
+    phases = M.measure_phases(spectral, speedup)
     t = np.asarray(train["time"].values, dtype=float)
     keep = t > 0
     floor = float(train.attrs.get("noise_floor", np.nan))
@@ -509,25 +509,9 @@ def convergence_figure(runs: Sequence[M.RunData]) -> tuple[Figure, dict]:
     experiments = list(dict.fromkeys(r["experiment"] for r in rows))
     colors = {e: HEAD_COLORS[k % len(HEAD_COLORS)] for k, e in enumerate(experiments)}
     for k, r in enumerate(rows):
-        marker = "o" if r["optimizer"] == "gd" else "s"
-        mark(
-            left.scatter(
-                max(r["relative_change"], 1e-12),
-                k,
-                color=colors[r["experiment"]],
-                marker=marker,
-                zorder=3,
-            )
-        )
-        mark(
-            right.scatter(
-                max(r["grad_norm"], 1e-12),
-                k,
-                color=colors[r["experiment"]],
-                marker=marker,
-                zorder=3,
-            )
-        )
+        style = {"color": colors[r["experiment"]], "marker": "o" if r["optimizer"] == "gd" else "s"}
+        for ax, value in ((left, r["relative_change"]), (right, r["grad_norm"])):
+            mark(ax.scatter(max(value, 1e-12), k, zorder=3, **style))
     for value in conv["thresholds"]:
         left.axvline(value, color="k", ls=":", lw=1, label=f"threshold {value:g}")
     _log_span(left, [r["relative_change"] for r in rows] + conv["thresholds"])

@@ -112,6 +112,16 @@ class TrainResult:
     status: str
 
 
+def _log_divergence(step: int, lr: float, reason: str, records: int) -> None:
+    log.error(
+        "training diverged at step %d (t = %.4g): %s; stopping, %d records kept",
+        step,
+        lr * step,
+        reason,
+        records,
+    )
+
+
 def _fingerprint(params: Mapping[str, Any]) -> str:
     """What a checkpoint must match to be resumed: the run's parameters and the package version
     (whose checkpoint layout it is)."""
@@ -293,13 +303,7 @@ def train(
                     recorder
                 ):  # (a run that starts diverged keeps its one record, at step 0)
                     status, diverged_at = "diverged", step
-                    log.error(
-                        "training diverged at step %d (t = %.4g): %s; stopping, %d records kept",
-                        step,
-                        lr * step,
-                        reason,
-                        len(recorder),
-                    )
+                    _log_divergence(step, lr, reason, len(recorder))
                     break
                 view = reduced_view(model)
                 eval_risk, eval_se, eval_task = evaluate(model, eval_on_device)
@@ -349,13 +353,7 @@ def train(
                 reason = divergence(current, first_risk)
                 if reason:
                     status, diverged_at = "diverged", step
-                    log.error(
-                        "training diverged at step %d (t = %.4g): %s; stopping, %d records kept",
-                        step,
-                        lr * step,
-                        reason,
-                        len(recorder),
-                    )
+                    _log_divergence(step, lr, reason, len(recorder))
                     break
                 last_progress, progress_step = now, step
 

@@ -249,7 +249,7 @@ def verdict_c2(
     trained_pairs = []
     for r in phase_runs:
         if r.spectral is not None and "warmup_end" in r.spectral:
-            trained_pairs.extend(measure_phases(r.spectral, None, th["emergence_speedup"])["tasks"])
+            trained_pairs.extend(measure_phases(r.spectral, th["emergence_speedup"])["tasks"])
     for p in flow_pairs:
         p["sharp"] = p["speedup"] is not None and p["speedup"] >= th["emergence_speedup"]
     pairs = flow_pairs or trained_pairs
