@@ -225,3 +225,17 @@ def test_loading_fills_every_settings_section_and_keeps_what_the_user_wrote(tmp_
     assert suite.config["verdicts"]["purity"] > 0 and suite.config["figures"]["format"] == "svg"
     assert suite.given["figures"] == {"allocation": "a"} and suite.given["verdicts"] == {}
     assert set(SETTINGS_SECTIONS) <= set(suite.config)
+
+
+def test_the_schema_ships_inside_the_package():
+    """The CLI and the workflow find the schema through the package, so an installed wheel (no
+    repository around it) still validates configs: the file is package data, not a repo path."""
+    import tomllib
+    from importlib.resources import files
+
+    from multihead_icl.config import SCHEMA_PATH
+
+    assert files("multihead_icl").joinpath("config.schema.yaml").is_file()
+    assert SCHEMA_PATH.parent.name == "multihead_icl"
+    pyproject = tomllib.loads((SCHEMA_PATH.parents[2] / "pyproject.toml").read_text())
+    assert SCHEMA_PATH.name in pyproject["tool"]["setuptools"]["package-data"]["multihead_icl"]

@@ -195,9 +195,10 @@ def test_captions_quote_the_numbers_in_the_netcdf_files(report_data, plan, tiny_
                 agree, total = int(check.agrees.values.sum()), int(check.agrees.size)
             assert f"agrees at {agree} of {total} grid points" in text, text
         elif spec.kind == "convergence":
-            changes = []
+            changes, rtols = [], []
             for run in spec.runs:
                 with xr.open_dataset(results / "runs" / run / "train.nc") as train:
+                    rtols.append(json.loads(train.attrs["config"])["converged_rtol"])
                     t = train.time.values
                     k = min(max(np.searchsorted(t, 0.9 * t[-1], side="right") - 1, 0), len(t) - 2)
                     theta = np.concatenate(
@@ -205,7 +206,9 @@ def test_captions_quote_the_numbers_in_the_netcdf_files(report_data, plan, tiny_
                         axis=1,
                     )
                     changes.append(np.linalg.norm(theta[-1] - theta[k]) / np.linalg.norm(theta[-1]))
-            assert f"{sum(c < 0.01 for c in changes)} of {len(changes)}" in text
+            below = sum(c < r for c, r in zip(changes, rtols))
+            assert f"{below} of {len(changes)}" in text
+            assert "converged_rtol = " + ", ".join(f"{r:g}" for r in sorted(set(rtols))) in text
             assert fmt(np.median(changes)) in text
         elif spec.kind == "heatmaps":  # the snapshots are record times of the run
             with xr.open_dataset(results / "runs" / spec.target / "train.nc") as train:

@@ -94,10 +94,9 @@ def test_length_generalisation_at_the_training_length_equals_the_training_eval_r
 def test_dry_runs_list_the_whole_chain_for_the_paper_suite_and_the_slurm_profile(tmp_path):
     from multihead_icl.config import load_suite_file
 
-    schema = ROOT / "workflow" / "schemas" / "config.schema.yaml"
     jobs, _ = dry_run_jobs(tmp_path / "paper", ROOT / "config" / "paper.yaml")
     suite = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
-    paper = load_suite_file(ROOT / "config" / "paper.yaml", schema)
+    paper = load_suite_file(ROOT / "config" / "paper.yaml")
     trained = len(set(paper.run_owner.values()))  # runs that train identically train once
     assert jobs["train"] == trained and jobs["spectral"] == trained, jobs
     assert jobs.get("share_run", 0) == len(paper.runs) - trained
@@ -107,7 +106,7 @@ def test_dry_runs_list_the_whole_chain_for_the_paper_suite_and_the_slurm_profile
     assert jobs["verdicts"] == 1 and any(name.startswith("figure_") for name in jobs)
     # an experiment's target builds that experiment only (`allocation` is also a figure kind of
     # other runs)
-    default = load_suite_file(ROOT / "config.yaml", schema)
+    default = load_suite_file(ROOT / "config.yaml")
     proc = run_snakemake(
         tmp_path / "one", "-n", "experiment_allocation", config=ROOT / "config.yaml"
     )
@@ -140,9 +139,7 @@ def test_dry_run_of_the_authors_full_size_suite(tmp_path):
     from multihead_icl.config import load_suite_file
     from multihead_icl.tasks import TaskSpec
 
-    official = load_suite_file(
-        ROOT / "config" / "official.yaml", ROOT / "workflow" / "schemas" / "config.schema.yaml"
-    )
+    official = load_suite_file(ROOT / "config" / "official.yaml")
     jobs, _ = dry_run_jobs(tmp_path / "official", ROOT / "config" / "official.yaml")
     assert jobs["train"] == len(set(official.run_owner.values())) and jobs["verdicts"] == 1, jobs
     flow_runs = [r for e in official.config["flow"]["experiments"] for r in official.experiments[e]]

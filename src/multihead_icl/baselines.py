@@ -66,7 +66,7 @@ def wishart_eigenvalues(dim: int, dof: int, samples: int, rng: np.random.Generat
     return np.linalg.eigvalsh(a @ np.swapaxes(a, 1, 2))
 
 
-def bayes_excess(spec: TaskSpec, samples: int = 100_000, seed: int = 0) -> Excess:
+def bayes_excess(spec: TaskSpec, samples: int, seed: int = 0) -> Excess:
     """Posterior variance E sum_k sigma^2 kappa / (kappa s_k + sigma^2 d) over Wishart eigenvalues
     s_k (written so that sigma = 0 stays finite: a direction with s_k = 0 keeps its prior variance).
     """
@@ -132,7 +132,7 @@ def gd_excess(
     return Excess((1 - effective) ** 2 * kappa + effective**2 * variance, np.zeros_like(kappa))
 
 
-def baseline_excess(spec: TaskSpec, samples: int = 100_000, seed: int = 0) -> dict[str, Excess]:
+def baseline_excess(spec: TaskSpec, samples: int, seed: int = 0) -> dict[str, Excess]:
     """Every baseline of docs/science.md §6 for one task suite (linear target), keyed as in
     ``BASELINES``."""
     if spec.target != "linear":

@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
                 "target", nargs="?", default="suite", help="run, experiment or suite"
             )
         stage.add_argument("--results", type=Path, default=Path("results"))
-        stage.add_argument("--threads", type=int, default=1)
+        if name in ("surrogate", "optimality"):  # the stages that compute with torch threads
+            stage.add_argument("--threads", type=int, default=1)
     ve = sub.add_parser(
         "verify",
         help="open every netCDF file below a folder; set damaged ones aside so that snakemake "
@@ -186,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.checkpoint_seconds,
             )
             print(status)
-    except (ConfigError, ValueError) as error:
+    except ConfigError as error:
         print(f"Config error: {error}", file=sys.stderr)
         return 2
     except DamagedFileError as error:
@@ -202,30 +203,36 @@ def _suite_stage(args: argparse.Namespace, stages: Any) -> list[str]:
     """Run a stage of a whole suite on its results folder; returns the files written."""
     from .layout import Layout
 
-    layout = Layout(load_suite_file(args.config, args.schema), str(args.results))
+    try:  # a config that names what it does not have: one line, like the workflow's
+        layout = Layout(load_suite_file(args.config, args.schema), str(args.results))
+        plan = layout.figure_plan()
+        if args.command == "optimality":
+            call = layout.optimality_call(args.experiment)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     if args.command == "surrogate":
         stages.surrogate_check(
             layout.suite.config["spectral"]["surrogate_check"], layout.surrogate_file, args.threads
         )
         return [layout.surrogate_file]
     if args.command == "optimality":
-        call = layout.optimality_call(args.experiment)
         stages.optimality(**call, threads=args.threads)
         return [call["output"]]
-    plan = layout.figure_plan()
+    all_figures = plan
     if args.command == "figure":
-        specs = [s for s in plan if s.kind == args.kind and s.target == args.target]
-        if not specs:
-            known = ", ".join(f"{s.kind} {s.target}" for s in plan)
-            raise ValueError(f"no figure {args.kind} {args.target} in this config's plan ({known})")
-        plan = specs
+        plan = [s for s in plan if s.kind == args.kind and s.target == args.target]
+        if not plan:
+            known = ", ".join(f"{s.kind} {s.target}" for s in all_figures)
+            raise ConfigError(
+                f"no figure {args.kind} {args.target} in this config's plan ({known})"
+            )
     written = []
     if args.command in ("figure", "report"):
         for spec in plan:
             stages.plot_figure(**layout.figure_call(spec))
             written += [spec.path, spec.summary]
     if args.command in ("verdicts", "report"):
-        stages.write_verdicts(**layout.verdict_call(layout.figure_plan()))
+        stages.write_verdicts(**layout.verdict_call(all_figures))
         written += list(layout.verdict_files.values())
     if args.command == "report":
         from .tables import write_tables

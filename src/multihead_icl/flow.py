@@ -215,8 +215,8 @@ def integrate_flow(
     omega0: np.ndarray,
     mu0: np.ndarray,
     times: np.ndarray,
-    rtol: float = 1e-6,
-    atol: float = 1e-9,
+    rtol: float,
+    atol: float,
     progress: Callable[[float], None] | None = None,
 ) -> Trajectory:
     """Integrate the flow from (omega0, mu0) at times[0] and record it at ``times`` (ascending).
@@ -850,7 +850,7 @@ def analyse_flow(
         "task": np.arange(spec.num_tasks),
     }
     ds = xr.Dataset(data, coords)
-    ds.attrs.update(io.provenance_attrs(params))
+    ds.attrs.update(io.provenance_attrs(io.stored_config(spectral)))
     ds.attrs.update(
         flow_settings=json.dumps(asdict(settings), sort_keys=True),
         description=(

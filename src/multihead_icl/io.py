@@ -49,10 +49,15 @@ def provenance_attrs(config: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
+def stored_config(ds: xr.Dataset) -> dict[str, Any]:
+    """The parameters exactly as a file recorded them (what a file derived from it records)."""
+    return json.loads(ds.attrs["config"])
+
+
 def read_config(ds: xr.Dataset) -> dict[str, Any]:
     """The resolved parameters stored in a file's ``config`` attribute (the schema's defaults under
     them, for files written before a key existed)."""
-    return complete_run(json.loads(ds.attrs["config"]))
+    return complete_run(stored_config(ds))
 
 
 def write_netcdf(ds: xr.Dataset, path: str | os.PathLike) -> None:

@@ -192,7 +192,7 @@ def load_run(
     spectral_ds = load(spectral)
     source = train_ds if train_ds is not None else spectral_ds
     stored = source is not None and "config" in source.attrs
-    params = complete_run(json.loads(source.attrs["config"]) if stored else {})
+    params = complete_run(json.loads(source.attrs["config"])) if stored else {}
     return RunData(run, train_ds, spectral_ds, params, load(lengths), load(flow))
 
 
@@ -276,8 +276,7 @@ def measure_suite_convergence(runs: Sequence[RunData]) -> dict[str, Any]:
         "median_change": float(np.median(changes)) if changes else math.nan,
         "worst_change": worst["relative_change"] if worst else math.nan,
         "worst_run": worst["run"] if worst else None,
-        "threshold": max((r["threshold"] for r in rows), default=math.nan),
-        "thresholds": sorted({r["threshold"] for r in rows}),
+        "converged_rtols": sorted({r["threshold"] for r in rows}),
     }
 
 

@@ -28,8 +28,9 @@ INITS = ("decomposable", "gaussian", "pytorch", "official", "official_random")
 
 
 def kernel_scores(x: torch.Tensor, x_query: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Scores x_l^T W_h x_q for every head: x (B, L, d), x_query (B, d), weight (H, d, d) -> (B, H,
-    L)."""
+    """Scores x_l^T W_h x_q for every head.
+
+    x (B, L, d), x_query (B, d), weight (H, d, d) -> (B, H, L)."""
     return torch.einsum("bli,bhi->bhl", x, torch.einsum("hij,bj->bhi", weight, x_query))
 
 

@@ -1169,7 +1169,7 @@ def _to_dataset(rows: Sequence[dict]) -> xr.Dataset:
         ),
         "model": (
             "config",
-            np.array([str(r["params"].get("model", "reduced")) for r in rows], dtype=object),
+            np.array([str(r["params"]["model"]) for r in rows], dtype=object),
             {"long_name": "trained model"},
         ),
     }

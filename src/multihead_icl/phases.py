@@ -129,12 +129,13 @@ def logistic_transition(
 ) -> Transition:
     """Warm-up and emergence ends of a rising curve from the logistic phase itself.
 
-    The rise is detected as in ``detect_transition``; then p(t) = base + rise / (1 + e^{-(t -
-    t_m)/w}) is fitted to the records up to t_m + 6 w (99.75% of the logistic rise; refitted until
-    that cutoff settles), so a slow drift after the plateau does not move the plateau, and the ends
-    are the fit's crossings of ``fractions`` of its own rise: t_m -+ w ln((1 - f)/f). Reading the
-    rise from the end of the run instead makes "emergence end" move with the run's length. Falls
-    back to ``detect_transition``'s times when the fit fails or has fewer than 6 records."""
+    The rise is detected as in ``detect_transition``; then
+    p(t) = base + rise / (1 + e^{-(t - t_m)/w}) is fitted to the records up to t_m + 6 w (99.75% of
+    the logistic rise; refitted until that cutoff settles), so a slow drift after the plateau does
+    not move the plateau, and the ends are the fit's crossings of ``fractions`` of its own rise: t_m
+    -+ w ln((1 - f)/f). Reading the rise from the end of the run instead makes "emergence end" move
+    with the run's length. Falls back to ``detect_transition``'s times when the fit fails or has
+    fewer than 6 records."""
     base = detect_transition(
         times,
         values,

@@ -512,9 +512,9 @@ def convergence_figure(runs: Sequence[M.RunData]) -> tuple[Figure, dict]:
         style = {"color": colors[r["experiment"]], "marker": "o" if r["optimizer"] == "gd" else "s"}
         for ax, value in ((left, r["relative_change"]), (right, r["grad_norm"])):
             mark(ax.scatter(max(value, 1e-12), k, zorder=3, **style))
-    for value in conv["thresholds"]:
+    for value in conv["converged_rtols"]:
         left.axvline(value, color="k", ls=":", lw=1, label=f"threshold {value:g}")
-    _log_span(left, [r["relative_change"] for r in rows] + conv["thresholds"])
+    _log_span(left, [r["relative_change"] for r in rows] + conv["converged_rtols"])
     _log_span(right, [r["grad_norm"] for r in rows])
     left.set_yticks(np.arange(len(rows)), [r["run"] for r in rows], fontsize=7)
     left.set_ylim(len(rows) - 0.5, -0.5)

@@ -318,10 +318,12 @@ def gather_map(
     points: Mapping[str, xr.Dataset],
     grid_keys: Sequence[str],
     search: SearchSettings,
+    confidence: float,
     progress: Callable[[str], None] | None = None,
 ) -> xr.Dataset:
     """The map file: every point's regime, exponents, purity, clean window and excess at the
-    horizon against the best in class (paired on one fresh sample, with its 95% interval)."""
+    horizon against the best in class (paired on one fresh sample, with its ``confidence``
+    interval: the optimality section's)."""
     say = progress or (lambda message: None)
     names = list(points)
     params = {n: io.read_config(points[n]) for n in names}
@@ -345,7 +347,7 @@ def gather_map(
         if np.all(np.isfinite(omega)) and np.all(np.isfinite(mu)):
             end = (decomposable_W(omega, best_search.spec), np.apply_along_axis(np.diag, 1, mu))
             fresh = best_search.fresh_excess({"best": fit, "flow": end})
-            ratio = paired_ratio(fresh["flow"], fresh["best"])
+            ratio = paired_ratio(fresh["flow"], fresh["best"], confidence)
         say(
             f"{name}: regime {REGIMES[int(ds['regime'])]}, excess ratio to best in class "
             f"{ratio[0]:.3g}"

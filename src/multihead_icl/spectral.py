@@ -748,7 +748,7 @@ def analyse_run(
         "task": train["task"].values,
     }
     ds = xr.Dataset(data_vars=data_vars, coords=coords)
-    ds.attrs.update(io.provenance_attrs(params))
+    ds.attrs.update(io.provenance_attrs(io.stored_config(train)))
     ds.attrs.update(
         spectral_settings=json.dumps(settings.as_dict(), sort_keys=True),
         train_status=str(train.attrs.get("status", "unknown")),

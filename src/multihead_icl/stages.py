@@ -27,8 +27,10 @@ def _set_threads(threads: int) -> None:
 
 def make_eval_set(params: Mapping[str, Any], output: str | Path) -> None:
     """Write the fixed evaluation set for one set of data parameters (docs/science.md §8)."""
+    from .config import complete_run
     from .data import TaskSpec, sample_eval_set
 
+    params = complete_run(params)
     spec = TaskSpec.from_params(params)
     prompts = sample_eval_set(spec, int(params["eval_prompts"]), int(params["eval_seed"]))
     log.info(
@@ -80,7 +82,7 @@ def evaluate_lengths(
         for length, path in eval_sets.items()
     }
     ds = length_generalisation(run, sets, TaskSpec.from_params(params).risk_floor)
-    ds.attrs.update(io.provenance_attrs(params))
+    ds.attrs.update(io.provenance_attrs(io.stored_config(run)))
     ds.attrs["train_context_length"] = int(params["context_length"])
     log.info(
         "length generalisation: %s",
@@ -155,15 +157,17 @@ def gather_map(
     threads: int = 1,
 ) -> None:
     """The regime map file from its points' files (``points``: point id -> file)."""
-    from .optimality import SearchSettings
+    from .optimality import MeasureSettings
     from .regime_map import gather_map as gather
     from .regime_map import summarise
 
     _set_threads(threads)
+    measure = MeasureSettings.from_mapping(search)
     ds = gather(
         {name: io.load_dataset(path) for name, path in points.items()},
         grid_keys,
-        SearchSettings.from_mapping(search),
+        measure.search,
+        measure.confidence,
         progress=log.info,
     )
     log.info("regime map: %s", json.dumps(summarise(ds), default=str))

@@ -7,22 +7,23 @@ and U_h = diag(mu_h), with p_i = sum_h mu_hi omega_hi the task signal. Derivatio
 * **Infinite L.** Head h's softmax average of y_i tends to E[y_i e^s] / E[e^s] with s = x^T W_h x_q.
   Tilting N(0, I) by e^{x^T v} gives N(v, I), so that limit is omega_hi <g_i, x_q,S_i> and
   R_inf = (1/I) sum_i [kappa_i (1 - p_i)^2 + sigma^2].
-* **Finite L, softmax (delta method).** Science.md's validity condition e^{sum_j d_j omega_hj^2} <<
-L
-  is not enough: the next order involves E[w^3], whose average over queries diverges once
-  omega^2 >= 1/6, so beyond that the error decays slower than 1/L (surrogate_check.nc measures
-  where it holds: within 10% up to omega ~ 0.3, off by 15-30% at 0.45 even at L = 320). With
-  w = e^s / E e^s, head h's average is m + A/(1 + B), A = (1/L) sum_l (y_l - m) w_l,
-  B = (1/L) sum_l (w_l - 1). The variance of A gives (1/L) sum_{h,h'} mu_hi mu_h'i C_i(h,h') with
+* **Finite L, softmax (delta method).** The validity condition e^{sum_j d_j omega_hj^2} << L
+  (docs/science.md §4.4) is not enough: the next order involves E[w^3], whose average over queries
+  diverges once omega^2 >= 1/6, so beyond that the error decays slower than 1/L (surrogate_check.nc
+  measures where it holds: within 10% up to omega ~ 0.3, off by 15-30% at 0.45 even at L = 320).
+  With w = e^s / E e^s, head h's average is m + A/(1 + B), A = (1/L) sum_l (y_l - m) w_l, B = (1/L)
+  sum_l (w_l - 1). The variance of A gives (1/L) sum_{h,h'} mu_hi mu_h'i C_i(h,h') with
 
       C_i(h,h') = prod_j (1 - 2 c_j)^(-d_j/2) [kappa_i + sigma^2 + kappa_i c_i / (1 - 2 c_i)],
       c_j = omega_hj omega_h'j
 
-  (the form of earlier notes), and the ratio bias E[-AB] = -(1/L) omega_hi <g_i, x_q> e^{|W_h
-  x_q|^2}
-  gives a second term of the same order, which earlier notes left out:
-  (2/L) kappa_i (1 - p_i) sum_h mu_hi omega_hi prod_j (1 - 2 omega_hj^2)^(-d_j/2) / (1 - 2
-  omega_hi^2).
+  (the form of earlier notes), and the ratio bias
+  E[-AB] = -(1/L) omega_hi <g_i, x_q> e^{|W_h x_q|^2} gives a second term of the same order,
+  which earlier notes left out:
+
+      (2/L) kappa_i (1 - p_i) sum_h mu_hi omega_hi prod_j (1 - 2 omega_hj^2)^(-d_j/2)
+      / (1 - 2 omega_hi^2).
+
   It vanishes once p_i = 1 but matters during emergence, so it is kept (``bias_term``). Unlike the
   variance term (a Gram matrix, so >= 0) it is unbounded below as omega_hi^2 -> 1/2 where
   (1 - p_i) mu_hi omega_hi < 0; the ODE stops with a message if it runs into that edge.
@@ -34,14 +35,13 @@ L
   <grad_W R, P_i> = dR/d omega_hi with ||P_i||_F^2 = d_i, so
   d omega_hi / dt = -(1/d_i) dR/d omega_hi and d mu_hi / dt = -dR/d mu_hi, in the same time
   units t = lr x steps as train.nc.
-* **Warm-up law.** On R_inf, with r_i = (2 kappa_i / I)(1 - p_i): d omega = (r/d) mu, d mu = r
-omega.
-  So d_i omega^2 - mu^2 is conserved, a = (sqrt(d_i) omega + mu)/2 grows and
-  b = (sqrt(d_i) omega - mu)/2 decays by the same factor for every head, p_i = sum_h (a^2 -
-  b^2)/sqrt(d_i),
-  and once b has decayed p_i is logistic with rate lambda_i = 4 kappa_i / (I sqrt(d_i)). The
-  warm-up therefore lasts about (2/lambda_i) ln(1/s) = (I sqrt(d_i) / (2 kappa_i)) ln(1/s) for an
-  init of scale s (an earlier form of the law lacked the 1/d_i of the matrix gradient flow).
+* **Warm-up law.** On R_inf, with r_i = (2 kappa_i / I)(1 - p_i): d omega = (r/d) mu,
+  d mu = r omega. So d_i omega^2 - mu^2 is conserved, a = (sqrt(d_i) omega + mu)/2 grows and
+  b = (sqrt(d_i) omega - mu)/2 decays by the same factor for every head,
+  p_i = sum_h (a^2 - b^2)/sqrt(d_i), and once b has decayed p_i is logistic with rate
+  lambda_i = 4 kappa_i / (I sqrt(d_i)). The warm-up therefore lasts about (2/lambda_i) ln(1/s) = (I
+  sqrt(d_i) / (2 kappa_i)) ln(1/s) for an init of scale s (an earlier form of the law lacked the
+  1/d_i of the matrix gradient flow).
 """
 
 from __future__ import annotations
@@ -378,16 +378,16 @@ def sgd_noise_amplitude(problem: SpectralProblem, lr: float, batch_size: int) ->
     """Per task, the size that sampling noise alone gives the growing mode a_hi of every head.
 
     Near W = U = 0 the batch gradient of U_h,ii is -(2 / (I B)) sum_b y_q,i ybar_i (attention is
-    uniform), of mean 0 and standard deviation (2 / (I sqrt(B))) sqrt((2 kappa^2 / d + (kappa +
-    s2)^2) / L); the gradient in W is proportional to U, so negligible (with a noiseless query,
-    (kappa + s2)^2 becomes kappa (kappa + s2)). Each step kicks a = (sqrt(d) omega + mu)/2 by half
-    of lr times that, while a grows by g = 1 + lr lambda / 2 per step; the kicks add up to an
-    initial amplitude of standard deviation kick / sqrt(g^2 - 1). An init below it is forgotten. The
-    kick is the same for every head (at W = 0 all heads average the same ybar): it shifts the
-    warm-up length (E sum_h (a_h + c)^2 = sum_h a_h^2 + H E c^2) but not which head leads. Where the
-    noise dominates, c is one Gaussian draw per task and run, so the warm-up end scatters between
-    runs by about +-1/lambda (ln of a chi-square variable) around the law.
-    """
+    uniform), of mean 0 and standard deviation
+    (2 / (I sqrt(B))) sqrt((2 kappa^2 / d + (kappa + s2)^2) / L); the gradient in W is proportional
+    to U, so negligible (with a noiseless query, (kappa + s2)^2 becomes kappa (kappa + s2)). Each
+    step kicks a = (sqrt(d) omega + mu)/2 by half of lr times that, while a grows by g = 1 + lr
+    lambda / 2 per step; the kicks add up to an initial amplitude of standard deviation kick /
+    sqrt(g^2 - 1). An init below it is forgotten. The kick is the same for every head (at W = 0 all
+    heads average the same ybar): it shifts the warm-up length (E sum_h (a_h + c)^2 = sum_h a_h^2 +
+    H E c^2) but not which head leads. Where the noise dominates, c is one Gaussian draw per task
+    and run, so the warm-up end scatters between runs by about +-1/lambda (ln of a chi-square
+    variable) around the law."""
     kappa, s2, d = problem.kappa, problem.noise_var, problem.dims
     # E y_q^2 = kappa + the query's noise (0 for a noiseless query), E ybar^2 L = kappa + sigma^2
     per_sample = np.sqrt(
