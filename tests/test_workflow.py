@@ -154,3 +154,21 @@ def test_dry_run_of_the_authors_full_size_suite(tmp_path):
             and params["batch_size"] == 10000
             and params["context_length"] == 100
         )
+
+
+def test_the_rules_write_the_files_where_the_layout_says():
+    """The rules spell their file patterns out (readable Snakemake); multihead_icl.layout is what
+    the input functions and the CLI use: the two must name the same files."""
+    from multihead_icl.config import load_suite_file
+    from multihead_icl.layout import Layout
+
+    layout = Layout(load_suite_file(TINY_CONFIG))
+    rules = {p.stem: p.read_text() for p in (ROOT / "workflow" / "rules").glob("*.smk")}
+    for name in ("train", "spectral", "flow", "lengths"):
+        pattern = f'"{layout.run_file("{run}", name)}"'
+        assert any(pattern in text for text in rules.values()), pattern
+    assert f'"{layout.optimality_file("{experiment}")}"' in rules["optimality"]
+    assert f'"{layout.map_file("{experiment}")}"' in rules["regime_map"]
+    assert f'"{layout.surrogate_file}"' in rules["spectral"]
+    for path in layout.verdict_files.values():
+        assert f'"{path}"' in rules["verdicts"], path

@@ -133,12 +133,17 @@ def with_defaults(section: str, given: Mapping[str, Any] | None = None) -> dict[
     return filled
 
 
-def run_defaults() -> dict[str, Any]:
-    """Every run parameter at its schema default (for code that is handed partial parameters)."""
+@functools.cache
+def _run_defaults() -> dict[str, Any]:
     schema = _package_schema()
     filled: dict[str, Any] = {}
     _check(filled, schema["$defs"]["run_parameters"], schema, "defaults", defaults=True)
     return filled
+
+
+def run_defaults() -> dict[str, Any]:
+    """Every run parameter at its schema default (for code that is handed partial parameters)."""
+    return copy.deepcopy(_run_defaults())
 
 
 def complete_run(params: Mapping[str, Any]) -> dict[str, Any]:
