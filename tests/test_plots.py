@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
-from conftest import ROOT, SCHEMA
+from conftest import ROOT, SCHEMA, rendering_defects
 
 from multihead_icl import measurements, plots, report, stages, verdict_table, verdicts
 from multihead_icl.measurements import RunData
@@ -850,6 +850,7 @@ def render_caption(kind: str, summary_path: Path) -> str:
         text, writer="html", settings_overrides={"report_level": 5, "halt_level": 5}
     )["body"]
     assert "system-message" not in html, html
+    assert rendering_defects(html) == [], kind
     return re.sub(r"<[^>]+>", "", html)
 
 
