@@ -673,6 +673,9 @@ def test_verdict_table_html_lists_every_claim_with_its_threshold(runs):
     for row in rows:
         assert f"<td class='c'>{row.claim}</td>" in page
     assert "results/figures/exp/winner.svg" in page and "≥ 0.9 = holds" in page
+    # read on its own, next to the figures, the page opens each one
+    linked = verdict_table.verdicts_html(rows, folder="results/figures")
+    assert "<a href='exp/winner.svg'>results/figures/exp/winner.svg</a>" in linked
     data = verdict_table.verdicts_json(rows)
     assert sum(data["counts"].values()) == 9 and data["by_claim"]["C4"] == HOLDS
 
