@@ -77,11 +77,14 @@ from dataclasses import asdict
 from multihead_icl.report import (
     CLAIMS,
     FIGURE_KINDS,
+    SETTING_CATEGORY,
     VERDICT_CATEGORY,
     CaptionData,
     as_list,
     check_roles,
+    claim_category,
     comparison_settings,
+    ordered_subcategory,
     plan_settings,
     report_plan,
     report_settings,
@@ -192,7 +195,10 @@ def figure_length_runs(kind):
 
 
 def figure_category(kind):
-    return CLAIMS[FIGURE_KINDS[kind].claim]["category"]
+    """The claim's category, named with its verdict when the report is built (the callable runs
+    then, after the verdicts rule; without results/figures/verdicts.json the plain name)."""
+    claim = FIGURE_KINDS[kind].claim
+    return lambda wildcards: claim_category(claim, "results/figures/verdicts.json")
 
 
 def figure_labels(kind):
@@ -207,11 +213,13 @@ def figure_labels(kind):
 
 
 def figure_subcategory(kind):
+    """The experiment, numbered in the suite's order (the report sorts subcategories by name)."""
     scope = FIGURE_KINDS[kind].scope
+    order = lambda name: ordered_subcategory(name, [*EXPERIMENTS, *SUITE.maps])
     if scope == "run":
-        return lambda wildcards: wildcards.run.split("/")[0]
+        return lambda wildcards: order(wildcards.run.split("/")[0])
     if scope == "experiment":
-        return lambda wildcards: wildcards.experiment
+        return lambda wildcards: order(wildcards.experiment)
     return "theory" if FIGURE_KINDS[kind].needs == ("surrogate",) else "all runs"
 
 
