@@ -16,6 +16,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 TINY_CONFIG = ROOT / "config" / "tiny.yaml"
+# the report's stylesheet as bin/pipeline passes it (absolute: Snakemake reads it in --directory)
+REPORT_STYLESHEET = ROOT / "report" / "report.css"
 
 torch.set_num_threads(1)
 
