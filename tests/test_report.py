@@ -510,3 +510,10 @@ def test_landing_page_shows_title_and_verdict_table_on_one_screen(report_path, t
     table = layout["table"]
     crop = (int(table["left"]), int(table["top"]), int(table["right"]), int(table["bottom"]))
     assert ink(png, crop) > 0.03  # the table is drawn there, its badges coloured
+    # and the full table is one click away
+    click = (
+        "Array.from(document.querySelectorAll('#app .prose a')).filter(function (a) { return "
+        "a.textContent == 'full verdict table'; })[0].click();"
+    )
+    dom = browse(with_view(report_path, tmp_path / "landing-click.html", click), tmp_path)
+    assert "<iframe" in dom and "results/figures/verdicts.html" in text_of(dom)
