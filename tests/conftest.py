@@ -4,6 +4,7 @@ directory."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,6 +16,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "src" / "multihead_icl" / "config.schema.yaml"
 TINY_CONFIG = ROOT / "config" / "tiny.yaml"
+# the report's stylesheet as bin/pipeline passes it (absolute: Snakemake reads it in --directory)
+REPORT_STYLESHEET = ROOT / "report" / "report.css"
 
 torch.set_num_threads(1)
 
@@ -67,3 +70,19 @@ def tiny_workdir(tmp_path_factory) -> Path:
     workdir = tmp_path_factory.mktemp("tiny")
     run_snakemake(workdir)
     return workdir
+
+
+def rendering_defects(html: str) -> list[str]:
+    """What Jinja's trim_blocks (Snakemake renders captions with it) does to a caption when a block
+    tag ends a line of text: the newline goes, so a sentence runs into the next ("1.0.The"), bold
+    after it stays literal ("**C1"), and a list joins the paragraph before it."""
+    defects = []
+    for paragraph in re.findall(r"<p>(.*?)</p>", html, re.S):
+        if re.search(r"\n\s*[-*] ", paragraph):
+            defects.append(f"a list inside a paragraph: {paragraph[:160]!r}")
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+    for match in re.finditer(r"[a-z0-9)][.;:]\**[A-Z][a-z]|\*\*", text):
+        defects.append(
+            f"text run together: {text[max(0, match.start() - 40) : match.end() + 20]!r}"
+        )
+    return defects

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
-from conftest import ROOT, SCHEMA
+from conftest import ROOT, SCHEMA, rendering_defects
 
 from multihead_icl import measurements, plots, report, stages, verdict_table, verdicts
 from multihead_icl.measurements import RunData
@@ -672,6 +672,9 @@ def test_verdict_table_html_lists_every_claim_with_its_threshold(runs):
     for row in rows:
         assert f"<td class='c'>{row.claim}</td>" in page
     assert "results/figures/exp/winner.svg" in page and "≥ 0.9 = holds" in page
+    # read on its own, next to the figures, the page opens each one
+    linked = verdict_table.verdicts_html(rows, folder="results/figures")
+    assert "<a href='exp/winner.svg'>results/figures/exp/winner.svg</a>" in linked
     data = verdict_table.verdicts_json(rows)
     assert sum(data["counts"].values()) == 9 and data["by_claim"]["C4"] == HOLDS
 
@@ -849,6 +852,7 @@ def render_caption(kind: str, summary_path: Path) -> str:
         text, writer="html", settings_overrides={"report_level": 5, "halt_level": 5}
     )["body"]
     assert "system-message" not in html, html
+    assert rendering_defects(html) == [], kind
     return re.sub(r"<[^>]+>", "", html)
 
 

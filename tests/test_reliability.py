@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import ROOT, TINY_CONFIG, run_snakemake
+from conftest import REPORT_STYLESHEET, ROOT, TINY_CONFIG, run_snakemake
 
 from multihead_icl import io
 from multihead_icl.training import DIVERGENCE_FACTOR, divergence, train
@@ -158,7 +158,14 @@ def test_a_suite_with_diverging_runs_builds_its_report(tmp_path):
     path.write_text(yaml.safe_dump(config))
     work = tmp_path / "work"
     run_snakemake(work, config=path)
-    run_snakemake(work, "--report", str(work / "report.html"), config=path)
+    run_snakemake(
+        work,
+        "--report",
+        str(work / "report.html"),
+        "--report-stylesheet",
+        str(REPORT_STYLESHEET),
+        config=path,
+    )
     results = work / "results"
     for run in ("boom/base", "boom0/base"):
         with io.load_dataset(results / "runs" / run / "train.nc") as ds:

@@ -10,6 +10,7 @@ page, a figure with its caption, and the verdict table are saved and checked for
 from __future__ import annotations
 
 import base64
+import html
 import json
 import re
 import shutil
@@ -21,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
-from conftest import SCHEMA, TINY_CONFIG, run_snakemake
+import yaml
+from conftest import REPORT_STYLESHEET, SCHEMA, TINY_CONFIG, rendering_defects, run_snakemake
 
 from multihead_icl import report as plan_module
 from multihead_icl.measurements import fmt
@@ -48,7 +50,13 @@ CHROMIUM_FLAGS = [
 def report_path(tiny_workdir) -> Path:
     path = tiny_workdir / "results" / "report.html"
     if not path.exists():
-        run_snakemake(tiny_workdir, "--report", "results/report.html")
+        run_snakemake(
+            tiny_workdir,
+            "--report",
+            "results/report.html",
+            "--report-stylesheet",
+            str(REPORT_STYLESHEET),
+        )
     return path
 
 
@@ -102,6 +110,13 @@ def decode(data_uri: str) -> bytes:
 # contents
 
 
+def category_named(categories, plain: str) -> str:
+    """The report's name of a claim's category: the plain name, with its verdict after a dash."""
+    names = [name for name in categories if name == plain or name.startswith(f"{plain} — ")]
+    assert len(names) == 1, (plain, list(categories))
+    return names[0]
+
+
 def test_every_planned_figure_is_in_the_report_under_its_claim(report_data, plan):
     results, categories = report_data["results"], report_data["categories"]
     assert (
@@ -109,7 +124,8 @@ def test_every_planned_figure_is_in_the_report_under_its_claim(report_data, plan
     )  # tiny: convergence, surrogate, 4 per-run figures, winner, length, optimality, baselines
     for spec in plan:
         assert spec.path in results, spec.path
-        assert any(spec.path in files for files in categories[spec.category].values()), (
+        category = category_named(categories, spec.category)
+        assert any(spec.path in files for files in categories[category].values()), (
             spec.category,
             spec.path,
         )
@@ -119,6 +135,60 @@ def test_every_planned_figure_is_in_the_report_under_its_claim(report_data, plan
         )  # docutils found no error
         assert results[spec.path]["labels"]["figure"] == plan_module.FIGURE_KINDS[spec.kind].title
     assert "results/figures/verdicts.html" in categories[plan_module.VERDICT_CATEGORY]["Other"]
+
+
+def test_categories_show_their_verdict_and_experiments_keep_the_suite_order(
+    report_data, tiny_workdir
+):
+    """A reader sees each claim's verdict in the menu, and the experiments in the order the suite
+    gives them (the report sorts names; a plain "adam" would come before "allocation")."""
+    categories = report_data["categories"]
+    summary = json.loads((tiny_workdir / "results" / "figures" / "verdicts.json").read_text())
+    measured = {name for name in categories if re.match(r"C\d ", name)}
+    assert measured, list(categories)
+    expected = {
+        f"{row['category']} — {row['verdict']}" for row in summary["verdicts"] if row["figures"]
+    }
+    assert measured == expected
+    order = [*yaml.safe_load(TINY_CONFIG.read_text())["experiments"]]
+    for name in measured:
+        numbered = [sub for sub in categories[name] if re.match(r"\d+ ", sub)]
+        assert numbered, (name, list(categories[name]))
+        for sub in numbered:
+            position, experiment = sub.split(" ", 1)
+            assert order.index(experiment) + 1 == int(position), (name, sub, order)
+    assert "Setting and definitions" in categories
+
+
+def test_category_names_fall_back_to_plain_names_without_a_usable_verdict_file(tmp_path):
+    """The category is named when the report is built: a missing, damaged or stale verdicts.json
+    must leave the plain name rather than break the report."""
+    path = tmp_path / "verdicts.json"
+    assert plan_module.claim_category("C3", path) == "C3 Task allocation"  # missing
+    path.write_text("{not json")
+    assert plan_module.claim_category("C3", path) == "C3 Task allocation"  # damaged
+    path.write_text(json.dumps({"by_claim": {"C1": "holds"}}))
+    assert plan_module.claim_category("C3", path) == "C3 Task allocation"  # silent on C3
+    path.write_text(json.dumps({"by_claim": {"C3": "holds: `x`"}}))
+    assert plan_module.claim_category("C3", path) == "C3 Task allocation"  # not a link target
+    path.write_text(json.dumps({"by_claim": {"C3": "holds partly"}}))
+    assert plan_module.claim_category("C3", path) == "C3 Task allocation — holds partly"
+    order = ["allocation", "adam"]
+    assert [plan_module.ordered_subcategory(n, order) for n in order] == [
+        "01 allocation",
+        "02 adam",
+    ]
+    assert plan_module.ordered_subcategory("all runs", order) == "all runs"
+
+
+def test_captions_and_landing_page_render_cleanly(report_data):
+    """No sentence run into the next and no list swallowed by a paragraph, in any caption or on
+    the landing page (Snakemake renders them with Jinja's trim_blocks)."""
+    pages = {path: result["caption"] for path, result in report_data["results"].items()}
+    pages["landing page"] = embedded(report_data["html"], "workflow_desc", "workflow-desc")
+    for path, page in pages.items():
+        assert "system-message" not in page, path
+        assert rendering_defects(page) == [], path
 
 
 def test_every_embedded_figure_shows_data_in_every_axes(report_data, plan):
@@ -286,11 +356,35 @@ def test_verdict_table_is_complete_and_agrees_with_the_files(report_data, tiny_w
         and len(re.findall(r"<tr>", side)) == 10
     )
     assert all(f"<td class='c'>C{k}</td>" in side for k in range(1, 10))
-    # the landing page repeats the verdicts
+    # the landing page leads with the same verdicts, each a coloured badge
     raw = embedded(report_data["html"], "workflow_desc", "workflow-desc")
-    assert "system-message" not in raw
-    desc = text_of(raw)
-    assert f"C4 {expected}" in desc and "Verdicts of this run" in desc
+    assert "system-message" not in raw and "Verdicts of this run" in text_of(raw)
+    landing = landing_rows(raw)
+    assert [row[0] for row in landing] == [f"C{k}" for k in range(1, 10)]
+    for claim, badges, link in landing:
+        assert badges[0] == ("-".join(verdict[claim].split()), verdict[claim]), claim
+        assert badges[1][1] == summary["settings"]["authors"]["by_claim"][claim], claim
+        # a claim with figures links to its category, named with its verdict
+        category = next(v["category"] for v in summary["verdicts"] if v["claim"] == claim)
+        if verdict[claim] == "not measured":
+            assert link is None, claim
+        else:
+            target = urllib.parse.quote(f"{category} — {verdict[claim]}")
+            assert link == f"javascript:app.showCategory('{target}')", (claim, link)
+
+
+def landing_rows(raw: str) -> list[tuple[str, list[tuple[str, str]], str | None]]:
+    """The landing page's verdict table: per row the claim, its badges (class, text) and the
+    link of the claim cell (None without one)."""
+    table = re.search(r"<table [^>]*verdict-summary.*?<tbody[^>]*>(.*?)</tbody>", raw, re.S)
+    assert table, "no verdict table on the landing page"
+    rows = []
+    for row in re.findall(r"<tr>(.*?)</tr>", table.group(1), re.S):
+        first = re.search(r"<td>(.*?)</td>", row, re.S).group(1)
+        link = re.search(r'href="([^"]+)"', first)
+        badges = re.findall(r'<span class="([a-z-]+)">([^<]+)</span>', row)
+        rows.append((text_of(first).strip(), badges, link and html.unescape(link.group(1))))
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------
@@ -320,12 +414,14 @@ def with_view(report_path: Path, out: Path, view_js: str) -> Path:
     return out
 
 
-def browse(page: Path, tmp: Path, screenshot: Path | None = None) -> str:
+def browse(
+    page: Path, tmp: Path, screenshot: Path | None = None, size: tuple[int, int] = (1500, 1000)
+) -> str:
     args = [
         chromium(),
         *CHROMIUM_FLAGS,
         f"--user-data-dir={tmp / 'chromium-profile'}",
-        "--window-size=1500,1000",
+        f"--window-size={size[0]},{size[1]}",
         "--virtual-time-budget=8000",
     ]
     args += [f"--screenshot={screenshot}"] if screenshot else ["--dump-dom"]
@@ -393,3 +489,54 @@ def test_report_renders_in_chromium_with_visible_figures_and_captions(shots, rep
     png, dom = shots["verdicts"]
     width, height = Image.open(png).size
     assert "<iframe" in dom and ink(png, (width // 2, 0, width, height)) > 0.01
+
+
+# Records where the landing page's title and verdict table are, relative to the visible area
+# (the window's inner size: a 1440 x 900 window shows less than 900 px of page), into the DOM.
+LAYOUT_PROBE = """
+function box(selector) {
+    var element = document.querySelector(selector);
+    if (!element) { return null; }
+    var r = element.getBoundingClientRect();
+    return {top: r.top, bottom: r.bottom, left: r.left, right: r.right};
+}
+var probe = document.createElement('pre');
+probe.id = 'layout-probe';
+probe.textContent = JSON.stringify({
+    width: window.innerWidth, height: window.innerHeight,
+    title: box('#app .prose h1.title'), table: box('#app .prose table.verdict-summary')
+});
+document.body.appendChild(probe);
+"""
+
+
+def test_landing_page_shows_title_and_verdict_table_on_one_screen(report_path, tmp_path):
+    """At 1440 x 900 the first screen holds the title and the whole verdict table. Fails when the
+    report centres a landing page taller than the window (the title then sits above the top, as
+    without report/report.css), or when the table is missing or pushed below the visible area."""
+    out = report_path.parent / "screenshots"
+    out.mkdir(exist_ok=True)
+    page = with_view(report_path, tmp_path / "landing-probe.html", LAYOUT_PROBE)
+    png = out / "landing-1440x900.png"
+    browse(page, tmp_path, screenshot=png, size=(1440, 900))
+    print(f"landing page at 1440 x 900: {png}")
+    dom = browse(page, tmp_path, size=(1440, 900))
+    found = re.search(r'<pre id="layout-probe">(.*?)</pre>', dom, re.S)
+    assert found, "the layout probe did not run"
+    layout = json.loads(html.unescape(found.group(1)))
+    assert layout["width"] == 1440 and 600 < layout["height"] <= 900, layout
+    for name in ("title", "table"):
+        box = layout[name]
+        assert box is not None, f"no {name} on the landing page"
+        assert 0 <= box["top"] < box["bottom"] <= layout["height"], (name, box, layout)
+        assert 0 <= box["left"] < box["right"] <= layout["width"], (name, box, layout)
+    table = layout["table"]
+    crop = (int(table["left"]), int(table["top"]), int(table["right"]), int(table["bottom"]))
+    assert ink(png, crop) > 0.03  # the table is drawn there, its badges coloured
+    # and the full table is one click away
+    click = (
+        "Array.from(document.querySelectorAll('#app .prose a')).filter(function (a) { return "
+        "a.textContent == 'full verdict table'; })[0].click();"
+    )
+    dom = browse(with_view(report_path, tmp_path / "landing-click.html", click), tmp_path)
+    assert "<iframe" in dom and "results/figures/verdicts.html" in text_of(dom)

@@ -456,3 +456,33 @@ class CaptionData:
         return f"CaptionData({self._path!r})"
 
     __str__ = __repr__
+
+
+# the report item that holds the setting, the definitions and how to read the report (its caption
+# is report/setting.rst; the landing page links to it by this name); sorts after C1-C9
+SETTING_CATEGORY = "Setting and definitions"
+
+
+def claim_category(claim: str, verdicts_json: str | os.PathLike | None = None) -> str:
+    """The claim's report category, named with its verdict ("C1 Global convergence — holds") when
+    ``verdicts_json`` (the verdict rule's summary) says it; the plain name when the file is missing,
+    unreadable or silent about the claim, so a stale or absent file never breaks the report."""
+    name = CLAIMS[claim]["category"]
+    try:
+        with open(verdicts_json or "", encoding="utf-8") as handle:
+            verdict = json.load(handle)["by_claim"][claim]
+    except (OSError, ValueError, KeyError, TypeError):
+        return name
+    if not isinstance(verdict, str) or not verdict.replace(" ", "").isalpha():
+        return name  # a link target must stay plain text (no colon, no backquote)
+    return f"{name} — {verdict}"
+
+
+def ordered_subcategory(name: str, order: Sequence[str]) -> str:
+    """A report subcategory that sorts in the suite's order: Snakemake's menu sorts the names, so
+    the experiments named in ``order`` get a zero-padded position ("01 allocation"); others
+    (every run, theory) keep their name and sort after them."""
+    if name not in order:
+        return name
+    width = max(2, len(str(len(order))))
+    return f"{order.index(name) + 1:0{width}d} {name}"

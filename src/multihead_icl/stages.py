@@ -397,6 +397,10 @@ def write_verdicts(
     plots.write_summary(verdict_table.verdicts_json(rows, others, diverged), summary)
     Path(table).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(table).with_name(f".{Path(table).name}.tmp")
-    tmp.write_text(verdict_table.verdicts_html(rows, comparisons=others, diverged=diverged))
+    tmp.write_text(
+        verdict_table.verdicts_html(
+            rows, comparisons=others, diverged=diverged, folder=Path(table).parent
+        )
+    )
     tmp.replace(table)
     return rows

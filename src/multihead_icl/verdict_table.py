@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import os
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
@@ -25,6 +26,13 @@ Comparison = tuple[str, str, Sequence[Verdict]]  # (setting name, label, its ver
 def _badge(verdict: str) -> str:
     colour = VERDICT_COLORS[verdict]
     return f"<span class='v' style='background:{colour}'>{html.escape(verdict)}</span>"
+
+
+def _figure_link(path: str, folder: str | os.PathLike | None) -> str:
+    if folder is None:
+        return html.escape(path)
+    href = os.path.relpath(path, folder).replace(os.sep, "/")
+    return f"<a href='{html.escape(href)}'>{html.escape(path)}</a>"
 
 
 def side_by_side_html(reference: Sequence[Verdict], comparisons: Sequence[Comparison]) -> str:
@@ -80,13 +88,16 @@ def verdicts_html(
     title: str = "Verdict table",
     comparisons: Sequence[Comparison] = (),
     diverged: Sequence[str] = (),
+    folder: str | os.PathLike | None = None,
 ) -> str:
     """A self-contained HTML page (the report shows it in an iframe); with ``comparisons``, a
-    side-by-side table of the same claims in the other settings follows."""
+    side-by-side table of the same claims in the other settings follows. Given the page's own
+    ``folder`` (relative to the working directory, as the figure paths are), each figure path
+    links to its file, so the page read on its own opens the figures."""
     counts = {v: sum(x.verdict == v for x in verdicts) for v in VERDICT_ORDER}
     rows = []
     for v in verdicts:
-        figs = "<br>".join(html.escape(f) for f in v.figures) or "—"
+        figs = "<br>".join(_figure_link(f, folder) for f in v.figures) or "—"
         rows.append(
             f"<tr><td class='c'>{html.escape(v.claim)}</td><td "
             f"class='s'>{html.escape(v.statement)}</td>"

@@ -80,7 +80,15 @@ def experiment_outputs(name):
 # The report plan (multihead_icl.layout, multihead_icl.report): which figure of which kind the config
 # asks for, for which run or experiment, and what each reads. A figure kind whose experiment is
 # absent from the config is not in the plan (its claim then reads "not measured").
-from multihead_icl.report import CLAIMS, FIGURE_KINDS, VERDICT_CATEGORY, CaptionData
+from multihead_icl.report import (
+    CLAIMS,
+    FIGURE_KINDS,
+    SETTING_CATEGORY,
+    VERDICT_CATEGORY,
+    CaptionData,
+    claim_category,
+    ordered_subcategory,
+)
 
 try:
     FIGURE_PLAN = LAYOUT.figure_plan()
@@ -126,7 +134,10 @@ def figure_flow_runs(kind):
 
 
 def figure_category(kind):
-    return CLAIMS[FIGURE_KINDS[kind].claim]["category"]
+    """The claim's category, named with its verdict when the report is built (the callable runs
+    then, after the verdicts rule; without results/figures/verdicts.json the plain name)."""
+    claim = FIGURE_KINDS[kind].claim
+    return lambda wildcards: claim_category(claim, "results/figures/verdicts.json")
 
 
 def figure_labels(kind):
@@ -141,11 +152,13 @@ def figure_labels(kind):
 
 
 def figure_subcategory(kind):
+    """The experiment, numbered in the suite's order (the report sorts subcategories by name)."""
     scope = FIGURE_KINDS[kind].scope
+    order = lambda name: ordered_subcategory(name, [*EXPERIMENTS, *SUITE.maps])
     if scope == "run":
-        return lambda wildcards: wildcards.run.split("/")[0]
+        return lambda wildcards: order(wildcards.run.split("/")[0])
     if scope == "experiment":
-        return lambda wildcards: wildcards.experiment
+        return lambda wildcards: order(wildcards.experiment)
     return "theory" if FIGURE_KINDS[kind].needs == ("surrogate",) else "all runs"
 
 

@@ -1,5 +1,6 @@
-# The verdicts of claims C1-C9 (HTML table and JSON), computed from every run's netCDF files and
-# the optimality files, and the tables to take away (CSV, LaTeX) of the verdicts and optimality.
+# The report items that are not figures: the verdicts of claims C1-C9 (HTML table and JSON, from
+# every run's netCDF files and the optimality files), the setting (every run's parameters), and the
+# tables to take away (CSV, LaTeX) of the verdicts and optimality.
 
 FINAL_OUTPUTS["verdicts"] = ["results/figures/verdicts.html", "results/figures/verdicts.json"]
 
@@ -33,6 +34,32 @@ rule verdicts:
         "Verdict table of claims C1-C9"
     script:
         "../scripts/write_verdicts.py"
+
+
+# The setting of the suite as a report item of its own (issue 16): its caption holds the question,
+# the definitions and how to read the report; its file lists every run's resolved parameters.
+FINAL_OUTPUTS["setting"] = ["results/figures/setting.yaml"]
+
+
+rule setting:
+    output:
+        report(
+            "results/figures/setting.yaml",
+            caption="../../report/setting.rst",
+            category=SETTING_CATEGORY,
+            labels={"figure": "the setting and every run's parameters", "data": "every run"},
+        ),
+    log:
+        "logs/figures/setting.log",
+    localrule: True
+    conda:
+        "../../envs/plotting.yaml"
+    params:
+        runs={run: SUITE.runs[run] for run in RUNS},
+    message:
+        "The setting: every run's resolved parameters"
+    script:
+        "../scripts/write_setting.py"
 
 
 # Tables to take away (issue 16): the verdicts and the optimality files as CSV and LaTeX.
