@@ -42,6 +42,13 @@ PHASE_COLORS = {"warm-up": "#dbe9f6", "emergence": "#fde0c5", "convergence": "#e
 TIME_LABEL = "gradient-flow time t = lr × steps (log scale)"
 RISK_UNITS = "squared output units"
 SVG_SALT = "multihead-icl"
+# the formats of the config's figures.format, each with the metadata that keeps its files free of
+# dates (deterministic)
+FIGURE_FORMATS = {
+    "svg": {"Date": None},
+    "png": {"Software": None},
+    "pdf": {"CreationDate": None, "ModDate": None, "Producer": None},
+}
 FIG_WIDTH = 10.0  # inches: about the report's content width at 100 dpi
 AXIS_LABELS = {
     "context_length": "training context length L (tokens)",
@@ -159,14 +166,21 @@ def _pooled(ax, t, series, color, label, **line) -> None:
     with np.errstate(invalid="ignore"):
         mark(
             ax.fill_between(
-                t, np.nanmin(values, axis=0), np.nanmax(values, axis=0), color=color, alpha=0.2,
+                t,
+                np.nanmin(values, axis=0),
+                np.nanmax(values, axis=0),
+                color=color,
+                alpha=0.2,
                 lw=0,
             )
         )
         mark(
             ax.plot(
-                t, np.nanmean(values, axis=0), color=color,
-                label=f"{label} (mean of {len(values)} seeds, band: min-max)", **line,
+                t,
+                np.nanmean(values, axis=0),
+                color=color,
+                label=f"{label} (mean of {len(values)} seeds, band: min-max)",
+                **line,
             )
         )
 
@@ -203,12 +217,14 @@ def task_color(i: int):
 
 
 def save_figure(fig: Figure, path: str | os.PathLike) -> None:
-    """Write ``fig`` (svg or png by suffix) deterministically and atomically, then close it."""
+    """Write ``fig`` (svg, png or pdf by suffix) deterministically and atomically, then close it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fmt = path.suffix.lstrip(".").lower()
+    if fmt not in FIGURE_FORMATS:
+        raise ValueError(f"figure format {fmt!r} of {path}; known: {', '.join(FIGURE_FORMATS)}")
     tmp = path.with_name(f".{path.name}.tmp")
-    metadata = {"Date": None} if fmt == "svg" else {"Software": None}
+    metadata = FIGURE_FORMATS[fmt]
     fig.savefig(tmp, format=fmt, metadata=metadata, bbox_inches="tight", pad_inches=0.06)
     plt.close(fig)
     os.replace(tmp, path)
@@ -600,9 +616,9 @@ def surrogate_figure(check: xr.Dataset) -> tuple[Figure, dict]:
     step = 0.5 * min(np.diff(sorted({p["omega"] for p in sur["points"]})), default=0.1) / slots
 
     def spread(p):  # points of one omega side by side: by L (shortest left), then by pattern
-        slot = (
-            lengths.index(p["context_length"]) if p["context_length"] in lengths else 0
-        ) * len(patterns) + patterns.index(p["pattern"])
+        slot = (lengths.index(p["context_length"]) if p["context_length"] in lengths else 0) * len(
+            patterns
+        ) + patterns.index(p["pattern"])
         return p["omega"] + step * (slot - (slots - 1) / 2)
 
     for k, pattern in enumerate(patterns):
@@ -620,8 +636,7 @@ def surrogate_figure(check: xr.Dataset) -> tuple[Figure, dict]:
                     ax.scatter(
                         [spread(p) for p in mine],
                         [abs(p["relative_gap"]) for p in mine],
-                        facecolor="none" if marker == "o" else color,
-                        edgecolor=color,
+                        **({"facecolor": "none", "edgecolor": color} if agrees else {"c": [color]}),
                         marker=marker,
                         s=34,
                         linewidths=1.2,
@@ -1545,9 +1560,8 @@ def comparison_figure(
         mark(list(right.bar(xs, mean, width=width, color=colors[group], edgecolor="white")))
         if len(mine) > 1:  # seeds: the bar is their mean, the whisker their range
             lo, hi = np.nanmin(purity, axis=0), np.nanmax(purity, axis=0)
-            right.errorbar(
-                xs, mean, yerr=[mean - lo, hi - mean], fmt="none", ecolor="0.2", capsize=3, lw=1
-            )
+            whiskers = np.nan_to_num(np.clip([mean - lo, hi - mean], 0, None))
+            right.errorbar(xs, mean, yerr=whiskers, fmt="none", ecolor="0.2", capsize=3, lw=1)
     right.axhline(purity_threshold, color="k", ls=":", lw=1)
     tasks = max((len(r["purity"]) for r in comp["runs"]), default=0)
     right.set_xticks(range(tasks), [f"task {i}" for i in range(tasks)])
