@@ -150,7 +150,7 @@ def map_point(
     with np.errstate(invalid="ignore"):
         gap = float(np.nanmax(np.abs(flow.signal - check.signal)))
 
-    unit, time_units = {"units": "1"}, {"units": "gradient-flow time"}
+    unit, time_units = {"units": io.DIMENSIONLESS}, {"units": io.TIME_UNITS}
     thi, ti = ("time", "head", "task"), ("time", "task")
     flags = {
         "flag_values": np.array(list(REGIMES), dtype=np.int8),
@@ -351,7 +351,7 @@ def gather_map(
         rows.append((name, p, ds, ratio))
 
     axes = [k for k in grid_keys if k not in MAP_INIT_KEYS]
-    unit, time_units = {"units": "1"}, {"units": "gradient-flow time"}
+    unit, time_units = {"units": io.DIMENSIONLESS}, {"units": io.TIME_UNITS}
     flags = {k: v for k, v in points[names[0]]["regime"].attrs.items() if k.startswith("flag_")}
     column = lambda f: np.array([f(name, p, ds, ratio) for name, p, ds, ratio in rows])  # noqa: E731
     data = {
