@@ -1019,3 +1019,11 @@ def test_comparison_pools_the_seeds_of_a_setting(runs):
     assert len([line for line in left.lines if plots._is_marked(line)]) == 1
     assert len([c for c in left.collections if plots._is_marked(c)]) == 1
     assert "mean of 3 seeds" in left.lines[0].get_label()
+
+
+def test_limit_figure_pools_flows_that_differ_only_in_the_seed(runs):
+    fig, summary = draw_kind("limit", runs)
+    left = fig.axes[0]
+    assert len(summary["flows"]) == 3  # every run's numbers stay in the summary (the caption)
+    assert len([line for line in left.lines if plots._is_marked(line)]) == 3  # ω, μ, others
+    assert "mean of 3 seeds" in left.lines[0].get_label()

@@ -174,15 +174,8 @@ def _pooled(ax, t, series, color, label, **line) -> None:
                 lw=0,
             )
         )
-        mark(
-            ax.plot(
-                t,
-                np.nanmean(values, axis=0),
-                color=color,
-                label=f"{label} (mean of {len(values)} seeds, band: min-max)",
-                **line,
-            )
-        )
+        pooled = None if label is None else f"{label} (mean of {len(values)} seeds, band: min-max)"
+        mark(ax.plot(t, np.nanmean(values, axis=0), color=color, label=pooled, **line))
 
 
 def setup_style() -> None:
@@ -1176,39 +1169,48 @@ def flow_figure(
 
 def limit_figure(runs: Sequence[M.RunData], experiment: str) -> tuple[Figure, dict]:
     """C1: the exact flow to its long horizon (log-log): each task's own-head omega and mu, the
-    other heads' |mu|, the excess risk and the population gradient norm, with the trained run's."""
+    other heads' |mu|, the excess risk and the population gradient norm, with the trained run's.
+    Runs that differ only in the seed are pooled: their mean, with the min-max range as a band."""
     setup_style()
     flows = [(r, M.measure_flow(r)) for r in M.distinct_flows(runs)]
     if not flows:
         raise ValueError(f"{experiment}: no run with a flow.nc")
     fig, (left, middle, right) = plt.subplots(1, 3, figsize=(FIG_WIDTH, 3.7))
-    for k, (r, m) in enumerate(flows):
-        f = r.flow
-        t = f["time"].values.astype(float)
-        keep = t > 0
-        omega, mu = f["omega"].values, f["mu"].values
-        winners = f["winner"].values[-1]
-        tasks = omega.shape[2]
-        own_omega = np.mean([np.abs(omega[:, winners[i], i]) for i in range(tasks)], axis=0)
-        own_mu = np.mean([np.abs(mu[:, winners[i], i]) for i in range(tasks)], axis=0)
-        heads = omega.shape[1]
-        others = [
-            np.abs(mu[:, h, i]) for i in range(tasks) for h in range(heads) if h != winners[i]
-        ]
-        color = head_color(k)
-        label = f"{r.run}: {m['end_class']}"
-        mark(left.plot(t[keep], own_omega[keep], color=color, label=label))
-        mark(left.plot(t[keep], own_mu[keep], color=color, ls="--"))
-        if others:
-            left.plot(t[keep], np.mean(others, axis=0)[keep], color=color, ls=":", lw=1)
-        excess = f["excess"].values
-        mark(middle.plot(t[keep], excess[keep], color=color, label=r.run))
-        rt = f["run_time"].values.astype(float)
-        middle.plot(rt[rt > 0], f["trained_excess"].values[rt > 0], color=color, lw=0.8, alpha=0.6)
-        mark(right.plot(t[keep], f["grad_norm"].values[keep], color=color))
-        right.plot(
-            rt[rt > 0], f["trained_grad_norm"].values[rt > 0], color=color, lw=0.8, alpha=0.6
+    varied = M.varied_keys([r for r, _ in flows])
+    groups: dict[str, list] = {}
+    for r, m in flows:
+        key = ", ".join(f"{k}={r.params.get(k)}" for k in varied)
+        groups.setdefault(key, []).append((r, m))
+    for k, (key, members) in enumerate(groups.items()):
+        times = [r.flow["time"].values.astype(float) for r, _ in members]
+        run_times = [r.flow["run_time"].values.astype(float) for r, _ in members]
+        same = all(t.shape == times[0].shape and np.allclose(t, times[0]) for t in times) and all(
+            t.shape == run_times[0].shape and np.allclose(t, run_times[0]) for t in run_times
         )
+        parts = [members] if same else [[member] for member in members]
+        for part in parts:
+            series = [_limit_series(r.flow) for r, _ in part]
+            t, rt = part[0][0].flow["time"].values.astype(float), run_times[0]
+            if not same:
+                rt = part[0][0].flow["run_time"].values.astype(float)
+            keep, rkeep = t > 0, rt > 0
+            color = head_color(k)
+            classes = ", ".join(sorted({m["end_class"] for _, m in part}))
+            name = (group_label(key) if key else experiment) if len(part) > 1 else part[0][0].run
+            label = f"{name}: {classes}"
+
+            def draw(ax, name, tk, kp, series=series, color=color, **line):
+                values = [x[name][kp] for x in series]
+                _pooled(ax, tk[kp], values, color, line.pop("label", None), **line)
+
+            draw(left, "own_omega", t, keep, label=label)
+            draw(left, "own_mu", t, keep, ls="--")
+            if all(x["others"] is not None for x in series):
+                draw(left, "others", t, keep, ls=":", lw=1)
+            draw(middle, "excess", t, keep, label=name)
+            draw(middle, "trained_excess", rt, rkeep, lw=0.8, alpha=0.6)
+            draw(right, "grad_norm", t, keep)
+            draw(right, "trained_grad_norm", rt, rkeep, lw=0.8, alpha=0.6)
     for ax in (left, middle, right):
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -1219,13 +1221,31 @@ def limit_figure(runs: Sequence[M.RunData], experiment: str) -> tuple[Figure, di
     middle.set_title("excess: flow, trained (thin)")
     right.set_ylabel("population gradient norm")
     right.set_title("gradient norm: flow, trained (thin)")
-    left.legend(fontsize=7)
+    fig.legend(*left.get_legend_handles_labels(), loc="outside lower center", fontsize=7.5)
     fig.suptitle(
         f"{experiment}: the exact gradient flow from each run's init to t = "
         f"{M.fmt(flows[0][1]['horizon'])}",
         fontsize=10.5,
     )
     return _check(fig), {"experiment": experiment, "flows": [m for _, m in flows]}
+
+
+def _limit_series(f: xr.Dataset) -> dict[str, np.ndarray | None]:
+    """The limit figure's curves of one flow.nc: each task's own head (the final winner) |omega|
+    and |mu| averaged over tasks, the other heads' |mu|, excess and gradient norms."""
+    omega, mu = f["omega"].values, f["mu"].values
+    winners = f["winner"].values[-1]
+    heads, tasks = omega.shape[1:]
+    others = [np.abs(mu[:, h, i]) for i in range(tasks) for h in range(heads) if h != winners[i]]
+    return {
+        "own_omega": np.mean([np.abs(omega[:, winners[i], i]) for i in range(tasks)], axis=0),
+        "own_mu": np.mean([np.abs(mu[:, winners[i], i]) for i in range(tasks)], axis=0),
+        "others": np.mean(others, axis=0) if others else None,
+        "excess": f["excess"].values,
+        "grad_norm": f["grad_norm"].values,
+        "trained_excess": f["trained_excess"].values,
+        "trained_grad_norm": f["trained_grad_norm"].values,
+    }
 
 
 def complexity_figure(runs: Sequence[M.RunData], experiment: str) -> tuple[Figure, dict]:
