@@ -11,7 +11,7 @@ import xarray as xr
 
 from multihead_icl import io
 
-TIME_WORDS = ("time", "step", "lr x")
+TIME_WORDS = ("time", "lr x")  # unit strings of gradient-flow time (steps alone are counts)
 
 
 def scan(path: Path) -> tuple[list[str], dict[str, set[str]]]:
@@ -60,7 +60,7 @@ def test_cf_attributes_keep_the_values_readers_use(tmp_path):
     assert back.clean.dtype == bool and back.clean.values.tolist() == [True, False, True]
     assert back.grad_norm.attrs["units"] == io.RISK_UNITS
     problems, _ = scan(tmp_path / "a.nc")
-    assert problems == []
+    assert problems == [], "\n".join(problems)
     with netCDF4.Dataset(tmp_path / "a.nc") as nc:
         assert nc["clean"].dtype == np.int8 and nc["clean"].flag_meanings == "false true"
         assert (
@@ -85,7 +85,7 @@ def test_every_file_of_the_tiny_suite_follows_the_conventions(tiny_workdir):
         problems += [f"{path.relative_to(tiny_workdir)}: {p}" for p in found]
         for unit, where in units.items():
             time_units.setdefault(unit, set()).update(where)
-    assert problems == []
+    assert problems == [], "\n".join(problems)
     # gradient-flow time carries one unit string in every file (and its inverse for rates)
     assert set(time_units) <= {io.TIME_UNITS, io.RATE_UNITS}, {
         u: sorted(w)[:3] for u, w in time_units.items()

@@ -34,6 +34,8 @@ NAMED_UNITS = {
     "final_grad_norm": RISK_UNITS,
     "median_grad_norm_last_tenth": RISK_UNITS,
     "noise_std": OUTPUT_UNITS,
+    "context_length": "tokens",
+    "step": "optimizer steps",
 }
 NONE_HEAD = -1  # a winner index of -1: no head (no winner, no emergence)
 
@@ -71,13 +73,14 @@ def read_config(ds: xr.Dataset) -> dict[str, Any]:
 
 
 def cf_attributes(ds: xr.Dataset) -> xr.Dataset:
-    """Complete the CF attributes of every numeric data variable in place: ``units`` where the
-    writer gave none (``NAMED_UNITS``, else dimensionless), ``flag_values``/``flag_meanings`` on
-    booleans (stored as int8) and on head indices that use ``NONE_HEAD``. The sentinel is a flag
+    """Complete the CF attributes of every numeric variable (data and auxiliary coordinates) in
+    place: ``units`` where the writer gave none (``NAMED_UNITS``, else dimensionless),
+    ``flag_values``/``flag_meanings`` on booleans (stored as int8) and on head indices that use
+    ``NONE_HEAD``. The sentinel is a flag
     value, not a ``_FillValue``/``missing_value``: xarray would decode those to float NaN, and the
     readers index heads with the ints."""
-    for name, var in ds.data_vars.items():
-        if var.dtype.kind not in "biuf":
+    for name, var in ds.variables.items():
+        if name in ds.dims or var.dtype.kind not in "biuf":  # index coordinates: positions only
             continue
         var.attrs.setdefault("units", NAMED_UNITS.get(str(name), DIMENSIONLESS))
         if var.dtype.kind == "b":

@@ -34,6 +34,7 @@ from . import io
 from .config import MAP_INIT_KEYS
 from .flow import (
     DRIFTING,
+    END_CLASSES,
     FINITE_LIMIT,
     EndState,
     ExactRisk,
@@ -208,7 +209,11 @@ def map_point(
         "end_class": (
             ("sample",),
             np.array([e.end_class for e in ends], dtype=np.int8),
-            {"long_name": "flow.classify_end on each Monte-Carlo sample"},
+            {
+                "long_name": "flow.classify_end on each Monte-Carlo sample",
+                "flag_values": np.array(list(END_CLASSES), dtype=np.int8),
+                "flag_meanings": " ".join(END_CLASSES.values()),
+            },
         ),
         "omega_exponent": (
             ("sample",),
