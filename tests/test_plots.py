@@ -1027,3 +1027,17 @@ def test_limit_figure_pools_flows_that_differ_only_in_the_seed(runs):
     assert len(summary["flows"]) == 3  # every run's numbers stay in the summary (the caption)
     assert len([line for line in left.lines if plots._is_marked(line)]) == 3  # ω, μ, others
     assert "mean of 3 seeds" in left.lines[0].get_label()
+
+
+def test_purity_pools_the_seeds_of_one_swept_value():
+    sweep = [
+        make_run(f"sweep/s{seed}-init{scale}", init_scale=scale, leak=0.1 + 0.05 * seed)
+        for scale in (0.01, 0.1)
+        for seed in range(2)
+    ]
+    fig, summary = plots.purity_figure(sweep, "sweep", 0.9)
+    left = fig.axes[0]
+    assert summary["x_name"] == "init_scale" and len(summary["runs"]) == 4
+    points = [c for c in left.collections if plots._is_marked(c)]
+    assert points and all(len(c.get_offsets()) == 2 for c in points)  # one point per value
+    assert any("mean over seeds" in c.get_label() for c in points)

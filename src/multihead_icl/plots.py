@@ -17,6 +17,7 @@ import itertools
 import json
 import math
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -770,7 +771,9 @@ def purity_figure(
 ) -> tuple[Figure, dict]:
     """C3 across a sweep: the lowest purity over tasks at the end of emergence, at the cleanest
     record and at the end of training against the swept parameter; and when the allocation became
-    clean and when it started to drift (never: drawn at the end of training, hollow)."""
+    clean and when it started to drift (never: drawn at the end of training, hollow). Several seeds
+    at one value are drawn as their mean with whiskers over their range (left); the times stay per
+    run (right)."""
     setup_style()
     pur = M.measure_purity(runs, purity_threshold)
     rows = pur["runs"]
@@ -787,7 +790,27 @@ def purity_figure(
             style = {**style, "edgecolor": color, "linewidths": 1.4}
         else:
             style = {**style, "color": color}
-        mark(left.scatter(xs, ys, label=text, zorder=3, **style))
+        if len(set(xs)) < len(xs):  # seeds at one x: their mean, whiskers over their range
+            ux = sorted(set(xs))
+            at = [np.asarray([y for x, y in zip(xs, ys) if x == u], dtype=float) for u in ux]
+            with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN x: no point there
+                mean = np.array([np.nanmean(a) for a in at])
+                lo = np.array([np.nanmin(a) for a in at])
+                hi = np.array([np.nanmax(a) for a in at])
+            left.errorbar(
+                ux,
+                mean,
+                yerr=np.nan_to_num(np.clip([mean - lo, hi - mean], 0, None)),
+                fmt="none",
+                ecolor=color,
+                capsize=3,
+                lw=1,
+                zorder=2,
+            )
+            mark(left.scatter(ux, mean, label=f"{text} (mean over seeds)", zorder=3, **style))
+        else:
+            mark(left.scatter(xs, ys, label=text, zorder=3, **style))
     left.axhline(
         purity_threshold, color="k", ls=":", lw=1, label=f"purity threshold {purity_threshold:g}"
     )
