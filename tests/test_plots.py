@@ -932,3 +932,115 @@ def test_stage_functions_write_figure_and_summary(runs, tmp_path):
         settings={"allocation": "exp", "winner": "exp"},
     )
     assert len(rows) == 9 and "<table>" in (tmp_path / "v.html").read_text()
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 16: readable, distinguishable figures and their file formats
+
+
+def svg_texts(path: Path) -> list[str]:
+    root = ET.parse(path).getroot()
+    return ["".join(t.itertext()) for t in root.iter("{http://www.w3.org/2000/svg}text")]
+
+
+def test_svg_text_is_text_and_pdf_is_a_format(runs, tmp_path):
+    """Text kept as <text> (searchable, editable); figures.format pdf is allowed by the schema and
+    written deterministically."""
+    fig, _ = draw_kind("allocation", runs)
+    plots.save_figure(fig, tmp_path / "a.svg")
+    assert any("purity threshold" in text for text in svg_texts(tmp_path / "a.svg"))
+    for k in range(2):
+        fig, _ = draw_kind("allocation", runs)
+        plots.save_figure(fig, tmp_path / f"a{k}.pdf")
+    pdf = (tmp_path / "a0.pdf").read_bytes()
+    assert pdf.startswith(b"%PDF") and pdf == (tmp_path / "a1.pdf").read_bytes()
+    enum = yaml.safe_load(SCHEMA.read_text())["properties"]["figures"]["properties"]["format"]
+    assert set(enum["enum"]) == set(plots.FIGURE_FORMATS)
+    with pytest.raises(ValueError, match="figure format"):
+        plots.save_figure(draw_kind("allocation", runs)[0], tmp_path / "a.eps")
+
+
+def test_baselines_keep_equal_curves_apart_and_labels_readable(tmp_path):
+    opt = make_optimality()
+    opt["excess_ols_block"] = opt["excess_bayes"]  # equal values, as Bayes and OLS per block
+    opt["excess_trained_fresh"] = opt["excess_trained"] * 1.01
+    fig, summary = plots.baselines_figure(opt, "exp")
+    bars = {c.get_label(): c.lines[0] for c in fig.axes[0].containers}
+    bayes, ols = bars["Bayes optimal"], bars["OLS per block"]
+    assert plots._is_marked(bayes) and plots._is_marked(ols)
+    assert (bayes.get_marker(), bayes.get_linestyle()) != (ols.get_marker(), ols.get_linestyle())
+    assert not np.allclose(bayes.get_xdata(), ols.get_xdata())  # spread sideways
+    assert summary["labels"]["trained_fresh"] == plots.PREDICTOR_LABELS["trained_fresh"]
+    plots.save_figure(fig, tmp_path / "b.svg")
+    texts = svg_texts(tmp_path / "b.svg")
+    assert not [t for t in texts if re.search(r"[a-z]_[a-z]", t)]  # no raw key like trained_fresh
+    assert "reference predictors" in texts
+
+
+def test_allocation_figure_has_a_share_heat_map(runs):
+    fig, _ = draw_kind("allocation", runs)
+    share = runs[0].spectral["share"]
+    meshes = [
+        c
+        for ax in fig.axes
+        if not str(ax.get_gid()).startswith("colorbar")
+        for c in ax.collections
+        if hasattr(c, "get_coordinates")
+    ]
+    assert len(meshes) == 1
+    times = int((runs[0].spectral["time"].values > 0).sum())
+    assert meshes[0].get_array().shape == (share.sizes["head"] * share.sizes["task"], times)
+    assert fig.legends and not any(ax.get_legend() for ax in fig.axes)  # the legend is outside
+
+
+def test_short_log_axes_get_several_ticks():
+    fig, ax = plt_subplots()
+    ax.set_yscale("log")
+    ax.set_ylim(62, 190)
+    plots._enough_log_ticks(ax, "y")
+    lo, hi = ax.get_ylim()
+    assert len([v for v in ax.yaxis.get_major_locator()() if lo <= v <= hi]) >= 3
+
+
+def plt_subplots():
+    import matplotlib.pyplot as plt
+
+    return plt.subplots()
+
+
+def test_config_keys_read_as_words():
+    assert plots.axis_label("init_scale") == "init scale s"
+    assert plots.axis_label("some_new_key") == "some new key"
+    assert plots.group_label("model=reduced, lr=0.1") == "model: reduced, learning rate η: 0.1"
+
+
+def test_comparison_pools_the_seeds_of_a_setting(runs):
+    """The fixture's runs differ only in the seed: one setting, drawn as one mean line and band."""
+    fig, summary = draw_kind("linear", runs)
+    left = fig.axes[0]
+    assert len(summary["groups"]) == 1
+    assert len([line for line in left.lines if plots._is_marked(line)]) == 1
+    assert len([c for c in left.collections if plots._is_marked(c)]) == 1
+    assert "mean of 3 seeds" in left.lines[0].get_label()
+
+
+def test_limit_figure_pools_flows_that_differ_only_in_the_seed(runs):
+    fig, summary = draw_kind("limit", runs)
+    left = fig.axes[0]
+    assert len(summary["flows"]) == 3  # every run's numbers stay in the summary (the caption)
+    assert len([line for line in left.lines if plots._is_marked(line)]) == 3  # ω, μ, others
+    assert "mean of 3 seeds" in left.lines[0].get_label()
+
+
+def test_purity_pools_the_seeds_of_one_swept_value():
+    sweep = [
+        make_run(f"sweep/s{seed}-init{scale}", init_scale=scale, leak=0.1 + 0.05 * seed)
+        for scale in (0.01, 0.1)
+        for seed in range(2)
+    ]
+    fig, summary = plots.purity_figure(sweep, "sweep", 0.9)
+    left = fig.axes[0]
+    assert summary["x_name"] == "init_scale" and len(summary["runs"]) == 4
+    points = [c for c in left.collections if plots._is_marked(c)]
+    assert points and all(len(c.get_offsets()) == 2 for c in points)  # one point per value
+    assert any("mean over seeds" in c.get_label() for c in points)

@@ -604,7 +604,7 @@ def analyse_flow(
     )
     run_end = run_times[-1]
 
-    unit, time_units = {"units": "1"}, {"units": "gradient-flow time"}
+    unit, time_units = {"units": io.DIMENSIONLESS}, {"units": io.TIME_UNITS}
     thi, ti = ("time", "head", "task"), ("time", "task")
     data = {
         "omega": (thi, flow.omega, {"long_name": "omega_hi of the exact flow (sample 0)", **unit}),

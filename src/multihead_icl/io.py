@@ -22,6 +22,26 @@ if TYPE_CHECKING:  # torch is imported only where tensors are made: plotting job
     from .data import Prompts
 
 
+# One unit string per quantity in every file this package writes (CF ``units``); writers use these
+# rather than spelling them, so that the same quantity never carries two unit strings.
+TIME_UNITS = "lr x steps"  # gradient-flow time t = learning rate x optimizer steps
+RATE_UNITS = "1 / (lr x steps)"
+RISK_UNITS = "squared output units"
+OUTPUT_UNITS = "output units"
+DIMENSIONLESS = "1"
+# the units of quantities left without explicit units by their writer: by variable name; any
+# other numeric variable without units is a dimensionless number, index, count or flag
+NAMED_UNITS = {
+    "grad_norm": RISK_UNITS,  # gradient of the risk over dimensionless parameters
+    "final_grad_norm": RISK_UNITS,
+    "median_grad_norm_last_tenth": RISK_UNITS,
+    "noise_std": OUTPUT_UNITS,
+    "context_length": "tokens",
+    "step": "optimizer steps",
+}
+NONE_HEAD = -1  # a winner index of -1: no head (no winner, no emergence)
+
+
 def _version(package: str) -> str:
     try:
         return metadata.version(package)
@@ -60,11 +80,32 @@ def read_config(ds: xr.Dataset) -> dict[str, Any]:
     return complete_run(stored_config(ds))
 
 
+def cf_attributes(ds: xr.Dataset) -> xr.Dataset:
+    """Complete the CF attributes of every numeric variable (data and auxiliary coordinates) in
+    place: ``units`` where the writer gave none (``NAMED_UNITS``, else dimensionless),
+    ``flag_values``/``flag_meanings`` on booleans (stored as int8) and on head indices that use
+    ``NONE_HEAD``. The sentinel is a flag
+    value, not a ``_FillValue``/``missing_value``: xarray would decode those to float NaN, and the
+    readers index heads with the ints."""
+    for name, var in ds.variables.items():
+        if name in ds.dims or var.dtype.kind not in "biuf":  # index coordinates: positions only
+            continue
+        var.attrs.setdefault("units", NAMED_UNITS.get(str(name), DIMENSIONLESS))
+        if var.dtype.kind == "b":
+            var.attrs.setdefault("flag_values", np.array([0, 1], dtype=np.int8))
+            var.attrs.setdefault("flag_meanings", "false true")
+        elif var.dtype.kind == "i" and "winner" in str(name):
+            var.attrs.setdefault("flag_values", np.array([NONE_HEAD], dtype=var.dtype))
+            var.attrs.setdefault("flag_meanings", "no_head")
+    return ds
+
+
 def write_netcdf(ds: xr.Dataset, path: str | os.PathLike) -> None:
     """Write atomically: a temporary file renamed into place, so a killed job leaves no partial
-    output."""
+    output. The CF attributes are completed first (``cf_attributes``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    cf_attributes(ds)
     if "title" not in ds.attrs:  # CF: a short description of what is in the file
         ds.attrs["title"] = str(ds.attrs.get("description", f"multihead-icl {path.stem}")).split(
             ";"
@@ -128,29 +169,30 @@ def prompts_to_dataset(prompts: Prompts, attrs: Mapping[str, Any]) -> xr.Dataset
             "x": (
                 ("prompt", "position", "feature"),
                 prompts.x.numpy(),
-                {"long_name": "context covariates"},
+                {"long_name": "context covariates", "units": DIMENSIONLESS},
             ),
             "y": (
                 ("prompt", "position", "task"),
                 prompts.y.numpy(),
-                {"long_name": "context outputs (noisy)"},
+                {"long_name": "context outputs (noisy)", "units": OUTPUT_UNITS},
             ),
             "x_query": (
                 ("prompt", "feature"),
                 prompts.x_query.numpy(),
-                {"long_name": "query covariates"},
+                {"long_name": "query covariates", "units": DIMENSIONLESS},
             ),
             "y_query": (
                 ("prompt", "task"),
                 prompts.y_query.numpy(),
-                {"long_name": "query targets (noisy)"},
+                {"long_name": "query targets (noisy)", "units": OUTPUT_UNITS},
             ),
             "coef": (
                 ("prompt", "task", "feature"),
                 prompts.coef.numpy(),
                 {
                     "long_name": "task coefficients g_i in the observed basis (zero off each task "
-                    "block unless the data are rotated)"
+                    "block unless the data are rotated)",
+                    "units": OUTPUT_UNITS,  # output per unit covariate, covariates dimensionless
                 },
             ),
         },

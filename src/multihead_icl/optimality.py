@@ -42,6 +42,7 @@ import xarray as xr
 from scipy.optimize import minimize
 from scipy.stats import norm
 
+from . import io
 from .baselines import BASELINES, baseline_excess
 from .config import with_defaults
 from .data import TaskSpec
@@ -1034,7 +1035,12 @@ def _to_dataset(rows: Sequence[dict]) -> xr.Dataset:
         data[f"flag_{flag}"] = (
             ("config",),
             np.array([int(r["flags"][flag]) for r in rows], dtype=np.int8),
-            {"long_name": f"sanity check violated: {text}", "units": "1 = violated"},
+            {
+                "long_name": f"sanity check violated: {text}",
+                "units": io.DIMENSIONLESS,
+                "flag_values": np.array([0, 1], dtype=np.int8),
+                "flag_meanings": "not_violated violated",
+            },
         )
     data["excess_trained_fresh"] = (
         ("config",),
@@ -1106,7 +1112,12 @@ def _to_dataset(rows: Sequence[dict]) -> xr.Dataset:
     data["best_in_class_polished"] = (
         ("config",),
         np.array([int(r["best"].polished) for r in rows], dtype=np.int8),
-        {"long_name": "the full-W polish beat the decomposable optimum on the validation sample"},
+        {
+            "long_name": "the full-W polish beat the decomposable optimum on the validation sample",
+            "units": io.DIMENSIONLESS,
+            "flag_values": np.array([0, 1], dtype=np.int8),
+            "flag_meanings": "decomposable polished",
+        },
     )
     data["best_in_class_starts_at_best"] = (
         ("config",),

@@ -17,6 +17,7 @@ import itertools
 import json
 import math
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,9 +43,26 @@ PHASE_COLORS = {"warm-up": "#dbe9f6", "emergence": "#fde0c5", "convergence": "#e
 TIME_LABEL = "gradient-flow time t = lr × steps (log scale)"
 RISK_UNITS = "squared output units"
 SVG_SALT = "multihead-icl"
+# the formats of the config's figures.format, each with the metadata that keeps its files free of
+# dates (deterministic)
+FIGURE_FORMATS = {
+    "svg": {"Date": None},
+    "png": {"Software": None},
+    "pdf": {"CreationDate": None, "ModDate": None, "Producer": None},
+}
 FIG_WIDTH = 10.0  # inches: about the report's content width at 100 dpi
 AXIS_LABELS = {
     "context_length": "training context length L (tokens)",
+    "init_scale": "init scale s",
+    "lr": "learning rate η",
+    "steps": "optimizer steps",
+    "batch_size": "batch size B",
+    "seed": "seed",
+    "model": "model",
+    "optimizer": "optimizer",
+    "init": "initialisation",
+    "target": "target",
+    "data_stream": "data stream",
     "L": "context length L (tokens)",
     "heads": "number of heads H",
     "tasks": "number of tasks I",
@@ -54,6 +72,8 @@ AXIS_LABELS = {
 }
 PREDICTOR_LABELS = {
     "trained": "trained (at its last record)",
+    "trained_fresh": "trained, re-measured on the fresh sample",
+    "flow": "exact gradient flow (its end)",
     "best": "best multi-head in class",
     "best_in_class": "best multi-head in class",
     "single_head": "best single head",
@@ -65,6 +85,99 @@ PREDICTOR_LABELS = {
     "ols_full": "OLS on all covariates",
 }
 
+# baselines, in three groups with one colour family each; within a group marker, fill and line style
+# differ, so that curves with equal values (Bayes and OLS per block; linear attention and debiased
+# GD) stay visible: the hollow, larger marker is drawn below the filled one, slightly offset in L
+PREDICTOR_GROUPS = {
+    "trained model": ("trained", "trained_fresh", "flow"),
+    "best in the model class": ("best_in_class", "best", "single_head", "allocated"),
+    "reference predictors": ("bayes", "ols_block", "ols_full", "linear_attention", "debiased_gd"),
+}
+PREDICTOR_STYLES = {  # colour, marker, filled, line style
+    "trained": ("#08519c", "o", True, "-"),
+    "trained_fresh": ("#6baed6", "o", False, "--"),
+    "flow": ("#08306b", "v", True, ":"),
+    "best_in_class": ("#d94801", "s", True, "-"),
+    "best": ("#d94801", "s", True, "-"),
+    "single_head": ("#fd8d3c", "D", False, "--"),
+    "allocated": ("#8c2d04", "^", True, "-."),
+    "bayes": ("#000000", "*", True, "-"),
+    "ols_block": ("#41ab5d", "s", False, "--"),
+    "ols_full": ("#006d2c", "P", True, "-."),
+    "linear_attention": ("#7a0177", "o", True, "-"),
+    "debiased_gd": ("#dd3497", "D", False, "--"),
+}
+
+
+def axis_label(key: str | None) -> str:
+    """A readable axis label (with its symbol and units) for a config key; unknown keys with
+    spaces for underscores, so that no raw key reaches a figure."""
+    if not key:
+        return ""
+    return AXIS_LABELS.get(key, key.replace("_", " "))
+
+
+def param_name(key: str | None) -> str:
+    """The short name of a swept config key, for titles: its axis label without the units."""
+    return axis_label(key).split(" (")[0]
+
+
+def group_label(group: str) -> str:
+    """``model=reduced, lr=0.1`` (how measurements name a group of runs) as ``model: reduced,
+    learning rate η: 0.1``."""
+    parts = []
+    for part in str(group).split(", "):
+        key, sep, value = part.partition("=")
+        parts.append(f"{param_name(key)}: {value}" if sep else part)
+    return ", ".join(parts)
+
+
+def _enough_log_ticks(ax, axis: str = "y", least: int = 3) -> None:
+    """A log axis spanning less than about a decade gets one or no labelled major tick; label
+    1-2-5 steps then (or 1, 2, ..., 9, or failing that a few evenly spaced values), so that it
+    always shows several."""
+    lo, hi = ax.get_ylim() if axis == "y" else ax.get_xlim()
+    if not (lo > 0 and hi > lo):
+        return
+    target = ax.yaxis if axis == "y" else ax.xaxis
+
+    def visible(ticks):
+        return [v for v in ticks if lo <= v <= hi]
+
+    if len(visible(target.get_major_locator().tick_values(lo, hi))) >= least:
+        return
+    for subs in ((1.0, 2.0, 5.0), tuple(range(1, 10))):
+        ticks = visible(matplotlib.ticker.LogLocator(base=10, subs=subs).tick_values(lo, hi))
+        if len(ticks) >= least:
+            break
+    if len(ticks) < least:
+        ticks = [float(f"{v:.2g}") for v in np.geomspace(lo, hi, least + 2)[1:-1]]
+    target.set_major_locator(matplotlib.ticker.FixedLocator(ticks))
+    target.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    target.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
+def _pooled(ax, t, series, color, label, **line) -> None:
+    """Runs of one group (seeds) on a shared time axis: their mean as a line and the min-max range
+    as a band; a single run as its own line."""
+    values = np.asarray(series, dtype=float)
+    if values.ndim == 1 or len(values) == 1:
+        mark(ax.plot(t, values.reshape(-1, len(t))[0], color=color, label=label, **line))
+        return
+    with np.errstate(invalid="ignore"):
+        mark(
+            ax.fill_between(
+                t,
+                np.nanmin(values, axis=0),
+                np.nanmax(values, axis=0),
+                color=color,
+                alpha=0.2,
+                lw=0,
+            )
+        )
+        pooled = None if label is None else f"{label} (mean of {len(values)} seeds, band: min-max)"
+        mark(ax.plot(t, np.nanmean(values, axis=0), color=color, label=pooled, **line))
+
 
 def setup_style() -> None:
     """One theme for every figure (call before drawing; idempotent)."""
@@ -72,7 +185,8 @@ def setup_style() -> None:
     matplotlib.rcParams.update(
         {
             "svg.hashsalt": SVG_SALT,
-            "svg.fonttype": "path",
+            "svg.fonttype": "none",  # text stays text: searchable and editable in the SVG
+            "pdf.fonttype": 42,  # TrueType in PDFs, editable too
             "figure.dpi": 100,
             "savefig.dpi": 150,
             "axes.titlesize": 10.5,
@@ -97,12 +211,14 @@ def task_color(i: int):
 
 
 def save_figure(fig: Figure, path: str | os.PathLike) -> None:
-    """Write ``fig`` (svg or png by suffix) deterministically and atomically, then close it."""
+    """Write ``fig`` (svg, png or pdf by suffix) deterministically and atomically, then close it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fmt = path.suffix.lstrip(".").lower()
+    if fmt not in FIGURE_FORMATS:
+        raise ValueError(f"figure format {fmt!r} of {path}; known: {', '.join(FIGURE_FORMATS)}")
     tmp = path.with_name(f".{path.name}.tmp")
-    metadata = {"Date": None} if fmt == "svg" else {"Software": None}
+    metadata = FIGURE_FORMATS[fmt]
     fig.savefig(tmp, format=fmt, metadata=metadata, bbox_inches="tight", pad_inches=0.06)
     plt.close(fig)
     os.replace(tmp, path)
@@ -335,16 +451,20 @@ def allocation_figure(
     spectral: xr.Dataset, run: str, purity_threshold: float
 ) -> tuple[Figure, dict]:
     """Allocation shares a_{h,i}(t) (each task's share of head h), one panel per task, with the
-    task's warm-up and emergence ends and the purity threshold."""
+    task's warm-up and emergence ends and the purity threshold; below, all shares at once as a
+    (task, head) x time heat map, where a clean allocation is one bright row per task."""
     setup_style()
     alloc = M.measure_allocation(spectral, purity_threshold)
     share = spectral["share"].transpose("time", "head", "task").values
     heads, tasks = share.shape[1:]
     t = np.asarray(spectral["time"].values, dtype=float)
     keep = t > 0
-    fig, axes = plt.subplots(1, tasks, figsize=(FIG_WIDTH, 3.4), sharey=True, squeeze=False)
-    for i in range(tasks):
-        ax = axes[0, i]
+    rows = heads * tasks
+    fig = plt.figure(figsize=(FIG_WIDTH, 3.3 + min(0.2 * rows, 4.0) + 0.9))
+    grid = fig.add_gridspec(2, tasks, height_ratios=[3.0, 0.6 + min(0.2 * rows, 4.0)])
+    axes = [fig.add_subplot(grid[0, 0])]
+    axes += [fig.add_subplot(grid[0, i], sharey=axes[0], sharex=axes[0]) for i in range(1, tasks)]
+    for i, ax in enumerate(axes):
         for h in range(heads):
             mark(ax.plot(t[keep], share[keep, h, i], color=head_color(h), label=f"head {h}"))
         ax.axhline(
@@ -362,9 +482,54 @@ def allocation_figure(
         _log_time(ax)
         ax.set_ylim(-0.03, 1.03)
         ax.set_title(f"task {i}: winner head {task['winner']}, purity {M.fmt(task['purity_end'])}")
+        if i != (tasks - 1) // 2:
+            ax.set_xlabel("")
         if i == 0:
             ax.set_ylabel("allocation share a_h,i (fraction)")
-    axes[0, 0].legend(loc="center left", fontsize=7.5)
+        else:
+            ax.tick_params(labelleft=False)
+    handles, labels = axes[0].get_legend_handles_labels()
+    handles += [
+        plt.Line2D([], [], color="0.3", ls="--", lw=1),
+        plt.Line2D([], [], color="0.3", ls="-.", lw=1),
+    ]
+    labels += ["warm-up end of the task", "emergence end of the task"]
+    fig.legend(handles, labels, loc="outside upper center", ncol=len(labels), fontsize=7.5)
+
+    # every share at once: rows (task i, head h), time along x on the same log axis
+    heat = fig.add_subplot(grid[1, :])
+    tk = t[keep]
+    mid = np.sqrt(tk[1:] * tk[:-1])
+    edges = np.concatenate(
+        [[tk[0] ** 2 / mid[0] if mid.size else tk[0] / 1.5], mid, [tk[-1] ** 2 / mid[-1]]]
+        if mid.size
+        else [[tk[0] / 1.5], [tk[0] * 1.5]]
+    )
+    values = share[keep].transpose(2, 1, 0).reshape(rows, -1)  # row i * heads + h
+    image = heat.pcolormesh(
+        edges,
+        np.arange(rows + 1) - 0.5,
+        values,
+        cmap="viridis",
+        vmin=0,
+        vmax=1,
+        shading="flat",
+        edgecolors="face",
+        linewidth=0.4,  # cells overlap a little: no seams between them in SVG viewers
+    )
+    mark(image)
+    for i in range(1, tasks):
+        heat.axhline(i * heads - 0.5, color="white", lw=1.5)
+    heat.set_yticks(
+        range(rows), [f"task {r // heads}, head {r % heads}" for r in range(rows)], fontsize=7
+    )
+    heat.set_ylim(rows - 0.5, -0.5)
+    heat.grid(False)
+    _log_time(heat)
+    heat.set_xlim(axes[0].get_xlim())
+    heat.set_title("all shares a_h,i: one row per (task, head), tasks separated by white lines")
+    bar = fig.colorbar(image, ax=heat, pad=0.01, aspect=12, label="share a_h,i")
+    bar.ax.set_gid("colorbar-share")  # a colour scale, not an axes of data (see empty_axes)
     return _check(fig), {"run": run, "allocation": alloc}
 
 
@@ -441,21 +606,18 @@ def surrogate_figure(check: xr.Dataset) -> tuple[Figure, dict]:
     lengths = sorted(
         {p["context_length"] for p in sur["points"] if p["context_length"] is not None}
     )
-    step = (
-        0.25
-        * min(np.diff(sorted({p["omega"] for p in sur["points"]})), default=0.1)
-        / max(len(lengths), 1)
-    )
+    slots = max(len(lengths), 1) * max(len(patterns), 1)
+    step = 0.5 * min(np.diff(sorted({p["omega"] for p in sur["points"]})), default=0.1) / slots
 
-    def spread(p):  # points of one omega side by side, shortest L left
-        return (
-            p["omega"] + step * (lengths.index(p["context_length"]) - (len(lengths) - 1) / 2)
-            if p["context_length"] in lengths
-            else p["omega"]
-        )
+    def spread(p):  # points of one omega side by side: by L (shortest left), then by pattern
+        slot = (lengths.index(p["context_length"]) if p["context_length"] in lengths else 0) * len(
+            patterns
+        ) + patterns.index(p["pattern"])
+        return p["omega"] + step * (slot - (slots - 1) / 2)
 
     for k, pattern in enumerate(patterns):
-        for agrees, marker in ((True, "o"), (False, "X")):
+        color = HEAD_COLORS[k % len(HEAD_COLORS)]
+        for agrees, marker in ((True, "o"), (False, "x")):  # hollow: overlaps stay readable
             mine = [
                 p
                 for p in sur["points"]
@@ -468,9 +630,11 @@ def surrogate_figure(check: xr.Dataset) -> tuple[Figure, dict]:
                     ax.scatter(
                         [spread(p) for p in mine],
                         [abs(p["relative_gap"]) for p in mine],
-                        color=HEAD_COLORS[k % len(HEAD_COLORS)],
+                        **({"facecolor": "none", "edgecolor": color} if agrees else {"c": [color]}),
                         marker=marker,
-                        s=36,
+                        s=34,
+                        linewidths=1.2,
+                        alpha=0.85,
                         zorder=3,
                         label=f"{pattern}, {'agrees' if agrees else 'fails'}",
                     )
@@ -487,7 +651,7 @@ def surrogate_figure(check: xr.Dataset) -> tuple[Figure, dict]:
     ax.set_xlabel(
         "grid ω of the weights (dimensionless; at each ω, L = "
         + ", ".join(f"{v:g}" for v in lengths)
-        + " left to right)"
+        + " left to right, patterns side by side)"
     )
     ax.set_ylabel("|surrogate / Monte Carlo − 1| (fraction)")
     ax.set_title(
@@ -594,20 +758,46 @@ def purity_figure(
 ) -> tuple[Figure, dict]:
     """C3 across a sweep: the lowest purity over tasks at the end of emergence, at the cleanest
     record and at the end of training against the swept parameter; and when the allocation became
-    clean and when it started to drift (never: drawn at the end of training, hollow)."""
+    clean and when it started to drift (never: drawn at the end of training, hollow). Several seeds
+    at one value are drawn as their mean with whiskers over their range (left); the times stay per
+    run (right)."""
     setup_style()
     pur = M.measure_purity(runs, purity_threshold)
     rows = pur["runs"]
     labels = list(dict.fromkeys(str(r["x"]) for r in rows))
     xs = [float(r["x"]) if pur["numeric"] else labels.index(str(r["x"])) for r in rows]
     fig, (left, right) = plt.subplots(1, 2, figsize=(FIG_WIDTH, 3.8))
-    for key, color, text in (
-        ("purity_emergence", head_color(1), "end of emergence"),
-        ("purity_cleanest", head_color(2), "cleanest record"),
-        ("purity_end", head_color(0), "end of training"),
+    for key, color, text, style in (  # hollow and larger below filled: equal values both show
+        ("purity_emergence", head_color(1), "end of emergence", {"marker": "v"}),
+        ("purity_cleanest", head_color(2), "cleanest record", {"s": 90, "facecolor": "none"}),
+        ("purity_end", head_color(0), "end of training", {"s": 22}),
     ):
         ys = [M.num(r[key]) for r in rows]
-        mark(left.scatter(xs, ys, color=color, label=text, zorder=3))
+        if style.get("facecolor") == "none":
+            style = {**style, "edgecolor": color, "linewidths": 1.4}
+        else:
+            style = {**style, "color": color}
+        if len(set(xs)) < len(xs):  # seeds at one x: their mean, whiskers over their range
+            ux = sorted(set(xs))
+            at = [np.asarray([y for x, y in zip(xs, ys) if x == u], dtype=float) for u in ux]
+            with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN x: no point there
+                mean = np.array([np.nanmean(a) for a in at])
+                lo = np.array([np.nanmin(a) for a in at])
+                hi = np.array([np.nanmax(a) for a in at])
+            left.errorbar(
+                ux,
+                mean,
+                yerr=np.nan_to_num(np.clip([mean - lo, hi - mean], 0, None)),
+                fmt="none",
+                ecolor=color,
+                capsize=3,
+                lw=1,
+                zorder=2,
+            )
+            mark(left.scatter(ux, mean, label=f"{text} (mean over seeds)", zorder=3, **style))
+        else:
+            mark(left.scatter(xs, ys, label=text, zorder=3, **style))
     left.axhline(
         purity_threshold, color="k", ls=":", lw=1, label=f"purity threshold {purity_threshold:g}"
     )
@@ -646,7 +836,8 @@ def purity_figure(
             ax.set_xticks(values, [f"{v:g}" for v in values])
         else:
             ax.set_xticks(range(len(labels)), labels)
-        ax.set_xlabel(AXIS_LABELS.get(pur["x_name"], pur["x_name"]))
+        ax.set_xlabel(axis_label(pur["x_name"]))
+    _enough_log_ticks(right, "y")
     left.set_ylim(0, 1.05)
     left.set_ylabel("lowest purity over tasks (fraction)")
     left.set_title(f"clean at the end: {pur['clean_end']}/{pur['total']} runs")
@@ -744,7 +935,7 @@ def _ratio_figure(
         ax.set_xticks(x, [f"{v:g}" for v in x])
     elif x.size:
         ax.set_xticks(x, [f"{v:g}" for v in x])
-    ax.set_xlabel(AXIS_LABELS.get(gap["x_name"], gap["x_name"]))
+    ax.set_xlabel(axis_label(gap["x_name"]))
     ax.set_ylabel(ylabel)
     ax.set_title(f"{experiment}: {title}")
     ax.legend(fontsize=7.5, loc="best")
@@ -763,7 +954,7 @@ def optimality_figure(opt: xr.Dataset, experiment: str, max_ratio: float) -> tup
         experiment,
         max_ratio,
         "excess(trained) / excess(best in class)",
-        f"optimality ratio against {gap['x_name']}",
+        f"optimality ratio against {param_name(gap['x_name'])}",
         "ratio with its interval",
         head_color(0),
     )
@@ -788,38 +979,78 @@ def separation_figure(opt: xr.Dataset, experiment: str, min_ratio: float) -> tup
 
 
 def baselines_figure(opt: xr.Dataset, experiment: str) -> tuple[Figure, dict]:
-    """C5: excess risk of every predictor against L, log-log, with ± 2 SE bars."""
+    """C5: excess risk of every predictor against L, log-log, with ± 2 SE bars; predictors in
+    three groups (trained, model class, reference), each with its own colour family."""
     setup_style()
     base = M.measure_baselines(opt)
-    fig, ax = plt.subplots(figsize=(FIG_WIDTH * 0.72, 4.3))
+    fig, ax = plt.subplots(figsize=(FIG_WIDTH * 0.8, 4.3))
     x = np.asarray(base["x"], dtype=float)
-    for k, (name, values) in enumerate(base["predictors"].items()):
+    names = list(base["predictors"])
+    grouped = [n for members in PREDICTOR_GROUPS.values() for n in members if n in names]
+    order = grouped + [n for n in names if n not in grouped]
+    spread = 0.02 * math.log(x.max() / x.min()) if x.size > 1 and x.min() > 0 else 0.0
+    handles: dict[str, list] = {g: [] for g in [*PREDICTOR_GROUPS, "other"]}
+    for k, name in enumerate(order):
+        values = base["predictors"][name]
         y = np.asarray(values["excess"], dtype=float)
         se = np.nan_to_num(np.asarray(values["se"], dtype=float))
         ok = np.isfinite(y) & (y > 0)
-        if ok.any():
-            mark(
-                ax.errorbar(
-                    x[ok],
-                    y[ok],
-                    yerr=2 * se[ok],
-                    fmt="o-",
-                    color=HEAD_COLORS[k % len(HEAD_COLORS)],
-                    capsize=2,
-                    ms=4,
-                    label=PREDICTOR_LABELS.get(name, name),
-                )
-            )
+        if not ok.any():
+            continue
+        color, marker, filled, ls = PREDICTOR_STYLES.get(
+            name, (HEAD_COLORS[k % len(HEAD_COLORS)], "o", True, "-")
+        )
+        shift = math.exp(spread * (k - (len(order) - 1) / 2) / max(len(order) - 1, 1) * 2)
+        bars = ax.errorbar(
+            x[ok] * shift,
+            y[ok],
+            yerr=2 * se[ok],
+            fmt=marker,
+            ls=ls,
+            color=color,
+            mfc=color if filled else "white",
+            mec=color,
+            ms=(7 if marker == "*" else 5) if filled else 8,
+            mew=1.3,
+            lw=1.3,
+            capsize=2,
+            zorder=4 if filled else 3,  # hollow, larger markers below: equal curves both show
+            label=PREDICTOR_LABELS.get(name, name.replace("_", " ")),
+        )
+        mark(bars)
+        group = next((g for g, m in PREDICTOR_GROUPS.items() if name in m), "other")
+        handles[group].append(bars)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     if x.size:
         ax.set_xticks(x, [f"{v:g}" for v in x])
-    ax.set_xlabel(AXIS_LABELS.get(base["x_name"], base["x_name"]))
+    _enough_log_ticks(ax, "y")
+    ax.set_xlabel(axis_label(base["x_name"]) + "; points of one L slightly spread")
     ax.set_ylabel(f"excess risk R − σ² ({RISK_UNITS})")
-    ax.set_title(f"{experiment}: every predictor against {base['x_name']}")
-    ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    return _check(fig), {"experiment": experiment, **base}
+    ax.set_title(f"{experiment}: every predictor against {param_name(base['x_name'])}")
+    y0 = 1.0
+    for group, members in handles.items():
+        if not members:
+            continue
+        legend = ax.legend(
+            members,
+            [h.get_label() for h in members],
+            title=group,
+            fontsize=7.5,
+            loc="upper left",
+            bbox_to_anchor=(1.01, y0),
+            frameon=False,
+            alignment="left",
+        )
+        ax.add_artist(legend)
+        y0 -= 0.062 * (len(members) + 1.6)
+    return _check(fig), {
+        "experiment": experiment,
+        **base,
+        "x_label": param_name(base["x_name"]),
+        "labels": {n: PREDICTOR_LABELS.get(n, n.replace("_", " ")) for n in base["predictors"]},
+    }
 
 
 def regimes_figure(
@@ -948,39 +1179,48 @@ def flow_figure(
 
 def limit_figure(runs: Sequence[M.RunData], experiment: str) -> tuple[Figure, dict]:
     """C1: the exact flow to its long horizon (log-log): each task's own-head omega and mu, the
-    other heads' |mu|, the excess risk and the population gradient norm, with the trained run's."""
+    other heads' |mu|, the excess risk and the population gradient norm, with the trained run's.
+    Runs that differ only in the seed are pooled: their mean, with the min-max range as a band."""
     setup_style()
     flows = [(r, M.measure_flow(r)) for r in M.distinct_flows(runs)]
     if not flows:
         raise ValueError(f"{experiment}: no run with a flow.nc")
     fig, (left, middle, right) = plt.subplots(1, 3, figsize=(FIG_WIDTH, 3.7))
-    for k, (r, m) in enumerate(flows):
-        f = r.flow
-        t = f["time"].values.astype(float)
-        keep = t > 0
-        omega, mu = f["omega"].values, f["mu"].values
-        winners = f["winner"].values[-1]
-        tasks = omega.shape[2]
-        own_omega = np.mean([np.abs(omega[:, winners[i], i]) for i in range(tasks)], axis=0)
-        own_mu = np.mean([np.abs(mu[:, winners[i], i]) for i in range(tasks)], axis=0)
-        heads = omega.shape[1]
-        others = [
-            np.abs(mu[:, h, i]) for i in range(tasks) for h in range(heads) if h != winners[i]
-        ]
-        color = head_color(k)
-        label = f"{r.run}: {m['end_class']}"
-        mark(left.plot(t[keep], own_omega[keep], color=color, label=label))
-        mark(left.plot(t[keep], own_mu[keep], color=color, ls="--"))
-        if others:
-            left.plot(t[keep], np.mean(others, axis=0)[keep], color=color, ls=":", lw=1)
-        excess = f["excess"].values
-        mark(middle.plot(t[keep], excess[keep], color=color, label=r.run))
-        rt = f["run_time"].values.astype(float)
-        middle.plot(rt[rt > 0], f["trained_excess"].values[rt > 0], color=color, lw=0.8, alpha=0.6)
-        mark(right.plot(t[keep], f["grad_norm"].values[keep], color=color))
-        right.plot(
-            rt[rt > 0], f["trained_grad_norm"].values[rt > 0], color=color, lw=0.8, alpha=0.6
+    varied = M.varied_keys([r for r, _ in flows])
+    groups: dict[str, list] = {}
+    for r, m in flows:
+        key = ", ".join(f"{k}={r.params.get(k)}" for k in varied)
+        groups.setdefault(key, []).append((r, m))
+    for k, (key, members) in enumerate(groups.items()):
+        times = [r.flow["time"].values.astype(float) for r, _ in members]
+        run_times = [r.flow["run_time"].values.astype(float) for r, _ in members]
+        same = all(t.shape == times[0].shape and np.allclose(t, times[0]) for t in times) and all(
+            t.shape == run_times[0].shape and np.allclose(t, run_times[0]) for t in run_times
         )
+        parts = [members] if same else [[member] for member in members]
+        for part in parts:
+            series = [_limit_series(r.flow) for r, _ in part]
+            t, rt = part[0][0].flow["time"].values.astype(float), run_times[0]
+            if not same:
+                rt = part[0][0].flow["run_time"].values.astype(float)
+            keep, rkeep = t > 0, rt > 0
+            color = head_color(k)
+            classes = ", ".join(sorted({m["end_class"] for _, m in part}))
+            name = (group_label(key) if key else experiment) if len(part) > 1 else part[0][0].run
+            label = f"{name}: {classes}"
+
+            def draw(ax, name, tk, kp, series=series, color=color, **line):
+                values = [x[name][kp] for x in series]
+                _pooled(ax, tk[kp], values, color, line.pop("label", None), **line)
+
+            draw(left, "own_omega", t, keep, label=label)
+            draw(left, "own_mu", t, keep, ls="--")
+            if all(x["others"] is not None for x in series):
+                draw(left, "others", t, keep, ls=":", lw=1)
+            draw(middle, "excess", t, keep, label=name)
+            draw(middle, "trained_excess", rt, rkeep, lw=0.8, alpha=0.6)
+            draw(right, "grad_norm", t, keep)
+            draw(right, "trained_grad_norm", rt, rkeep, lw=0.8, alpha=0.6)
     for ax in (left, middle, right):
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -991,13 +1231,31 @@ def limit_figure(runs: Sequence[M.RunData], experiment: str) -> tuple[Figure, di
     middle.set_title("excess: flow, trained (thin)")
     right.set_ylabel("population gradient norm")
     right.set_title("gradient norm: flow, trained (thin)")
-    left.legend(fontsize=7)
+    fig.legend(*left.get_legend_handles_labels(), loc="outside lower center", fontsize=7.5)
     fig.suptitle(
         f"{experiment}: the exact gradient flow from each run's init to t = "
         f"{M.fmt(flows[0][1]['horizon'])}",
         fontsize=10.5,
     )
     return _check(fig), {"experiment": experiment, "flows": [m for _, m in flows]}
+
+
+def _limit_series(f: xr.Dataset) -> dict[str, np.ndarray | None]:
+    """The limit figure's curves of one flow.nc: each task's own head (the final winner) |omega|
+    and |mu| averaged over tasks, the other heads' |mu|, excess and gradient norms."""
+    omega, mu = f["omega"].values, f["mu"].values
+    winners = f["winner"].values[-1]
+    heads, tasks = omega.shape[1:]
+    others = [np.abs(mu[:, h, i]) for i in range(tasks) for h in range(heads) if h != winners[i]]
+    return {
+        "own_omega": np.mean([np.abs(omega[:, winners[i], i]) for i in range(tasks)], axis=0),
+        "own_mu": np.mean([np.abs(mu[:, winners[i], i]) for i in range(tasks)], axis=0),
+        "others": np.mean(others, axis=0) if others else None,
+        "excess": f["excess"].values,
+        "grad_norm": f["grad_norm"].values,
+        "trained_excess": f["trained_excess"].values,
+        "trained_grad_norm": f["trained_grad_norm"].values,
+    }
 
 
 def complexity_figure(runs: Sequence[M.RunData], experiment: str) -> tuple[Figure, dict]:
@@ -1114,7 +1372,7 @@ def no_trained_limit_figure(opt: xr.Dataset, experiment: str, title: str) -> tup
             label="best in class (excess)",
         )
     )
-    ax.set_xlabel(AXIS_LABELS.get(x_name, x_name))
+    ax.set_xlabel(axis_label(x_name))
     ax.set_ylabel(f"excess risk ({RISK_UNITS})")
     ax.set_title(f"{experiment}: {title} not drawn - no trained limit", fontsize=10)
     ax.legend(fontsize=7)
@@ -1209,10 +1467,10 @@ def regime_map_figure(gathered: xr.Dataset, experiment: str) -> tuple[Figure, di
         ax.set_ylim(0, len(ys))
         ax.set_xticks(np.arange(len(xs)) + 0.5, [M.fmt(x) for x in xs] if a else [""])
         ax.set_yticks(np.arange(len(ys)) + 0.5, [M.fmt(y) for y in ys] if b else [""])
-        ax.set_xlabel(AXIS_LABELS.get(a, a or ""))
-        ax.set_ylabel(AXIS_LABELS.get(b, b or ""))
+        ax.set_xlabel(axis_label(a))
+        ax.set_ylabel(axis_label(b))
         ax.grid(False)
-        fixed = ", ".join(f"{k} = {M.fmt(first[k])}" for k in others)
+        fixed = ", ".join(f"{param_name(k)} = {M.fmt(first[k])}" for k in others)
         ax.set_title(fixed and f"at {fixed}", fontsize=9)
     handles = [plt.Rectangle((0, 0), 1, 1, facecolor=REGIME_COLORS[m]) for m in REGIMES.values()]
     fig.legend(
@@ -1225,7 +1483,8 @@ def regime_map_figure(gathered: xr.Dataset, experiment: str) -> tuple[Figure, di
     )
     order = (
         " | ".join(
-            ", ".join(f"{k} = {M.fmt(v)}" for k, v in zip(init_keys, init)) for init in inits
+            ", ".join(f"{param_name(k)} = {M.fmt(v)}" for k, v in zip(init_keys, init))
+            for init in inits
         )
         if init_keys
         else "one init"
@@ -1283,26 +1542,33 @@ def length_figure(
 def comparison_figure(
     runs: Sequence[M.RunData], experiment: str, purity_threshold: float, title: str
 ) -> tuple[Figure, dict]:
-    """C9 (softmax vs linear attention, nonlinear target): evaluation risk against time for every
-    run of the experiment, coloured by what the experiment varies, and the final purity per task."""
+    """C9 (softmax vs linear attention, nonlinear target): evaluation risk against time, coloured by
+    what the experiment varies (seeds of one setting pooled: mean and min-max band), and the final
+    purity per task."""
     setup_style()
     comp = M.measure_comparison(runs, purity_threshold)
     fig, (left, right) = plt.subplots(
         1, 2, figsize=(FIG_WIDTH, 3.9), gridspec_kw={"width_ratios": [1.5, 1]}
     )
     colors = {g: HEAD_COLORS[k % len(HEAD_COLORS)] for k, g in enumerate(comp["groups"])}
-    for r, data in zip(comp["runs"], runs):
-        t = np.asarray(data.train["time"].values, dtype=float)
-        keep = t > 0
-        mark(
-            left.plot(
-                t[keep],
-                data.train["eval_risk"].values[keep],
-                color=colors[r["group"]],
-                alpha=0.85,
-                label=r["group"],
-            )
-        )
+    members = {g: [(r, d) for r, d in zip(comp["runs"], runs) if r["group"] == g] for g in colors}
+    for group, mine in members.items():
+        times = [np.asarray(d.train["time"].values, dtype=float) for _, d in mine]
+        if all(t.shape == times[0].shape and np.allclose(t, times[0]) for t in times):
+            keep = times[0] > 0  # seeds of one group share the time grid: pooled, mean and band
+            risks = [d.train["eval_risk"].values[keep] for _, d in mine]
+            _pooled(left, times[0][keep], risks, colors[group], group_label(group), alpha=0.9)
+        else:
+            for (_, d), t in zip(mine, times):
+                mark(
+                    left.plot(
+                        t[t > 0],
+                        d.train["eval_risk"].values[t > 0],
+                        color=colors[group],
+                        alpha=0.85,
+                        label=group_label(group),
+                    )
+                )
     floor = comp["runs"][0]["noise_floor"] if comp["runs"] else math.nan
     if math.isfinite(floor):
         left.axhline(floor, color="k", ls=":", lw=1, label=f"σ² = {floor:.3g}")
@@ -1310,34 +1576,34 @@ def comparison_figure(
     unique = dict(zip(labels, handles))
     left.legend(unique.values(), unique.keys(), fontsize=7.5)
     left.set_yscale("log")
+    _enough_log_ticks(left, "y")
     _log_time(left)
     left.set_ylabel(f"evaluation risk ({RISK_UNITS})")
-    left.set_title(f"risk, by {comp['varied'] or 'seed'}")
-    n = max(len(comp["runs"]), 1)
+    varied = ", ".join(param_name(k) for k in comp["varied"].split(", ") if k)
+    left.set_title(f"risk, by {varied or 'seed'}")
+    n = max(len(members), 1)
     width = 0.8 / n
-    for k, r in enumerate(comp["runs"]):
-        purity = np.asarray(r["purity"], dtype=float)
-        xs = np.arange(purity.size) + (k - (n - 1) / 2) * width
-        mark(
-            list(
-                right.bar(
-                    xs,
-                    np.nan_to_num(purity),
-                    width=width,
-                    color=colors[r["group"]],
-                    edgecolor="white",
-                )
-            )
-        )
-    right.axhline(
-        purity_threshold, color="k", ls=":", lw=1, label=f"purity threshold {purity_threshold:g}"
-    )
+    for k, (group, mine) in enumerate(members.items()):
+        purity = np.asarray([r["purity"] for r, _ in mine], dtype=float)
+        xs = np.arange(purity.shape[1]) + (k - (n - 1) / 2) * width
+        mean = np.nan_to_num(np.nanmean(purity, axis=0)) if np.isfinite(purity).any() else 0 * xs
+        mark(list(right.bar(xs, mean, width=width, color=colors[group], edgecolor="white")))
+        if len(mine) > 1:  # seeds: the bar is their mean, the whisker their range
+            lo, hi = np.nanmin(purity, axis=0), np.nanmax(purity, axis=0)
+            whiskers = np.nan_to_num(np.clip([mean - lo, hi - mean], 0, None))
+            right.errorbar(xs, mean, yerr=whiskers, fmt="none", ecolor="0.2", capsize=3, lw=1)
+    right.axhline(purity_threshold, color="k", ls=":", lw=1)
     tasks = max((len(r["purity"]) for r in comp["runs"]), default=0)
     right.set_xticks(range(tasks), [f"task {i}" for i in range(tasks)])
     right.set_ylim(0, 1.05)
     right.set_ylabel("purity at the end of training (fraction)")
-    right.set_title("winning head's share per task, each run")
-    right.legend(fontsize=7.5, loc="lower right")
+    pooled = any(len(m) > 1 for m in members.values())
+    right.set_title(
+        "winning head's share per task"
+        + (" (mean; whiskers: min-max over seeds)" if pooled else ", each run")
+        + f"\ndotted: purity threshold {purity_threshold:g}",
+        fontsize=9.5,
+    )
     fig.suptitle(title, fontsize=10.5)
     return _check(fig), {"experiment": experiment, **comp}
 

@@ -34,6 +34,7 @@ from . import io
 from .config import MAP_INIT_KEYS, complete_run
 from .flow import (
     DRIFTING,
+    END_CLASSES,
     FINITE_LIMIT,
     EndState,
     ExactRisk,
@@ -152,7 +153,7 @@ def map_point(
     with np.errstate(invalid="ignore"):
         gap = float(np.nanmax(np.abs(flow.signal - check.signal)))
 
-    unit, time_units = {"units": "1"}, {"units": "gradient-flow time"}
+    unit, time_units = {"units": io.DIMENSIONLESS}, {"units": io.TIME_UNITS}
     thi, ti = ("time", "head", "task"), ("time", "task")
     flags = {
         "flag_values": np.array(list(REGIMES), dtype=np.int8),
@@ -210,7 +211,11 @@ def map_point(
         "end_class": (
             ("sample",),
             np.array([e.end_class for e in ends], dtype=np.int8),
-            {"long_name": "flow.classify_end on each Monte-Carlo sample"},
+            {
+                "long_name": "flow.classify_end on each Monte-Carlo sample",
+                "flag_values": np.array(list(END_CLASSES), dtype=np.int8),
+                "flag_meanings": " ".join(END_CLASSES.values()),
+            },
         ),
         "omega_exponent": (
             ("sample",),
@@ -355,7 +360,7 @@ def gather_map(
         rows.append((name, p, ds, ratio))
 
     axes = [k for k in grid_keys if k not in MAP_INIT_KEYS]
-    unit, time_units = {"units": "1"}, {"units": "gradient-flow time"}
+    unit, time_units = {"units": io.DIMENSIONLESS}, {"units": io.TIME_UNITS}
     flags = {k: v for k, v in points[names[0]]["regime"].attrs.items() if k.startswith("flag_")}
     column = lambda f: np.array([f(name, p, ds, ratio) for name, p, ds, ratio in rows])  # noqa: E731
     data = {

@@ -189,7 +189,7 @@ class Covariates:
 
 
 UNITLESS = {"units": "1"}
-TIME_UNITS = {"units": "gradient-flow time"}
+TIME_UNITS = {"units": io.TIME_UNITS}
 Variables = dict[str, tuple[tuple[str, ...], Any, dict[str, str]]]
 
 
@@ -547,7 +547,7 @@ def _theory_variables(
             {
                 "long_name": "logistic rate lambda_i = 4 kappa_i / (I sqrt(d_i)) "
                 "of the warm-up law",
-                "units": "1 / gradient-flow time",
+                "units": io.RATE_UNITS,
             },
         ),
         "omega_ode": (

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from . import io
 from .config import complete_run
 from .convergence import flat_parameters, relative_change_last_tenth
 from .data import Prompts, PromptSampler, TaskSpec
@@ -466,7 +467,7 @@ def _to_dataset(
             "time": (
                 "time",
                 lr * steps,
-                {"long_name": "gradient-flow time", "units": "lr x steps"},
+                {"long_name": "gradient-flow time", "units": io.TIME_UNITS},
             ),
             "step": ("time", steps, {"long_name": "optimizer step"}),
             "head": np.arange(heads),
