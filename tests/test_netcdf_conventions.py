@@ -12,11 +12,14 @@ import xarray as xr
 from multihead_icl import io
 
 TIME_WORDS = ("time", "lr x")  # unit strings of gradient-flow time (steps alone are counts)
+# names that mean different quantities in different files (so may carry different units)
+HOMONYMS = {"signal": "the task signal p_i in read-outs, the signal kappa_i in optimality files"}
 
 
-def scan(path: Path) -> tuple[list[str], dict[str, set[str]]]:
+def scan(path: Path, units_by_name: dict[str, set[str]] | None = None):
     """Problems of one file (read raw, as any netCDF tool sees it) and its time-like unit strings
-    (units that mention time or steps) with the variables that carry them."""
+    (units that mention time or steps) with the variables that carry them; every variable's unit
+    string is also collected by name into ``units_by_name``."""
     problems, time_units = [], {}
     with netCDF4.Dataset(path) as nc:
         nc.set_auto_mask(False)
@@ -26,6 +29,8 @@ def scan(path: Path) -> tuple[list[str], dict[str, set[str]]]:
             units = str(attrs.get("units", ""))
             if any(word in units for word in TIME_WORDS):
                 time_units.setdefault(units, set()).add(where)
+            if units and units_by_name is not None:
+                units_by_name.setdefault(name, set()).add(units)
             if name in nc.dimensions:  # a coordinate (an index): no data of its own
                 continue
             if "long_name" not in attrs:
@@ -79,9 +84,9 @@ def test_every_file_of_the_tiny_suite_follows_the_conventions(tiny_workdir):
     files = sorted((tiny_workdir / "results").rglob("*.nc"))
     names = {f.name for f in files}
     assert {"train.nc", "spectral.nc"} <= names, names
-    problems, time_units = [], {}
+    problems, time_units, units_by_name = [], {}, {}
     for path in files:
-        found, units = scan(path)
+        found, units = scan(path, units_by_name)
         problems += [f"{path.relative_to(tiny_workdir)}: {p}" for p in found]
         for unit, where in units.items():
             time_units.setdefault(unit, set()).update(where)
@@ -91,3 +96,6 @@ def test_every_file_of_the_tiny_suite_follows_the_conventions(tiny_workdir):
         u: sorted(w)[:3] for u, w in time_units.items()
     }
     assert any("train.nc:time" in w for w in time_units.get(io.TIME_UNITS, ()))
+    # one quantity, one unit string: a name carries the same units in every file
+    mixed = {n: u for n, u in units_by_name.items() if len(u) > 1 and n not in HOMONYMS}
+    assert not mixed, mixed

@@ -1012,6 +1012,7 @@ def test_config_keys_read_as_words():
     assert plots.axis_label("init_scale") == "init scale s"
     assert plots.axis_label("some_new_key") == "some new key"
     assert plots.group_label("model=reduced, lr=0.1") == "model: reduced, learning rate η: 0.1"
+    assert plots.group_label("noise_std, lr") == "noise σ, learning rate η"  # what varies
 
 
 def test_comparison_pools_the_seeds_of_a_setting(runs):

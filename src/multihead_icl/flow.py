@@ -635,7 +635,7 @@ def analyse_flow(
             {
                 "long_name": "population gradient norm ||grad_(W,U) R|| of the flow (matrix "
                 "entries)",
-                "units": "1",
+                "units": io.RISK_UNITS,
             },
         ),
         "n_eff_ratio": (
@@ -746,7 +746,7 @@ def analyse_flow(
             {
                 "long_name": "population gradient norm at the trained run's decomposable part "
                 "(omega, mu read out), on the exact risk",
-                "units": "1",
+                "units": io.RISK_UNITS,
             },
         ),
         "trained_excess": (

@@ -37,6 +37,7 @@ NAMED_UNITS = {
     "median_grad_norm_last_tenth": RISK_UNITS,
     "noise_std": OUTPUT_UNITS,
     "context_length": "tokens",
+    "length": "tokens",
     "step": "optimizer steps",
 }
 NONE_HEAD = -1  # a winner index of -1: no head (no winner, no emergence)
@@ -84,11 +85,14 @@ def cf_attributes(ds: xr.Dataset) -> xr.Dataset:
     """Complete the CF attributes of every numeric variable (data and auxiliary coordinates) in
     place: ``units`` where the writer gave none (``NAMED_UNITS``, else dimensionless),
     ``flag_values``/``flag_meanings`` on booleans (stored as int8) and on head indices that use
-    ``NONE_HEAD``. The sentinel is a flag
-    value, not a ``_FillValue``/``missing_value``: xarray would decode those to float NaN, and the
-    readers index heads with the ints."""
+    ``NONE_HEAD``. The sentinel is a flag value, not a ``_FillValue``/``missing_value``: xarray
+    would decode those to float NaN, and the readers index heads with the ints. Dimension
+    coordinates that only number positions (0, 1, ...) get no units; those that hold values (a
+    context length, an init scale) do."""
     for name, var in ds.variables.items():
-        if name in ds.dims or var.dtype.kind not in "biuf":  # index coordinates: positions only
+        if var.dtype.kind not in "biuf":
+            continue
+        if name in ds.dims and np.array_equal(var.values, np.arange(var.size)):
             continue
         var.attrs.setdefault("units", NAMED_UNITS.get(str(name), DIMENSIONLESS))
         if var.dtype.kind == "b":

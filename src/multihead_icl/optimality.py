@@ -1176,7 +1176,7 @@ def _to_dataset(rows: Sequence[dict]) -> xr.Dataset:
         "signal": (
             "config",
             np.array([np.mean(r["spec"].signal) for r in rows]),
-            {"long_name": "signal kappa_i (mean)"},
+            {"long_name": "signal kappa_i (mean)", "units": "squared output units"},
         ),
         "model": (
             "config",

@@ -74,7 +74,6 @@ PREDICTOR_LABELS = {
     "trained": "trained (at its last record)",
     "trained_fresh": "trained, re-measured on the fresh sample",
     "flow": "exact gradient flow (its end)",
-    "best": "best multi-head in class",
     "best_in_class": "best multi-head in class",
     "single_head": "best single head",
     "allocated": "one head per task",
@@ -89,8 +88,8 @@ PREDICTOR_LABELS = {
 # differ, so that curves with equal values (Bayes and OLS per block; linear attention and debiased
 # GD) stay visible: the hollow, larger marker is drawn below the filled one, slightly offset in L
 PREDICTOR_GROUPS = {
-    "trained model": ("trained", "trained_fresh", "flow"),
-    "best in the model class": ("best_in_class", "best", "single_head", "allocated"),
+    "trained model and its exact flow": ("trained", "trained_fresh", "flow"),
+    "best in the model class": ("best_in_class", "single_head", "allocated"),
     "reference predictors": ("bayes", "ols_block", "ols_full", "linear_attention", "debiased_gd"),
 }
 PREDICTOR_STYLES = {  # colour, marker, filled, line style
@@ -98,7 +97,6 @@ PREDICTOR_STYLES = {  # colour, marker, filled, line style
     "trained_fresh": ("#6baed6", "o", False, "--"),
     "flow": ("#08306b", "v", True, ":"),
     "best_in_class": ("#d94801", "s", True, "-"),
-    "best": ("#d94801", "s", True, "-"),
     "single_head": ("#fd8d3c", "D", False, "--"),
     "allocated": ("#8c2d04", "^", True, "-."),
     "bayes": ("#000000", "*", True, "-"),
@@ -124,11 +122,11 @@ def param_name(key: str | None) -> str:
 
 def group_label(group: str) -> str:
     """``model=reduced, lr=0.1`` (how measurements name a group of runs) as ``model: reduced,
-    learning rate η: 0.1``."""
+    learning rate η: 0.1``; a list of keys (``model, lr``: what varies) as their names."""
     parts = []
     for part in str(group).split(", "):
         key, sep, value = part.partition("=")
-        parts.append(f"{param_name(key)}: {value}" if sep else part)
+        parts.append(f"{param_name(key)}: {value}" if sep else param_name(part))
     return ", ".join(parts)
 
 
@@ -1026,7 +1024,9 @@ def baselines_figure(opt: xr.Dataset, experiment: str) -> tuple[Figure, dict]:
     if x.size:
         ax.set_xticks(x, [f"{v:g}" for v in x])
     _enough_log_ticks(ax, "y")
-    ax.set_xlabel(axis_label(base["x_name"]) + "; points of one L slightly spread")
+    ax.set_xlabel(
+        axis_label(base["x_name"]) + f"; points of one {param_name(base['x_name'])} slightly spread"
+    )
     ax.set_ylabel(f"excess risk R − σ² ({RISK_UNITS})")
     ax.set_title(f"{experiment}: every predictor against {param_name(base['x_name'])}")
     y0 = 1.0
@@ -1209,18 +1209,18 @@ def limit_figure(runs: Sequence[M.RunData], experiment: str) -> tuple[Figure, di
             name = (group_label(key) if key else experiment) if len(part) > 1 else part[0][0].run
             label = f"{name}: {classes}"
 
-            def draw(ax, name, tk, kp, series=series, color=color, **line):
+            def draw_pooled(ax, name, tk, kp, series=series, color=color, **line):
                 values = [x[name][kp] for x in series]
                 _pooled(ax, tk[kp], values, color, line.pop("label", None), **line)
 
-            draw(left, "own_omega", t, keep, label=label)
-            draw(left, "own_mu", t, keep, ls="--")
+            draw_pooled(left, "own_omega", t, keep, label=label)
+            draw_pooled(left, "own_mu", t, keep, ls="--")
             if all(x["others"] is not None for x in series):
-                draw(left, "others", t, keep, ls=":", lw=1)
-            draw(middle, "excess", t, keep, label=name)
-            draw(middle, "trained_excess", rt, rkeep, lw=0.8, alpha=0.6)
-            draw(right, "grad_norm", t, keep)
-            draw(right, "trained_grad_norm", rt, rkeep, lw=0.8, alpha=0.6)
+                draw_pooled(left, "others", t, keep, ls=":", lw=1)
+            draw_pooled(middle, "excess", t, keep, label=name)
+            draw_pooled(middle, "trained_excess", rt, rkeep, lw=0.8, alpha=0.6)
+            draw_pooled(right, "grad_norm", t, keep)
+            draw_pooled(right, "trained_grad_norm", rt, rkeep, lw=0.8, alpha=0.6)
     for ax in (left, middle, right):
         ax.set_xscale("log")
         ax.set_yscale("log")

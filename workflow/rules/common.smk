@@ -154,7 +154,7 @@ def figure_labels(kind):
 def figure_subcategory(kind):
     """The experiment, numbered in the suite's order (the report sorts subcategories by name)."""
     scope = FIGURE_KINDS[kind].scope
-    order = lambda name: ordered_subcategory(name, [*EXPERIMENTS, *SUITE.maps])
+    order = lambda name: ordered_subcategory(name, list(SUITE.config["experiments"]))
     if scope == "run":
         return lambda wildcards: order(wildcards.run.split("/")[0])
     if scope == "experiment":

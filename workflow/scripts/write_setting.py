@@ -8,4 +8,13 @@ from multihead_icl.logs import setup_job_logging
 
 setup_job_logging(snakemake.log[0])
 runs = dict(snakemake.params.runs)
-Path(snakemake.output[0]).write_text(yaml.safe_dump(runs, sort_keys=False))
+
+
+class _NoAliases(yaml.SafeDumper):
+    """Every run's parameters written out in full (no &id001 / *id001 for shared lists)."""
+
+    def ignore_aliases(self, data):
+        return True
+
+
+Path(snakemake.output[0]).write_text(yaml.dump(runs, Dumper=_NoAliases, sort_keys=False))
