@@ -165,6 +165,7 @@ def test_classes_nest_and_multi_head_separates_from_single_head():
         *O._mean_se(fresh["single_head"]),
         *O._mean_se(fresh["best_in_class"]),
         covariance=O._paired(fresh["single_head"], fresh["best_in_class"])[2],
+        confidence=0.95,
     )
     assert low > 1.0  # two tasks: one head cannot serve both as well as three heads
     assert search.classes(heads=3)["best_in_class"] is fits["best_in_class"]  # searched once
@@ -222,11 +223,11 @@ def test_ratio_interval_covers_at_its_level():
     covered = 0
     for _ in range(4000):
         _, low, high = O.ratio_interval(
-            rng.normal(num, num_se), num_se, rng.normal(den, den_se), den_se
+            rng.normal(num, num_se), num_se, rng.normal(den, den_se), den_se, confidence=0.95
         )
         covered += low <= num / den <= high
     assert 0.93 < covered / 4000 < 0.97
-    assert all(math.isnan(v) for v in O.ratio_interval(-0.01, 0.01, 0.04, 0.002))
+    assert all(math.isnan(v) for v in O.ratio_interval(-0.01, 0.01, 0.04, 0.002, confidence=0.95))
 
 
 def test_sanity_flags_fire_only_on_violations():

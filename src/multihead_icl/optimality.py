@@ -686,7 +686,8 @@ def ratio_interval(
     den: float,
     den_se: float,
     covariance: float = 0.0,
-    confidence: float = 0.95,
+    *,
+    confidence: float,
 ) -> tuple[float, float, float]:
     """num / den with a delta-method interval on the log scale (a ratio's interval is skewed and
     must stay positive); ``covariance`` of num and den when they share a sample. NaN unless both >
@@ -725,9 +726,7 @@ def _mean_se(values: np.ndarray) -> tuple[float, float]:
     return float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values)))
 
 
-def paired_ratio(
-    num: np.ndarray, den: np.ndarray, confidence: float = 0.95
-) -> tuple[float, float, float]:
+def paired_ratio(num: np.ndarray, den: np.ndarray, confidence: float) -> tuple[float, float, float]:
     """mean(num) / mean(den) of per-prompt excesses on one fresh sample, with the interval of
     ``ratio_interval`` paired by their covariance (the same prompts)."""
     (a, a_se), (b, b_se) = _mean_se(num), _mean_se(den)
