@@ -808,6 +808,7 @@ def test_figure_summaries_quote_the_data(runs):
     assert (win["agree"], win["total"]) == (6, 6)
     _, opt = draw_kind("optimality", runs)
     assert opt["ratio"] == pytest.approx([1.2, 1.3, 1.4]) and opt["x"] == [16, 32, 64]
+    assert opt["x_label"] == plots.param_name(opt["x_name"]) and "_" not in opt["x_label"]
     _, sur = draw_kind("surrogate", runs)
     assert (sur["agree"], sur["total"]) == (3, 6) and sur[
         "min_saturation_failing"

@@ -1048,7 +1048,6 @@ def baselines_figure(opt: xr.Dataset, experiment: str) -> tuple[Figure, dict]:
     return _check(fig), {
         "experiment": experiment,
         **base,
-        "x_label": param_name(base["x_name"]),
         "labels": {n: PREDICTOR_LABELS.get(n, n.replace("_", " ")) for n in base["predictors"]},
     }
 
@@ -1673,6 +1672,11 @@ def draw(
     """Draw one figure of ``kind`` for ``target`` (a run id, an experiment name or ``suite``)."""
     if kind not in DRAWERS:
         raise ValueError(f"unknown figure kind {kind!r}; known: {', '.join(DRAWERS)}")
-    return DRAWERS[kind](
+    fig, numbers = DRAWERS[kind](
         FigureInput(runs, target, thresholds(given), optimality, surrogate, regime_map)
     )
+    if numbers.get("x_name"):  # captions name the swept key in words, as the axes do
+        numbers["x_label"] = param_name(numbers["x_name"])
+    if numbers.get("varied"):
+        numbers["varied_label"] = group_label(numbers["varied"])
+    return fig, numbers

@@ -307,10 +307,6 @@ def plot_figure(
                 f"{run} (left out of the trained limit)"
                 for run in json.loads(opt.attrs["diverged_runs"])
             ]
-    if numbers.get("x_name"):  # captions name the swept key in words, as the axes do
-        numbers.setdefault("x_label", plots.param_name(numbers["x_name"]))
-    if numbers.get("varied"):
-        numbers["varied_label"] = plots.group_label(numbers["varied"])
     if FIGURE_KINDS[kind].scope == "run" and data and data[0].params.get("rotate"):
         numbers["rotated_basis"] = (
             True  # the caption says that the figure repeats a run in other bases
