@@ -839,7 +839,7 @@ def purity_figure(
     left.set_ylim(0, 1.05)
     left.set_ylabel("lowest purity over tasks (fraction)")
     left.set_title(f"clean at the end: {pur['clean_end']}/{pur['total']} runs")
-    right.set_ylabel("gradient-flow time")
+    right.set_ylabel("gradient-flow time t = lr × steps (log scale)")
     right.set_title("when allocation becomes clean, and when it drifts")
     left.legend(fontsize=7.5)
     right.legend(fontsize=7.5)
