@@ -647,6 +647,7 @@ def test_regime_length_and_optimality_verdicts():
         verdict_of(rows, "C6").verdict == HOLDS
         and "2/2 configurations" in verdict_of(rows, "C6").measurement
     )
+    assert verdict_of(rows, "C6").judged_on == verdicts.SEARCH  # class optima, not trained runs
     assert (
         verdict_of(rows, "C9").verdict == PARTLY
     )  # length passes, linear and nonlinear not measured
