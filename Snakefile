@@ -1,5 +1,5 @@
 # Multi-head softmax attention learning multi-task in-context regression by gradient flow.
-# config -> data -> train -> spectral -> optimality -> figures -> report (see README.md).
+# config -> data -> train -> spectral (or ablation) -> optimality -> figures -> report (see README.md).
 from snakemake.utils import min_version
 
 min_version("9.20")
@@ -19,6 +19,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/spectral.smk"
+include: "workflow/rules/ablation.smk"
 include: "workflow/rules/flow.smk"
 include: "workflow/rules/regime_map.smk"
 include: "workflow/rules/evaluate.smk"

@@ -183,6 +183,8 @@ class Suite:
         default_factory=dict
     )  # regime map -> point id -> parameters
     warnings: list[str] = field(default_factory=list)  # odd but harmless settings, one line each
+    # experiments read out by head ablation (``readout: ablation``): any model, any data (Q1)
+    ablation_experiments: list[str] = field(default_factory=list)
     # the settings sections as the user wrote them (``config`` has the schema's defaults filled in)
     given: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -233,10 +235,22 @@ def _cross_checks(run: Mapping[str, Any], where: str) -> None:
             f"{where}.input_dim: {run['input_dim']} covariates cannot be split into tasks = "
             f"{tasks} blocks"
         )
-    if run["init"] == "pytorch" and run["model"] != "full":
+    if run["init"] == "pytorch" and run["model"] not in ("full", "transformer"):
         raise ConfigError(
-            f"{where}.init: pytorch (nn.Linear's default) needs model = full, got {run['model']!r}"
+            f"{where}.init: pytorch (nn.Linear's default) needs model = full or transformer, got "
+            f"{run['model']!r}"
         )
+    if run["model"] == "transformer":
+        if run["init"] != "pytorch":
+            raise ConfigError(
+                f"{where}.init: model transformer starts from PyTorch's default, init = pytorch; "
+                f"got {run['init']!r}"
+            )
+        if run["width"] % heads:
+            raise ConfigError(
+                f"{where}.width: {run['width']} is not a multiple of heads = {heads} (each head "
+                "reads width / heads features)"
+            )
     if run["init"] in ("official", "official_random") and heads < tasks:
         raise ConfigError(
             f"{where}.init: {run['init']} gives head h the lead on task h, so it needs heads >= "
@@ -255,11 +269,11 @@ def _cross_checks(run: Mapping[str, Any], where: str) -> None:
         raise ConfigError(
             f"{where}.init: init_omega/init_mu need init = decomposable, got {run['init']!r}"
         )
-    if run["eval_lengths"] and run["model"] == "full":
+    if run["eval_lengths"] and run["model"] in ("full", "transformer"):
         # train.nc keeps the reduced view (W, U) of a full model, which is not its whole predictor
         raise ConfigError(
             f"{where}.eval_lengths: length generalisation needs model = reduced or linear, got "
-            "'full'"
+            f"{run['model']!r}"
         )
 
 
@@ -336,6 +350,25 @@ def load_suite(config: Mapping[str, Any], schema: Mapping[str, Any]) -> Suite:
                     other_id = dataset_name(other)
                     suite.datasets[other_id] = {k: other[k] for k in DATA_KEYS}
                     suite.length_datasets[run_id][length] = other_id
+    for experiment, spec in config["experiments"].items():
+        if experiment not in suite.experiments:
+            continue
+        if spec.get("readout", "spectral") == "ablation":
+            suite.ablation_experiments.append(experiment)
+            if spec.get("optimality", False):
+                raise ConfigError(
+                    f"experiments.{experiment}.optimality: the best-in-class search reads the "
+                    "reduced view of synthetic runs; an experiment with readout ablation has none"
+                )
+            continue
+        for run_id in suite.experiments[experiment]:
+            run = suite.runs[run_id]
+            if run["model"] == "transformer" or run.get("data", "synthetic") != "synthetic":
+                raise ConfigError(
+                    f"experiments.{experiment}.readout: run {run_id} (model {run['model']!r}, data "
+                    f"{run.get('data', 'synthetic')!r}) has no spectral read-out; set "
+                    f"experiments.{experiment}.readout: ablation"
+                )
     for experiment, spec in config["experiments"].items():
         if spec.get("optimality", False) and experiment in suite.experiments:
             for run_id in suite.experiments[experiment]:  # the search integrates a linear target

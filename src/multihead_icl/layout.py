@@ -30,7 +30,23 @@ class Layout:
 
     def __init__(self, suite: Suite, root: str = "results"):
         self.suite, self.root = suite, str(root).rstrip("/")
-        self.runs = list(suite.runs)
+        # runs read out by head ablation (Q1) and the rest, read out spectrally (C1-C9)
+        self.ablation_experiments = {
+            name: list(suite.experiments[name]) for name in suite.ablation_experiments
+        }
+        self.ablation_runs = [run for runs in self.ablation_experiments.values() for run in runs]
+        self.spectral_experiments = {
+            name: runs
+            for name, runs in suite.experiments.items()
+            if name not in self.ablation_experiments
+        }
+        self.runs = [run for run in suite.runs if run not in self.ablation_runs]
+        for name in suite.config["flow"]["experiments"]:
+            if name in self.ablation_experiments:
+                raise ValueError(
+                    f"flow.experiments: {name!r} has readout ablation; the exact flow starts from "
+                    "a spectral read-out"
+                )
         # the runs with an exact flow (the `flow` section names their experiments); runs that
         # train identically (allocation/s0 and heads/H3, say) share one flow: the first one's
         self.flow_runs = [
@@ -58,7 +74,7 @@ class Layout:
     # --- files -----------------------------------------------------------------------------------
 
     def run_file(self, run: str, name: str) -> str:
-        """``train``, ``spectral``, ``lengths`` or ``flow`` (the run's own) .nc of one run."""
+        """``train``, ``spectral``, ``ablation``, ``lengths`` or ``flow`` (the run's own) .nc."""
         return f"{self.root}/runs/{run}/{name}.nc"
 
     def optimality_file(self, experiment: str) -> str:
@@ -102,20 +118,27 @@ class Layout:
                 self.optimality_experiments,
                 where,
             )
+        for name in as_list(self.figures.get("practical")):
+            if name in self.suite.experiments and name not in self.ablation_experiments:
+                raise ValueError(
+                    f"figures.practical: experiment {name!r} needs readout: ablation (experiments "
+                    f"with it: {', '.join(self.ablation_experiments) or 'none'})"
+                )
         return report_plan(
             plan_settings(self.figures, self.comparisons),
-            self.suite.experiments,
+            self.spectral_experiments,
             self.optimality_experiments,
             fmt=fmt,
             flows=self.flow_runs,
             maps=list(self.suite.maps),
             root=self.root,
+            ablation=self.ablation_experiments,
         )
 
     def figure_inputs(self, spec: FigureSpec) -> dict[str, Any]:
         """The files one figure reads, by the kinds of file its kind needs."""
         needs, files = FIGURE_KINDS[spec.kind].needs, {}
-        for name in ("train", "spectral"):
+        for name in ("train", "spectral", "ablation"):
             if name in needs:
                 files[name] = [self.run_file(run, name) for run in spec.runs]
         if "lengths" in needs:
@@ -160,7 +183,21 @@ class Layout:
                 self.optimality_file(name) for name in self.verdict_optimality_experiments()
             ],
             "surrogate": self.surrogate_file,
+            "ablation": [self.run_file(run, "ablation") for run in self.practical_runs()],
+            "practical_train": [self.run_file(run, "train") for run in self.practical_runs()],
         }
+
+    def practical_experiments(self) -> list[str]:
+        """The experiments of the figures section's ``practical`` role that exist (Q1)."""
+        return [
+            name
+            for name in as_list(self.figures.get("practical"))
+            if name in self.ablation_experiments
+        ]
+
+    def practical_runs(self) -> list[str]:
+        experiments = self.suite.experiments
+        return [run for name in self.practical_experiments() for run in experiments[name]]
 
     def verdict_params(self, plan: list[FigureSpec]) -> dict[str, Any]:
         """What the verdict stage needs besides its files."""
@@ -169,6 +206,7 @@ class Layout:
             "length_runs": self.length_runs(self.runs),
             "flow_runs": self.flow_runs,
             "optimality": self.verdict_optimality_experiments(),
+            "practical_runs": self.practical_runs(),
             "settings": self.figures,
             "comparisons": self.comparisons,
             "thresholds": self.thresholds,
@@ -194,6 +232,7 @@ class Layout:
             "flows": dict(zip(self.with_flow(spec.runs), files.get("flow", []))),
             "surrogate": files.get("surrogate"),
             "regime_map": files.get("map"),
+            "ablation": files.get("ablation", []),
         }
 
     def verdict_call(self, plan: list[FigureSpec]) -> dict[str, Any]:
@@ -212,6 +251,8 @@ class Layout:
             "flows": dict(zip(params["flow_runs"], files["flow"])),
             "plan": params["plan"],
             "surrogate": files["surrogate"],
+            "ablation": dict(zip(params["practical_runs"], files["ablation"])),
+            "practical_train": files["practical_train"],
         }
 
     def optimality_call(self, experiment: str) -> dict[str, Any]:

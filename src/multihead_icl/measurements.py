@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import convergence
+from .allocation import allocation_is_clean
 from .config import DATA_KEYS, complete_run, with_defaults
 from .identity import training_identity
 from .report import DEFAULT_THRESHOLDS
@@ -128,6 +129,7 @@ class RunData:
     flow: xr.Dataset | None = (
         None  # flow.nc: the exact spectral flow from the run's omega(0), mu(0)
     )
+    ablation: xr.Dataset | None = None  # ablation.nc: the head-ablation read-out (Q1)
 
     @property
     def experiment(self) -> str:
@@ -182,6 +184,7 @@ def load_run(
     spectral: str | Path | None = None,
     lengths: str | Path | None = None,
     flow: str | Path | None = None,
+    ablation: str | Path | None = None,
 ) -> RunData:
     from .io import load_dataset
 
@@ -193,7 +196,7 @@ def load_run(
     source = train_ds if train_ds is not None else spectral_ds
     stored = source is not None and "config" in source.attrs
     params = complete_run(json.loads(source.attrs["config"])) if stored else {}
-    return RunData(run, train_ds, spectral_ds, params, load(lengths), load(flow))
+    return RunData(run, train_ds, spectral_ds, params, load(lengths), load(flow), load(ablation))
 
 
 def varied_keys(runs: Sequence[RunData], ignore: Iterable[str] = ("seed",)) -> list[str]:
@@ -1306,3 +1309,93 @@ def ode_applies(params: Mapping[str, Any]) -> bool:
         and str(params["target"]) == "linear"
         and str(params["model"]) in ("reduced", "linear")
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Q1 beyond the one-layer model: head ablation on a transformer and on real-data prompts
+
+
+def _ablation_layer(ab: xr.Dataset, layer: int, heads: int, purity_threshold: float) -> dict:
+    """One layer's allocation by ablation: winners, purity, clean or not, and whether the noise
+    decides it (each winner's increase above the runner-up's by two paired standard errors)."""
+    increase = ab["risk_increase"].transpose("layer", "head", "task").values[layer]
+    se = ab["risk_increase_se"].transpose("layer", "head", "task").values[layer]
+    winner = np.asarray(ab["winner"].transpose("layer", "task").values[layer], dtype=np.int64)
+    purity = np.asarray(ab["purity"].transpose("layer", "task").values[layer], dtype=float)
+    clean = allocation_is_clean(winner, purity, heads, purity_threshold)
+    margins = []
+    for i, h in enumerate(winner):
+        if h < 0 or heads < 2:
+            margins.append(math.nan if h < 0 else math.inf)
+            continue
+        others = np.delete(np.arange(heads), h)
+        runner = others[np.argmax(increase[others, i])]
+        gap = increase[h, i] - increase[runner, i]
+        margins.append(gap / max(math.hypot(se[h, i], se[runner, i]), 1e-300))
+    decided = bool(np.all(np.asarray(margins) > 2.0))
+    return {
+        "layer": layer,
+        "winner": winner.tolist(),
+        "purity": purity.tolist(),
+        "clean": clean,
+        "decided": decided,
+        "margin_in_se": [finite_or_none(m) for m in margins],
+    }
+
+
+def measure_practical(runs: Sequence[RunData], purity_threshold: float) -> dict[str, Any]:
+    """Per run of the practical experiments (ablation.nc): the risk against ridge and OLS on the
+    same evaluation set, and the allocation by ablation in every layer. A run splits the tasks when
+    some layer is clean (purity >= threshold, distinct winners when H >= I) and the noise decides
+    its winners; on the one-layer models the largest gap between ablation and spectral shares."""
+    out = []
+    for r in runs:
+        ab = r.ablation
+        if ab is None:
+            continue
+        heads = int(ab.sizes["head"])
+        layers = [
+            _ablation_layer(ab, k, heads, purity_threshold) for k in range(int(ab.sizes["layer"]))
+        ]
+        risk = np.asarray(ab["risk"].values, dtype=float)
+        risk_se = np.asarray(ab["risk_se"].values, dtype=float)
+        base = {
+            str(name): float(np.mean(ab["baseline_risk"].sel(baseline=name).values))
+            for name in ab["baseline"].values
+        }
+        ridge = base.get("ridge_tuned", math.nan)
+        mean_risk = float(np.mean(risk))
+        mean_se = float(np.sqrt(np.sum(risk_se**2)) / len(risk_se))
+        gap = (
+            float(np.nanmax(np.abs(ab["share"].values[0] - ab["spectral_share"].values)))
+            if "spectral_share" in ab
+            else None
+        )
+        splits = [layer for layer in layers if layer["clean"] and layer["decided"]]
+        out.append(
+            {
+                "run": r.run,
+                "experiment": r.experiment,
+                "model": str(r.params["model"]),
+                "layers": len(layers),
+                "data": str(r.params.get("data", "synthetic")),
+                "risk": mean_risk,
+                "risk_se": mean_se,
+                "risk_task": risk.tolist(),
+                "baselines": base,
+                "ridge_ratio": mean_risk / ridge if ridge > 0 else math.nan,
+                "ridge_ratio_se": mean_se / ridge if ridge > 0 else math.nan,
+                "allocation": layers,
+                "splits": bool(splits),
+                "split_layer": splits[0]["layer"] if splits else None,
+                "decided": any(layer["decided"] for layer in layers) or bool(splits),
+                "spectral_gap": finite_or_none(gap),
+                "status": str(ab.attrs.get("status", "unknown")),
+            }
+        )
+    return {
+        "runs": out,
+        "split": sum(r["splits"] for r in out),
+        "total": len(out),
+        "threshold": purity_threshold,
+    }

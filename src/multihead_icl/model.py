@@ -9,13 +9,20 @@ and an output-value matrix U_h (I x I), and
 code's parametrisation: per-head W_Q, W_K, W_V on tokens z = [x; y], query [x_q; 0], an output
 projection O, scores scaled by 1/sqrt(d + I). ``reduced_view`` maps any of them to (W, U): the
 x-x block of W_K^T W_Q / sqrt(D) and the y-y block of O W_V, with the relative size of what that
-view leaves out (the y -> score and x -> value blocks).
+view leaves out (the y -> score and x -> value blocks). ``transformer`` is a practical pre-norm
+block stack on the same tokens (``TransformerICL``); it has no reduced view, so its allocation is
+read by head ablation (``ablation``).
+
+Every model takes an optional ``head_mask`` of shape (layers, heads) that multiplies each head's
+output (1 keeps it, 0 ablates it); the one-layer models have one layer.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,7 +30,8 @@ from torch import nn
 
 from .data import TaskSpec
 
-MODELS = ("reduced", "linear", "full")
+MODELS = ("reduced", "linear", "full", "transformer")
+ONE_LAYER_MODELS = ("reduced", "linear", "full")  # those with a reduced view (W, U)
 INITS = ("decomposable", "gaussian", "pytorch", "official", "official_random")
 
 
@@ -53,8 +61,21 @@ class ReducedAttention(nn.Module):
             return torch.softmax(scores, dim=-1)
         return scores / x.shape[1]
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor, x_query: torch.Tensor) -> torch.Tensor:
+    @property
+    def head_layout(self) -> tuple[int, int]:
+        """(layers, heads): the shape of ``head_mask``."""
+        return 1, self.W.shape[0]
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        x_query: torch.Tensor,
+        head_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         head_out = torch.einsum("bhl,blj->bhj", self.attention(x, y, x_query), y)
+        if head_mask is not None:
+            head_out = head_out * head_mask.reshape(-1)[:, None]
         return torch.einsum("hij,bhj->bi", self.U, head_out)
 
 
@@ -85,13 +106,102 @@ class FullAttention(nn.Module):
             kernel_scores(tokens, x_query, self.key_query()[:, :, : self.dim]), dim=-1
         )
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor, x_query: torch.Tensor) -> torch.Tensor:
+    @property
+    def head_layout(self) -> tuple[int, int]:
+        """(layers, heads): the shape of ``head_mask``."""
+        return 1, self.W_Q.shape[0]
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        x_query: torch.Tensor,
+        head_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         tokens = torch.cat([x, y], dim=-1)
         mean_token = torch.einsum("bhl,blk->bhk", self.attention(x, y, x_query), tokens)
+        if head_mask is not None:
+            mean_token = mean_token * head_mask.reshape(-1)[:, None]
         return torch.einsum("hik,bhk->bi", self.output_value(), mean_token)
 
 
-def build_model(kind: str, heads: int, dim: int, tasks: int) -> nn.Module:
+class TransformerBlock(nn.Module):
+    """Pre-norm block: z + Attn(LN(z)), then z + MLP(LN(z)); multi-head self-attention written out
+    so that one head's output can be masked (head ablation)."""
+
+    def __init__(self, width: int, heads: int, mlp_width: int, causal: bool):
+        super().__init__()
+        if width % heads:
+            raise ValueError(f"width {width} is not divisible by heads {heads}")
+        self.heads, self.causal = heads, causal
+        self.attn_norm = nn.LayerNorm(width)
+        self.qkv = nn.Linear(width, 3 * width)
+        self.out = nn.Linear(width, width)
+        self.mlp_norm = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(
+            nn.Linear(width, mlp_width), nn.GELU(), nn.Linear(mlp_width, width)
+        )
+
+    def forward(self, z: torch.Tensor, head_mask: torch.Tensor | None = None) -> torch.Tensor:
+        batch, tokens, width = z.shape
+        q, k, v = (
+            part.reshape(batch, tokens, self.heads, -1).transpose(1, 2)
+            for part in self.qkv(self.attn_norm(z)).chunk(3, dim=-1)
+        )  # (B, H, T, width / H) each
+        heads = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
+        if head_mask is not None:
+            heads = heads * head_mask[:, None, None]
+        z = z + self.out(heads.transpose(1, 2).reshape(batch, tokens, width))
+        return z + self.mlp(self.mlp_norm(z))
+
+
+class TransformerICL(nn.Module):
+    """A small pre-norm transformer on the one-layer models' tokens: z_l = [x_l; y_l] for the
+    context, [x_q; 0] for the query (last), embedded to ``width``; ``layers`` blocks; a final
+    LayerNorm; the prediction read from the query position by a linear map to the I outputs."""
+
+    def __init__(
+        self,
+        heads: int,
+        dim: int,
+        tasks: int,
+        layers: int,
+        width: int,
+        mlp_width: int,
+        causal: bool = False,
+    ):
+        super().__init__()
+        self.dim, self.tasks = dim, tasks
+        self.embed = nn.Linear(dim + tasks, width)
+        self.blocks = nn.ModuleList(
+            TransformerBlock(width, heads, mlp_width, causal) for _ in range(layers)
+        )
+        self.norm = nn.LayerNorm(width)
+        self.readout = nn.Linear(width, tasks)
+
+    @property
+    def head_layout(self) -> tuple[int, int]:
+        """(layers, heads): the shape of ``head_mask``."""
+        return len(self.blocks), self.blocks[0].heads
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        x_query: torch.Tensor,
+        head_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        query = torch.cat([x_query, torch.zeros_like(y[:, 0])], dim=-1)[:, None]
+        z = self.embed(torch.cat([torch.cat([x, y], dim=-1), query], dim=1))
+        for layer, block in enumerate(self.blocks):
+            z = block(z, None if head_mask is None else head_mask[layer])
+        return self.readout(self.norm(z[:, -1]))
+
+
+def build_model(kind: str, heads: int, dim: int, tasks: int, **transformer: Any) -> nn.Module:
+    """One of ``MODELS``; ``transformer`` takes ``layers``, ``width``, ``mlp_width``, ``causal``."""
+    if kind == "transformer":
+        return TransformerICL(heads, dim, tasks, **transformer)
     if kind == "reduced":
         return ReducedAttention(heads, dim, tasks, "softmax")
     if kind == "linear":
@@ -99,6 +209,16 @@ def build_model(kind: str, heads: int, dim: int, tasks: int) -> nn.Module:
     if kind == "full":
         return FullAttention(heads, dim, tasks)
     raise ValueError(f"unknown model {kind!r}; expected one of {MODELS}")
+
+
+TRANSFORMER_KEYS = ("layers", "width", "mlp_width", "causal")  # run parameters of the transformer
+
+
+def model_from_params(params: Mapping[str, Any], dim: int, tasks: int) -> nn.Module:
+    """The run's model (at zero or PyTorch's init) from its parameters."""
+    kind = str(params["model"])
+    extra = {key: params[key] for key in TRANSFORMER_KEYS} if kind == "transformer" else {}
+    return build_model(kind, int(params["heads"]), dim, tasks, **extra)
 
 
 @dataclass
@@ -203,6 +323,17 @@ def _pytorch_default(model: FullAttention, generator: torch.Generator) -> None:
 
 
 @torch.no_grad()
+def _pytorch_linear_default(model: nn.Module, generator: torch.Generator) -> None:
+    """nn.Linear's default (weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in))) drawn from the
+    run's generator, so the init is fixed by the seed; LayerNorms keep their ones and zeros."""
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            bound = 1 / math.sqrt(module.in_features)
+            for param in (module.weight, module.bias):
+                param.copy_((torch.rand(param.shape, generator=generator) * 2 - 1) * bound)
+
+
+@torch.no_grad()
 def initialise(
     model: nn.Module,
     spec: TaskSpec,
@@ -213,11 +344,16 @@ def initialise(
     mu: np.ndarray | None = None,
     lead: float = 0.0,
 ) -> None:
-    """Set the parameters in place. ``decomposable``: explicit or drawn omega(0), mu(0)
-    (docs/science.md §2); ``gaussian``: every entry N(0, scale^2 / fan_in); ``pytorch``: nn.Linear's
-    default (full model); ``official``, ``official_random``: the authors' decomposable init
-    (``OfficialInit``)."""
-    heads = model.W.shape[0] if isinstance(model, ReducedAttention) else model.W_Q.shape[0]
+    """Set the parameters in place (the transformer: ``pytorch`` only). ``decomposable``: explicit
+    or drawn omega(0), mu(0) (docs/science.md §2); ``gaussian``: every entry N(0, scale^2 /
+    fan_in); ``pytorch``: nn.Linear's default (full model, transformer); ``official``,
+    ``official_random``: the authors' decomposable init (``OfficialInit``)."""
+    if isinstance(model, TransformerICL):
+        if scheme != "pytorch":
+            raise ValueError(f"model transformer starts from init 'pytorch', got {scheme!r}")
+        _pytorch_linear_default(model, generator)
+        return
+    heads = model.head_layout[1]
     d, tasks = spec.dim, spec.num_tasks
     if scheme == "pytorch":
         if not isinstance(model, FullAttention):
@@ -280,3 +416,34 @@ def initialise(
             param.copy_(torch.randn(param.shape, generator=generator) * (scale / math.sqrt(fan_in)))
         return
     raise ValueError(f"unknown init {scheme!r}; expected one of {INITS}")
+
+
+def has_reduced_view(kind: str) -> bool:
+    """The one-layer models have a reduced view (W, U), which train.nc records along the run."""
+    return kind in ONE_LAYER_MODELS
+
+
+def flat_parameters_of(model: nn.Module) -> tuple[torch.Tensor, list[list]]:
+    """Every parameter flattened into one float64 vector, and the layout ([name, shape] in order)
+    that ``load_flat_parameters`` needs to put them back: train.nc keeps the final model this way
+    so that any architecture can be rebuilt and read out (head ablation, other lengths)."""
+    named = list(model.named_parameters())
+    flat = torch.cat([p.detach().reshape(-1).to(torch.float64) for _, p in named])
+    return flat, [[name, list(p.shape)] for name, p in named]
+
+
+@torch.no_grad()
+def load_flat_parameters(model: nn.Module, flat: np.ndarray, layout: list[list]) -> nn.Module:
+    """Put a ``flat_parameters_of`` vector back into ``model`` (ValueError on a layout mismatch)."""
+    named = dict(model.named_parameters())
+    expected = [[name, list(p.shape)] for name, p in named.items()]
+    if [[str(n), list(s)] for n, s in layout] != expected:
+        raise ValueError(
+            f"the stored parameter layout does not fit a {type(model).__name__} of this shape"
+        )
+    start = 0
+    for name, shape in expected:
+        size = int(np.prod(shape, dtype=np.int64))
+        named[name].copy_(torch.as_tensor(flat[start : start + size]).reshape(shape))
+        start += size
+    return model

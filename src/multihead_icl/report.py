@@ -52,6 +52,11 @@ CLAIMS: dict[str, dict[str, str]] = {
         "category": "C9 Extensions",
         "claim": "Linear attention, length generalisation, nonlinear targets.",
     },
+    "Q1": {
+        "category": "Q1 Beyond the one-layer model",
+        "claim": "Heads still split the tasks in a practical transformer and on real-data prompts "
+        "(the paper's open question, not its claim).",
+    },
 }
 VERDICT_CATEGORY = (
     "All claims (verdict table)"  # sorts first; no colon (it would break the RST link targets)
@@ -65,7 +70,8 @@ class FigureKind:
     setting: str | None  # the key of the config's figures section naming the experiment(s)
     needs: tuple[
         str, ...
-    ]  # files read: "train", "spectral", "lengths", "flow", "optimality", "surrogate", "map"
+    ]  # files read: "train", "spectral", "ablation", "lengths", "flow", "optimality", "surrogate",
+    # "map"
     title: str  # short, for the report's labels
     thresholds: tuple[str, ...] = ()  # the verdict thresholds the figure draws (its rule's params)
     flow_only: bool = (
@@ -197,6 +203,14 @@ FIGURE_KINDS: dict[str, FigureKind] = {
     "nonlinear": FigureKind(
         "C9", "experiment", "nonlinear", ("train", "spectral"), "nonlinear target", ("purity",)
     ),
+    "practical": FigureKind(
+        "Q1",
+        "experiment",
+        "practical",
+        ("train", "ablation"),
+        "risk against ridge and OLS, and the head ablation shares",
+        ("purity",),
+    ),
 }
 
 
@@ -305,6 +319,8 @@ def check_roles(
     for role, value in dict(given or {}).items():
         if role == "regime_map":
             known, kind = list(maps), "regime map"
+        elif role == "practical":
+            known, kind = list(experiments), "experiment"
         elif role in CLAIM_ROLES:
             known, kind = list(experiments), "experiment"
         else:
@@ -382,11 +398,15 @@ def report_plan(
     flows: Sequence[str] | None = None,
     maps: Sequence[str] = (),
     root: str = "results",
+    ablation: Mapping[str, Sequence[str]] | None = None,
 ) -> list[FigureSpec]:
     """Every figure the ``figures`` settings ask for and whose experiment exists; kinds that read
     an optimality file only for the experiments in ``optimality`` (those that have one; all when
     None), kinds that show the exact flow only for experiments with a run in ``flows`` (the runs
-    that have a flow.nc; all when None), and the regime-map kind for the ``maps`` named."""
+    that have a flow.nc; all when None), the regime-map kind for the ``maps`` named, and the kinds
+    that read ablation.nc for the experiments read out by head ablation (``ablation``: name ->
+    runs; ``experiments`` holds the others)."""
+    ablation = dict(ablation or {})
     fmt = fmt or settings.get("format") or "svg"
     all_runs = tuple(r for runs in experiments.values() for r in runs)
     plan = []
@@ -395,6 +415,9 @@ def report_plan(
             targets = [("suite", () if "train" not in spec.needs else all_runs, None)]
         elif spec.scope == "run":
             targets = [(run, (run,), None) for run in select_runs(settings, experiments)]
+        elif "ablation" in spec.needs:
+            names = [n for n in as_list(settings.get(spec.setting)) if n in ablation]
+            targets = [(n, tuple(ablation[n]), None) for n in names]
         elif (
             "map" in spec.needs
         ):  # a regime map has no runs: its one file is results/maps/<name>.nc

@@ -39,6 +39,7 @@ import numpy as np
 import xarray as xr
 
 from . import io
+from .allocation import allocation_is_clean, allocation_share, winner_and_purity  # noqa: F401
 from .convergence import convergence_evidence, flat_parameters
 from .phases import detect_transition, logistic_transition
 from .spectral_settings import SpectralSettings
@@ -100,42 +101,12 @@ def value_residual(value_latent: np.ndarray, mu: np.ndarray) -> np.ndarray:
     return _relative_norm(value_latent - diagonal, value_latent)
 
 
-def allocation_share(omega: np.ndarray, mu: np.ndarray) -> np.ndarray:
-    """share_hi = (mu_hi omega_hi)^2 / sum_h' (mu_h'i omega_h'i)^2, (..., H, I); NaN for a task no
-    head serves."""
-    power = (np.asarray(mu) * np.asarray(omega)) ** 2
-    total = power.sum(axis=-2, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(total > 0, power / np.where(total > 0, total, 1.0), np.nan)
-
-
-def winner_and_purity(share: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per task (..., I): the head with the largest share (-1 if undefined) and that share."""
-    finite = np.isfinite(share).all(axis=-2)
-    winner = np.where(finite, np.argmax(np.nan_to_num(share, nan=-1.0), axis=-2), -1)
-    purity = np.where(
-        finite, np.nanmax(np.where(np.isfinite(share), share, -np.inf), axis=-2), np.nan
-    )
-    return winner.astype(np.int64), purity
-
-
 def winner_at(winners: np.ndarray, times: np.ndarray, when: float) -> int:
     """The winning head of one task (``winners``: (T,) along a flow) at the first record at or after
     ``when``; -1 when ``when`` is NaN (the task did not emerge)."""
     if not math.isfinite(when):
         return -1
     return int(winners[min(int(np.searchsorted(times, when)), len(times) - 1)])
-
-
-def allocation_is_clean(
-    winner: np.ndarray, purity: np.ndarray, heads: int, threshold: float
-) -> bool:
-    """Every purity >= threshold and, when there are at least as many heads as tasks, distinct
-    winners."""
-    if np.any(winner < 0) or not np.all(np.isfinite(purity)):
-        return False
-    distinct = len(set(winner.tolist())) == len(winner) if heads >= len(winner) else True
-    return bool(np.all(purity >= threshold) and distinct)
 
 
 def predicted_winner(

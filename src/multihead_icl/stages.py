@@ -111,6 +111,24 @@ def spectral(
     io.write_netcdf(analyse_run(run, prompts, resolved), output)
 
 
+def ablation(train: str | Path, eval_set: str | Path, output: str | Path, threads: int = 1) -> None:
+    """Head-ablation read-out of one run (ablation.nc): each task's risk increase with one head
+    off, shares, winners, purity, and the per-prompt baselines on the same evaluation set."""
+    from .ablation import analyse_ablation
+
+    _set_threads(threads)
+    run = io.load_dataset(train)
+    prompts = io.dataset_to_prompts(io.load_dataset(eval_set))
+    ds = analyse_ablation(run, prompts)
+    log.info(
+        "ablation: risk %s, winners %s, purity %s",
+        ds["risk"].values.round(4).tolist(),
+        ds["winner"].values.tolist(),
+        ds["purity"].values.round(3).tolist(),
+    )
+    io.write_netcdf(ds, output)
+
+
 def flow(
     spectral: str | Path, output: str | Path, settings: Mapping[str, Any], threads: int = 1
 ) -> None:
@@ -234,18 +252,20 @@ def _runs_data(
     spectral: Sequence[str | Path],
     lengths: Mapping[str, str | Path] | None = None,
     flows: Mapping[str, str | Path] | None = None,
+    ablation: Sequence[str | Path] = (),
 ) -> list:
-    """Load each run's files (``train``/``spectral`` aligned with ``runs``; either may be empty;
-    ``lengths`` and ``flows`` map the runs that have one to its file)."""
+    """Load each run's files (``train``/``spectral``/``ablation`` aligned with ``runs``; any may be
+    empty; ``lengths`` and ``flows`` map the runs that have one to its file)."""
     from .measurements import load_run
 
-    train, spectral, lengths, flows = (
+    train, spectral, ablation, lengths, flows = (
         list(train),
         list(spectral),
+        list(ablation),
         dict(lengths or {}),
         dict(flows or {}),
     )
-    for name, files in (("train", train), ("spectral", spectral)):
+    for name, files in (("train", train), ("spectral", spectral), ("ablation", ablation)):
         if files and len(files) != len(runs):
             raise ValueError(f"{len(files)} {name} files for {len(runs)} runs")
     return [
@@ -255,6 +275,7 @@ def _runs_data(
             spectral[k] if spectral else None,
             lengths.get(run),
             flows.get(run),
+            ablation[k] if ablation else None,
         )
         for k, run in enumerate(runs)
     ]
@@ -274,6 +295,7 @@ def plot_figure(
     surrogate: str | Path | None = None,
     flows: Mapping[str, str | Path] | None = None,
     regime_map: str | Path | None = None,
+    ablation: Sequence[str | Path] = (),
 ) -> dict:
     """Draw one report figure of ``kind`` (plots.draw) for ``target`` (a run id, an experiment or
     ``suite``) from the runs' train.nc / spectral.nc / lengths.nc, an optimality.nc or the
@@ -281,7 +303,7 @@ def plot_figure(
     from . import plots
     from .report import FIGURE_KINDS
 
-    data = _runs_data(runs, train, spectral, lengths, flows)
+    data = _runs_data(runs, train, spectral, lengths, flows, ablation)
     opt = io.load_dataset(optimality) if optimality else None
     check = io.load_dataset(surrogate) if surrogate else None
     gathered = io.load_dataset(regime_map) if regime_map else None
@@ -339,10 +361,14 @@ def write_verdicts(
     surrogate: str | Path | None = None,
     flows: Mapping[str, str | Path] | None = None,
     comparisons: Mapping[str, Mapping[str, Any]] | None = None,
+    ablation: Mapping[str, str | Path] | None = None,
+    practical_train: Sequence[str | Path] = (),
 ) -> list:
     """The verdict table (HTML) and its JSON from every run's files, the optimality files and the
     surrogate check; each comparison setting (config ``settings``) is judged on its own
-    experiments alone, and the reconstructed setting on the rest."""
+    experiments alone, and the reconstructed setting on the rest. ``ablation`` maps the runs of the
+    practical experiments to their ablation.nc, ``practical_train`` (aligned) to their train.nc:
+    question Q1."""
     from . import plots, verdict_table, verdicts
     from .report import setting_experiments
 
@@ -353,6 +379,10 @@ def write_verdicts(
         log.warning("left out of every verdict: %s", note)
     opt = {name: io.load_dataset(path) for name, path in (optimality or {}).items()}
     check = io.load_dataset(surrogate) if surrogate else None
+    practical_files = dict(ablation or {})
+    practical = _runs_data(
+        list(practical_files), practical_train, (), ablation=list(practical_files.values())
+    )
     owned = {
         name: set(setting_experiments(setting)) for name, setting in (comparisons or {}).items()
     }
@@ -380,6 +410,7 @@ def write_verdicts(
         thresholds,
         plan_of(None),
         check,
+        practical=practical,
     )
     others = []
     for name, setting in (comparisons or {}).items():

@@ -32,7 +32,13 @@ from . import io
 from .config import complete_run
 from .convergence import flat_parameters, relative_change_last_tenth
 from .data import Prompts, PromptSampler, TaskSpec
-from .model import build_model, initialise, reduced_view
+from .model import (
+    flat_parameters_of,
+    has_reduced_view,
+    initialise,
+    model_from_params,
+    reduced_view,
+)
 from .stream import PromptStream, draws_ahead_by_default
 
 log = logging.getLogger(__name__)
@@ -151,6 +157,7 @@ class _Recorder:
         "eval_risk",
         "eval_risk_se",
         "eval_risk_task",
+        "theta",
     )
 
     def __init__(self, saved: dict | None = None):
@@ -190,8 +197,7 @@ def train(
     started = time.monotonic()
     spec = TaskSpec.from_params(params)
     device = resolve_device(str(params["device"]))
-    heads, steps, lr, batch = (
-        int(params["heads"]),
+    steps, lr, batch = (
         int(params["steps"]),
         float(params["lr"]),
         int(params["batch_size"]),
@@ -206,7 +212,7 @@ def train(
         torch.nn.Module, list, torch.optim.Optimizer | None, torch.Generator
     ]:
         """The model at its init, its optimizer and the training stream's generator at step 0."""
-        model = build_model(str(params["model"]), heads, spec.dim, spec.num_tasks)
+        model = model_from_params(params, spec.dim, spec.num_tasks)
         initialise(
             model,
             spec,
@@ -223,6 +229,7 @@ def train(
         return model, parameters, optimizer, torch.Generator(device=device).manual_seed(data_seed)
 
     model, parameters, optimizer, generator = fresh_start()
+    with_view = has_reduced_view(str(params["model"]))
     sampler = PromptSampler(spec, device=device)
     eval_on_device = eval_set.to(device)
     schedule = record_steps(steps, int(params["record_points"]))
@@ -306,15 +313,17 @@ def train(
                     status, diverged_at = "diverged", step
                     _log_divergence(step, lr, reason, len(recorder))
                     break
-                view = reduced_view(model)
+                view = reduced_view(model) if with_view else None
                 eval_risk, eval_se, eval_task = evaluate(model, eval_on_device)
                 grad_norm = torch.sqrt(sum(g.square().sum() for g in grads))
                 recorder.add(
                     step=step,
-                    W=view.W,
-                    U=view.U,
-                    score_leak=view.score_leak,
-                    value_leak=view.value_leak,
+                    W=view and view.W,
+                    U=view and view.U,
+                    score_leak=view and view.score_leak,
+                    value_leak=view and view.value_leak,
+                    # without a reduced view, the whole state (for the convergence status only)
+                    theta=None if with_view else flat_parameters_of(model)[0],
                     train_risk=loss.detach(),
                     grad_norm=grad_norm,
                     eval_risk=eval_risk,
@@ -360,6 +369,13 @@ def train(
 
     wall = wall_before + time.monotonic() - started
     dataset = _to_dataset(recorder, spec, params, lr, status, wall, device, stored=given)
+    final, layout = flat_parameters_of(model)
+    dataset["final_parameters"] = (
+        ("parameter",),
+        final.cpu().numpy(),
+        {"long_name": "every parameter of the model at the end of training, flattened"},
+    )
+    dataset.attrs["parameter_layout"] = json.dumps(layout)  # [name, shape] in order
     if diverged_at is not None:
         dataset.attrs.update(
             diverged_at_step=int(diverged_at),
@@ -393,8 +409,9 @@ def _to_dataset(
     rec = recorder.to_cpu()
 
     def stack(name: str, shape: tuple[int, ...]) -> np.ndarray:
-        if not rec[name]:
-            return np.zeros((0, *shape))
+        """The records of ``name``; zeros when it was not recorded (a model without a view)."""
+        if not rec[name] or rec[name][0] is None:
+            return np.zeros((len(rec[name]), *shape))
         return np.stack([np.asarray(v, dtype=np.float64) for v in rec[name]])
 
     heads, d, tasks = int(params["heads"]), spec.dim, spec.num_tasks
@@ -481,7 +498,11 @@ def _to_dataset(
     for name in ("train_risk", "eval_risk", "eval_risk_se", "eval_risk_task"):
         ds[name].attrs["units"] = "squared output units"
     done = int(steps[-1]) if len(steps) else 0
-    change = relative_change_last_tenth(ds["time"].values, flat_parameters(ds))
+    if has_reduced_view(str(params["model"])):
+        change = relative_change_last_tenth(ds["time"].values, flat_parameters(ds))
+    else:  # no reduced view to record: the status reads the whole state, kept in memory
+        ds = ds.drop_vars(["W", "U", "score_leak", "value_leak"])
+        change = relative_change_last_tenth(ds["time"].values, stack("theta", (0,)))
     if status == "max_steps" and change < float(params["converged_rtol"]):
         status = "converged"
     ds.attrs.update(provenance_attrs(stored))

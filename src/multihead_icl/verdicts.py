@@ -1,4 +1,4 @@
-"""The verdict table's decisions: one row per claim C1-C9, decided from the measurements by stated
+"""The verdict table's decisions: one row per claim C1-C9 and for question Q1, decided from the measurements by stated
 thresholds, each saying which object it judged (the exact flow, the trained runs, or both) and the
 noise floor its comparison carries.
 
@@ -40,6 +40,7 @@ from .measurements import (
     measure_separation,
     measure_stream_spread,
     measure_surrogate,
+    measure_practical,
     measure_warmup_law,
     measure_winners,
     num,
@@ -845,6 +846,59 @@ def verdict_c9(
     )
 
 
+def verdict_q1(practical: Sequence[RunData], th: Mapping[str, float], plan=None) -> Verdict:
+    """Do the heads still split the tasks in a practical transformer and on real-data prompts? Read
+    by head ablation on the evaluation set; a run splits them when some layer's allocation is clean
+    and its winners are decided by the noise (each above the runner-up by two paired standard
+    errors). How close the models get to ridge is reported beside it, with its error."""
+    thr = (
+        f"a run splits the tasks when, in some layer, every task's ablation purity ≥ "
+        f"{th['purity']:g}, the winners are distinct (H ≥ I) and each winner's risk increase "
+        "exceeds the runner-up's by 2 paired standard errors; every run splits = holds, some = "
+        "holds partly, none = does not hold; no run decided = inconclusive"
+    )
+    m = measure_practical(practical, th["purity"])
+    if not m["total"]:
+        return _row("Q1", "no run read out by head ablation", thr, UNMEASURED, plan)
+    parts = []
+    for r in m["runs"]:
+        where = (
+            f"layer {r['split_layer'] + 1}" if r["layers"] > 1 and r["splits"] else "its heads"
+        )
+        split = (
+            f"splits the tasks in {where}"
+            if r["splits"]
+            else ("does not split them" if r["decided"] else "undecided within the noise")
+        )
+        gap = (
+            f", ablation vs spectral shares within {fmt(r['spectral_gap'])}"
+            if r["spectral_gap"] is not None
+            else ""
+        )
+        parts.append(
+            f"{r['run']}: {split}; risk {fmt(r['risk'])} ± {fmt(r['risk_se'])} = "
+            f"{fmt(r['ridge_ratio'])} × tuned ridge{gap}"
+        )
+    decided = [r for r in m["runs"] if r["decided"]]
+    if not decided:
+        verdict = INCONCLUSIVE
+    elif m["split"] == m["total"]:
+        verdict = HOLDS
+    else:
+        verdict = PARTLY if m["split"] > 0 else FAILS
+    return _row(
+        "Q1",
+        "; ".join(parts),
+        thr,
+        verdict,
+        plan,
+        {"split": m["split"], "total": m["total"], "runs": m["runs"]},
+        TRAINED,
+        "paired Monte-Carlo standard errors of the ablation risk increases on the evaluation set; "
+        "one seed per run",
+    )
+
+
 def streams_with_reference(
     streams: Sequence[RunData], allocation: Sequence[RunData]
 ) -> list[RunData]:
@@ -869,9 +923,11 @@ def build_verdicts(
     given_thresholds: Mapping[str, Any] | None,
     plan: Sequence[Mapping[str, Any]] | None = None,
     surrogate: xr.Dataset | None = None,
+    practical: Sequence[RunData] = (),
 ) -> list[Verdict]:
-    """All nine verdicts from the loaded files. ``settings`` is the ``figures`` config section
-    (which experiment measures which claim)."""
+    """The nine claims' verdicts and question Q1's from the loaded files. ``settings`` is the
+    ``figures`` config section (which experiment measures which claim); ``practical`` are the runs
+    read out by head ablation (Q1)."""
     th = thresholds(given_thresholds)
     by_exp: dict[str, list[RunData]] = {}
     for r in runs:
@@ -898,4 +954,5 @@ def build_verdicts(
         ),
         verdict_c8(exp("regimes"), th, plan),
         verdict_c9(exp("linear"), exp("length"), exp("nonlinear"), th, plan),
+        verdict_q1([r for r in practical if not r.diverged], th, plan),
     ]

@@ -27,6 +27,9 @@ RUNS = list(SUITE.runs)
 # trained and read out once, by the first of them; the others get copies under their own ids.
 TRAINED_RUNS = sorted(set(SUITE.run_owner.values()), key=RUNS.index)
 SHARED_RUNS = [run for run in RUNS if SUITE.run_owner[run] != run]
+# Runs read out spectrally (the paper's one-layer models on synthetic prompts, C1-C9) and by head
+# ablation (any model, any data: experiments with `readout: ablation`, Q1).
+SPECTRAL_RUNS, ABLATION_RUNS = LAYOUT.runs, LAYOUT.ablation_runs
 EXPERIMENTS = list(SUITE.experiments)
 FINAL_OUTPUTS = {}  # filled by each stage's .smk, requested by `rule all`
 DATASETS = list(SUITE.datasets)

@@ -7,7 +7,7 @@ SURROGATE_CHECK_SETTINGS = SurrogateCheckSettings.from_config(
     SUITE.config["spectral"]["surrogate_check"]
 ).as_dict()
 
-FINAL_OUTPUTS["spectral"] = expand("results/runs/{run}/spectral.nc", run=RUNS)
+FINAL_OUTPUTS["spectral"] = expand("results/runs/{run}/spectral.nc", run=SPECTRAL_RUNS)
 FINAL_OUTPUTS["surrogate_check"] = ["results/theory/surrogate_check.nc"]
 
 
@@ -22,7 +22,7 @@ rule spectral:
     benchmark:
         "benchmarks/spectral/{run}.tsv"
     wildcard_constraints:
-        run="|".join(re.escape(r) for r in TRAINED_RUNS),
+        run="|".join(re.escape(r) for r in TRAINED_RUNS if r in SPECTRAL_RUNS) or "(?!)",
     conda:
         "../../envs/analysis.yaml"
     threads: 1

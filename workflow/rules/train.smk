@@ -27,15 +27,15 @@ rule train:
         "../scripts/train.py"
 
 
-rule share_run:
+# A shared run's train.nc (and spectral.nc) are copies of its owner's; a run read out by ablation
+# shares only the training, so the two copies are separate rules.
+rule share_train:
     input:
         train=lambda wildcards: f"results/runs/{SUITE.run_owner[wildcards.run]}/train.nc",
-        spectral=lambda wildcards: f"results/runs/{SUITE.run_owner[wildcards.run]}/spectral.nc",
     output:
         train="results/runs/{run}/train.nc",
-        spectral="results/runs/{run}/spectral.nc",
     log:
-        "logs/share_run/{run}.log",
+        "logs/share_run/{run}.train.log",
     wildcard_constraints:
         run="|".join(re.escape(r) for r in SHARED_RUNS) or "(?!)",
     localrule: True
@@ -44,6 +44,26 @@ rule share_run:
     params:
         owner=lambda wildcards: SUITE.run_owner[wildcards.run],
     message:
-        "Run {wildcards.run} trains like {params.owner}: copying its train.nc and spectral.nc"
+        "Run {wildcards.run} trains like {params.owner}: copying its train.nc"
     shell:
-        "(cp {input.train} {output.train} && cp {input.spectral} {output.spectral}) 2> {log}"
+        "cp {input.train} {output.train} 2> {log}"
+
+
+rule share_spectral:
+    input:
+        spectral=lambda wildcards: f"results/runs/{SUITE.run_owner[wildcards.run]}/spectral.nc",
+    output:
+        spectral="results/runs/{run}/spectral.nc",
+    log:
+        "logs/share_run/{run}.spectral.log",
+    wildcard_constraints:
+        run="|".join(re.escape(r) for r in SHARED_RUNS if r in SPECTRAL_RUNS) or "(?!)",
+    localrule: True
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        owner=lambda wildcards: SUITE.run_owner[wildcards.run],
+    message:
+        "Run {wildcards.run} trains like {params.owner}: copying its spectral.nc"
+    shell:
+        "cp {input.spectral} {output.spectral} 2> {log}"

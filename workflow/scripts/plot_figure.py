@@ -19,4 +19,5 @@ plot_figure(
     flows=dict(zip(snakemake.params.flow_runs, inputs.get("flow", []))),
     surrogate=inputs.get("surrogate"),
     regime_map=inputs.get("map"),
+    ablation=inputs.get("ablation", []),
 )

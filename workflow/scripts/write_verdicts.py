@@ -1,4 +1,4 @@
-"""Snakemake adapter: the verdict table of claims C1-C9 from every run's files."""
+"""Snakemake adapter: the verdict table of claims C1-C9 and question Q1 from every run's files."""
 
 from multihead_icl.logs import setup_job_logging
 from multihead_icl.stages import write_verdicts
@@ -18,4 +18,6 @@ write_verdicts(
     flows=dict(zip(snakemake.params.flow_runs, snakemake.input.flow)),
     plan=snakemake.params.plan,
     surrogate=snakemake.input.get("surrogate"),
+    ablation=dict(zip(snakemake.params.practical_runs, snakemake.input.ablation)),
+    practical_train=snakemake.input.practical_train,
 )

@@ -1,0 +1,219 @@
+"""Head ablation: which head serves which task, read the same way for any architecture.
+
+The spectral read-out (``spectral``) needs the one-layer model's reduced view (W, U). A transformer
+has none, so the allocation is read from what each head does to the risk (docs/science.md §11):
+switch one head's output off (``head_mask``), every other weight unchanged, and measure each task's
+risk increase on the evaluation set,
+
+    dR[l, h, i] = R_i(head (l, h) off) - R_i(every head on),
+
+with the Monte-Carlo standard error of the paired per-prompt differences. The shares of a layer are
+the positive parts normalised over its heads, share[l, h, i] = dR+[l, h, i] / sum_h' dR+[l, h', i],
+and winner and purity follow as in the spectral read-out. For the reduced model at a stationary
+point, dR[h, i] ~ mu_hi^2 E[a_hi^2] ~ (mu_hi omega_hi)^2 (x a task constant) in the small-omega
+regime, which is the spectral share's weight; a head that does not write task i (mu_hi = 0)
+changes nothing, exactly. Both are tested (tests/test_ablation.py) and measured on the trained
+runs (``spectral_share`` beside ``share`` in ablation.nc).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+
+from . import io
+from .allocation import ablation_share, allocation_share, winner_and_purity
+from .data import Prompts, TaskSpec
+from .model import has_reduced_view, load_flat_parameters, model_from_params
+from .spectral import semi_singular_values, to_latent
+
+SQUARED = {"units": io.RISK_UNITS}
+# penalties the tuned ridge baseline chooses from, per task, on the evaluation set itself
+RIDGE_GRID = np.geomspace(1e-3, 1e3, 31)
+
+
+def final_model(train: xr.Dataset) -> torch.nn.Module:
+    """The trained model of a train.nc (any architecture), in float64, from ``final_parameters``."""
+    params = io.read_config(train)
+    spec = TaskSpec.from_params(params)
+    if "final_parameters" not in train:
+        raise ValueError("train.nc has no final_parameters (written by an older version)")
+    model = model_from_params(params, spec.dim, spec.num_tasks).double()
+    layout = json.loads(train.attrs["parameter_layout"])
+    return load_flat_parameters(model, train["final_parameters"].values, layout).eval()
+
+
+@torch.no_grad()
+def per_prompt_errors(
+    model: torch.nn.Module,
+    prompts: Prompts,
+    head_mask: torch.Tensor | None = None,
+    chunk: int = 512,
+) -> torch.Tensor:
+    """Squared error of every prompt and task, (B, I), float64."""
+    out = []
+    for start in range(0, len(prompts), chunk):
+        part = prompts.slice(start, start + chunk).to("cpu", torch.float64)
+        prediction = model(part.x, part.y, part.x_query, head_mask=head_mask)
+        out.append((prediction - part.y_query).square())
+    return torch.cat(out)
+
+
+def risk_increase(model: torch.nn.Module, prompts: Prompts) -> dict[str, np.ndarray]:
+    """Each task's risk with every head on (``risk``, ``risk_se``: (I,)) and its increase when one
+    head is off (``increase``, ``increase_se``: (layers, heads, I))."""
+    layers, heads = model.head_layout
+    base = per_prompt_errors(model, prompts)
+    n = base.shape[0]
+    increase = np.zeros((layers, heads, base.shape[1]))
+    increase_se = np.zeros_like(increase)
+    for layer in range(layers):
+        for head in range(heads):
+            mask = torch.ones(layers, heads, dtype=torch.float64)
+            mask[layer, head] = 0.0
+            diff = per_prompt_errors(model, prompts, mask) - base
+            increase[layer, head] = diff.mean(dim=0).numpy()
+            increase_se[layer, head] = (diff.std(dim=0) / math.sqrt(n)).numpy()
+    return {
+        "risk": base.mean(dim=0).numpy(),
+        "risk_se": (base.std(dim=0) / math.sqrt(n)).numpy(),
+        "increase": increase,
+        "increase_se": increase_se,
+    }
+
+
+def spectral_share_of(train: xr.Dataset) -> np.ndarray:
+    """The spectral read-out's shares (mu omega)^2 / sum at the last record, (H, I): what the
+    ablation shares are compared with on the one-layer models."""
+    last = train.isel(time=-1)
+    weight, value = to_latent(
+        last["W"].values, last["U"].values, train["basis_x"].values, train["basis_y"].values
+    )
+    omega, mu = semi_singular_values(weight, value, train["block_mask"].values)
+    return allocation_share(omega, mu)
+
+
+def baseline_risks(prompts: Prompts, spec: TaskSpec) -> dict[str, Any]:
+    """Per-prompt predictors on the same evaluation set, per task (I,): least squares on the task's
+    own block and on all covariates, ridge on the own block with its penalty tuned on this very
+    set (an optimistic bound: no model sees the evaluation set), and predicting zero (E y^2)."""
+    from .baselines import predict_ols_block, predict_ols_full, predict_ridge
+
+    prompts = prompts.to("cpu", torch.float64)
+
+    def scored(prediction: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        err = (prediction - prompts.y_query).square()
+        return err.mean(dim=0).numpy(), (err.std(dim=0) / math.sqrt(err.shape[0])).numpy()
+
+    ridge = [scored(predict_ridge(prompts, spec, lam)) for lam in RIDGE_GRID]
+    best = np.argmin(np.stack([r for r, _ in ridge]), axis=0)  # (I,): the best penalty per task
+    tasks = np.arange(spec.num_tasks)
+    out = {
+        "ols_block": scored(predict_ols_block(prompts, spec)),
+        "ridge_tuned": (
+            np.array([ridge[k][0][i] for i, k in zip(tasks, best)]),
+            np.array([ridge[k][1][i] for i, k in zip(tasks, best)]),
+        ),
+        "ols_full": scored(predict_ols_full(prompts, spec)),
+        "zero": scored(torch.zeros_like(prompts.y_query)),
+    }
+    return {"risks": out, "ridge_lambda": RIDGE_GRID[best]}
+
+
+def analyse_ablation(
+    train: xr.Dataset, prompts: Prompts, stored: Mapping[str, Any] | None = None
+) -> xr.Dataset:
+    """ablation.nc of one run: risks, the head x task matrix of risk increases, shares, winners,
+    purity, the spectral shares where the model has a reduced view, and the baselines."""
+    params = io.read_config(train)
+    spec = TaskSpec.from_params(params)
+    model = final_model(train)
+    measured = risk_increase(model, prompts)
+    share = ablation_share(measured["increase"])
+    winner, purity = winner_and_purity(share)
+    base = baseline_risks(prompts, spec)
+    names = list(base["risks"])
+    layers, heads = model.head_layout
+    ds = xr.Dataset(
+        {
+            "risk": (
+                "task",
+                measured["risk"],
+                {"long_name": "evaluation risk of the task, every head on", **SQUARED},
+            ),
+            "risk_se": (
+                "task",
+                measured["risk_se"],
+                {"long_name": "Monte-Carlo standard error of risk", **SQUARED},
+            ),
+            "risk_increase": (
+                ("layer", "head", "task"),
+                measured["increase"],
+                {"long_name": "increase of the task's evaluation risk, the head off", **SQUARED},
+            ),
+            "risk_increase_se": (
+                ("layer", "head", "task"),
+                measured["increase_se"],
+                {"long_name": "Monte-Carlo standard error of risk_increase (paired)", **SQUARED},
+            ),
+            "share": (
+                ("layer", "head", "task"),
+                share,
+                {"long_name": "ablation share (positive increase over the layer's)", "units": "1"},
+            ),
+            "winner": (
+                ("layer", "task"),
+                winner,
+                {
+                    "long_name": "head with the largest ablation share in the layer",
+                    "flag_values": np.array([-1], dtype=np.int64),
+                    "flag_meanings": "no_head",
+                },
+            ),
+            "purity": (
+                ("layer", "task"),
+                purity,
+                {"long_name": "the winner's ablation share", "units": "1"},
+            ),
+            "baseline_risk": (
+                ("baseline", "task"),
+                np.stack([base["risks"][n][0] for n in names]),
+                {"long_name": "evaluation risk of a per-prompt predictor", **SQUARED},
+            ),
+            "baseline_risk_se": (
+                ("baseline", "task"),
+                np.stack([base["risks"][n][1] for n in names]),
+                {"long_name": "Monte-Carlo standard error of baseline_risk", **SQUARED},
+            ),
+            "ridge_lambda": (
+                "task",
+                base["ridge_lambda"],
+                {"long_name": "ridge penalty chosen on the evaluation set", "units": "1"},
+            ),
+        },
+        coords={
+            "layer": np.arange(layers),
+            "head": np.arange(heads),
+            "task": np.arange(spec.num_tasks),
+            "baseline": np.array(names, dtype=object),
+        },
+    )
+    if has_reduced_view(str(params["model"])) and "W" in train:
+        ds["spectral_share"] = (
+            ("head", "task"),
+            spectral_share_of(train),
+            {"long_name": "spectral share (mu omega)^2 / sum at the last record", "units": "1"},
+        )
+    ds.attrs.update(io.provenance_attrs(stored if stored is not None else io.stored_config(train)))
+    ds.attrs.update(
+        eval_prompts=len(prompts),
+        status=str(train.attrs.get("status", "unknown")),
+        share_rule="positive risk increase of the task, normalised over the heads of one layer",
+    )
+    return ds
