@@ -31,7 +31,7 @@ import xarray as xr
 from . import io
 from .config import complete_run
 from .convergence import flat_parameters, relative_change_last_tenth
-from .data import Prompts, PromptSampler, TaskSpec
+from .data import Prompts, TaskSpec, make_sampler
 from .model import build_model, initialise, reduced_view
 from .stream import PromptStream, draws_ahead_by_default
 
@@ -223,7 +223,7 @@ def train(
         return model, parameters, optimizer, torch.Generator(device=device).manual_seed(data_seed)
 
     model, parameters, optimizer, generator = fresh_start()
-    sampler = PromptSampler(spec, device=device)
+    sampler = make_sampler(spec, "train", device=device)
     eval_on_device = eval_set.to(device)
     schedule = record_steps(steps, int(params["record_points"]))
     is_record = np.zeros(steps + 1, dtype=bool)
