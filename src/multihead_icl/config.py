@@ -23,10 +23,12 @@ from typing import Any
 import jsonschema
 import yaml
 
+from .realdata import REAL_DATASETS
 from .tasks import task_dims_of
 
 # keys that fix the law of the prompts and the evaluation set (a change makes a new dataset)
 DATA_KEYS = (
+    "data",
     "tasks",
     "task_dim",
     "input_dim",
@@ -213,8 +215,9 @@ def run_name(point: Mapping[str, Any]) -> str:
 
 
 def dataset_name(run: Mapping[str, Any]) -> str:
-    """Readable and unique: ``I3-d4-L200-<hash of all data parameters>``."""
-    data = {k: run[k] for k in DATA_KEYS}
+    """Readable and unique: ``I3-d4-L200-<hash of all data parameters>`` (``data`` enters the hash
+    only when it is not synthetic, so the ids of synthetic sets stay what they were before it)."""
+    data = {k: run[k] for k in DATA_KEYS if not (k == "data" and run[k] == "synthetic")}
     digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:8]
     dims = task_dims_of(run)
     dim = _format_value(dims if len(set(dims)) > 1 else dims[0])
@@ -224,6 +227,8 @@ def dataset_name(run: Mapping[str, Any]) -> str:
 def _cross_checks(run: Mapping[str, Any], where: str) -> None:
     """Constraints between keys that a JSON schema cannot state."""
     tasks, heads = run["tasks"], run["heads"]
+    if run["data"] != "synthetic":
+        _real_data_checks(run, where)
     for key in ("task_dim", "signal"):
         value = run[key]
         if isinstance(value, list) and len(value) != tasks:
@@ -274,6 +279,37 @@ def _cross_checks(run: Mapping[str, Any], where: str) -> None:
         raise ConfigError(
             f"{where}.eval_lengths: length generalisation needs model = reduced or linear, got "
             f"{run['model']!r}"
+        )
+
+
+def _real_data_checks(run: Mapping[str, Any], where: str) -> None:
+    """A real dataset fixes its tasks and blocks and shows them as measured (docs/science.md §10);
+    a prompt needs L + 1 distinct rows of the evaluation split."""
+    dataset = REAL_DATASETS[run["data"]]
+    if run["tasks"] != dataset.num_tasks:
+        raise ConfigError(
+            f"{where}.tasks: data = {dataset.name} has {dataset.num_tasks} tasks, got "
+            f"{run['tasks']}"
+        )
+    if run["input_dim"] is not None:
+        raise ConfigError(
+            f"{where}.input_dim: data = {dataset.name} fixes the blocks "
+            f"{list(dataset.task_dims)}; input_dim must be null, got {run['input_dim']}"
+        )
+    if run["rotate"]:
+        raise ConfigError(f"{where}.rotate: data = {dataset.name} needs rotate false, got true")
+    if run["target"] != "linear":
+        raise ConfigError(
+            f"{where}.target: data = {dataset.name} has its measured targets, so target must be "
+            f"linear, got {run['target']!r}"
+        )
+    rows = dataset.split_size("eval")
+    longest = max([run["context_length"], *run["eval_lengths"]])
+    if longest + 1 > rows:
+        key = "context_length" if longest == run["context_length"] else "eval_lengths"
+        raise ConfigError(
+            f"{where}.{key}: a prompt of {longest} context pairs needs {longest + 1} distinct "
+            f"rows, but the evaluation split of {dataset.name} has {rows}"
         )
 
 
@@ -372,10 +408,11 @@ def load_suite(config: Mapping[str, Any], schema: Mapping[str, Any]) -> Suite:
     for experiment, spec in config["experiments"].items():
         if spec.get("optimality", False) and experiment in suite.experiments:
             for run_id in suite.experiments[experiment]:  # the search integrates a linear target
-                if suite.runs[run_id]["target"] != "linear":
+                run = suite.runs[run_id]  # of the Gaussian law
+                if run["target"] != "linear" or run["data"] != "synthetic":
                     raise ConfigError(
-                        f"experiments.{experiment}.optimality: needs target linear, run {run_id} "
-                        f"has target {suite.runs[run_id]['target']!r}"
+                        f"experiments.{experiment}.optimality: needs target linear and synthetic "
+                        f"data, run {run_id} has target {run['target']!r}, data {run['data']!r}"
                     )
     return suite
 
@@ -419,8 +456,9 @@ def _map_points(
     for name, where, params in grid_points:
         if not flow_applies(params):
             raise ConfigError(
-                f"{where}: a regime map needs model reduced or linear and a linear target, got "
-                f"model {params['model']!r}, target {params['target']!r}"
+                f"{where}: a regime map needs model reduced or linear, a linear target and "
+                f"synthetic data, got model {params['model']!r}, target {params['target']!r}, "
+                f"data {params['data']!r}"
             )
         if params["init"] not in MAP_INITS:
             raise ConfigError(
@@ -433,9 +471,14 @@ def _map_points(
 
 def flow_applies(params: Mapping[str, Any]) -> bool:
     """The exact spectral flow exists for the reduced and linear models with a linear target (any
-    init: it starts from the read-out omega(0), mu(0), the decomposable part of W(0), U(0))."""
+    init: it starts from the read-out omega(0), mu(0), the decomposable part of W(0), U(0)), on
+    the Gaussian prompts whose law it integrates (not on a real dataset's)."""
     params = complete_run(params)
-    return str(params["model"]) in ("reduced", "linear") and str(params["target"]) == "linear"
+    return (
+        str(params["model"]) in ("reduced", "linear")
+        and str(params["target"]) == "linear"
+        and str(params["data"]) == "synthetic"
+    )
 
 
 class _StrictLoader(yaml.SafeLoader):

@@ -12,7 +12,8 @@ floor sigma^2, unless ``query_noise`` is off (the authors' generator: a noiseles
 signal x d_i) and ``input_dim`` cuts the covariates into the authors' blocks
 (``tasks.split_blocks``). With ``rotate`` the covariates and outputs are shown in random orthogonal
 bases Phi, Psi (fixed by ``basis_seed``): nothing downstream may depend on the coordinate system.
-Everything is drawn on the caller's device from the caller's ``torch.Generator``.
+Everything is drawn on the caller's device from the caller's ``torch.Generator``. Prompts from a
+real dataset (``data`` other than synthetic) come from ``realdata``; ``make_sampler`` picks.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .realdata import RealDataSampler
 from .tasks import TARGETS, TaskSpec  # noqa: F401  (TaskSpec is part of this module's interface)
 
 
@@ -69,6 +71,8 @@ class PromptSampler:
     def __init__(
         self, spec: TaskSpec, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
     ):
+        if spec.data != "synthetic":
+            raise ValueError(f"data = {spec.data} is drawn by make_sampler, not PromptSampler")
         self.spec = spec
         self.device = torch.device(device)
         self.dtype = dtype
@@ -138,13 +142,26 @@ def _apply_target(latent: torch.Tensor, target: str) -> torch.Tensor:
     raise ValueError(f"unknown target {target!r}; expected one of {TARGETS}")
 
 
+def make_sampler(
+    spec: TaskSpec,
+    split: str = "train",
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> PromptSampler | RealDataSampler:
+    """The sampler of ``spec``'s prompts: Gaussian ones, or a real dataset's rows of ``split``
+    ("train" for training, "eval" for the evaluation sets; the synthetic law has no split)."""
+    if spec.data == "synthetic":
+        return PromptSampler(spec, device=device, dtype=dtype)
+    return RealDataSampler(spec, split, device=device, dtype=dtype)
+
+
 def sample_eval_set(
     spec: TaskSpec, prompts: int, seed: int, context_length: int | None = None
 ) -> Prompts:
     """The fixed evaluation set: drawn on the CPU from its own seed so it is the same on every
-    device."""
+    device; a real dataset's from its evaluation rows, which training never sees."""
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
-    sampler = PromptSampler(spec, device="cpu", dtype=torch.float32)
+    sampler = make_sampler(spec, "eval", device="cpu", dtype=torch.float32)
     chunks = []
     chunk = 1024
     for start in range(0, prompts, chunk):

@@ -1,5 +1,6 @@
 """The parameters that fix the law of the prompts (docs/science.md §2), without torch: the workflow
-and the read-out stages use them without loading it. The sampler is in ``data``."""
+and the read-out stages use them without loading it. The sampler is in ``data``; the real-data
+prompts (``data`` other than synthetic, docs/science.md §10) are in ``realdata``."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from .realdata import real_dataset  # the registry's static facts: numpy only, no table read
 
 TARGETS = ("linear", "tanh", "relu")
 SIGNAL_UNITS = ("task", "coordinate")
@@ -36,6 +39,7 @@ class TaskSpec:
     rotate: bool = False
     basis_seed: int = 0
     query_noise: bool = True  # does the query target carry the noise (the risk floor sigma^2)?
+    data: str = "synthetic"  # or a name in realdata.REAL_DATASETS: prompts built from its table
 
     def __post_init__(self) -> None:
         if len(self.task_dims) == 0 or min(self.task_dims) < 1:
@@ -48,6 +52,14 @@ class TaskSpec:
             raise ValueError(f"target must be one of {TARGETS}, got {self.target!r}")
         if self.context_length < 1:
             raise ValueError(f"context_length must be >= 1, got {self.context_length}")
+        if self.data != "synthetic":
+            dataset = real_dataset(self.data)
+            if tuple(self.task_dims) != dataset.task_dims or self.rotate or self.target != "linear":
+                raise ValueError(
+                    f"data = {self.data} fixes task_dims {dataset.task_dims}, no rotation and a "
+                    f"linear target; got {tuple(self.task_dims)}, rotate {self.rotate}, target "
+                    f"{self.target!r}"
+                )
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> TaskSpec:
@@ -55,6 +67,8 @@ class TaskSpec:
         from .config import complete_run  # config imports this module
 
         params = complete_run(params)
+        if str(params["data"]) != "synthetic":
+            return cls._from_real_params(params)
         tasks = int(params["tasks"])
         dims = task_dims_of(params)
         signal = params["signal"]
@@ -79,9 +93,36 @@ class TaskSpec:
             query_noise=bool(params["query_noise"]),
         )
 
+    @classmethod
+    def _from_real_params(cls, params: Mapping[str, Any]) -> TaskSpec:
+        """A real dataset fixes the blocks; its targets are standardised (signal 1 per task) and
+        carry whatever noise the measurements have (none is added)."""
+        dataset = real_dataset(str(params["data"]))
+        if int(params["tasks"]) != dataset.num_tasks:
+            raise ValueError(
+                f"data = {dataset.name} has {dataset.num_tasks} tasks, got tasks = "
+                f"{params['tasks']}"
+            )
+        if params["input_dim"] is not None:
+            raise ValueError(f"data = {dataset.name} fixes the blocks; input_dim must be null")
+        return cls(
+            task_dims=dataset.task_dims,
+            noise_std=0.0,
+            signal=(1.0,) * dataset.num_tasks,
+            context_length=int(params["context_length"]),
+            target=str(params["target"]),
+            rotate=bool(params["rotate"]),
+            basis_seed=int(params["basis_seed"]),
+            query_noise=False,
+            data=dataset.name,
+        )
+
     @property
     def risk_floor(self) -> float:
-        """The Bayes floor of the risk: sigma^2 when the query target is noisy, else 0."""
+        """The Bayes floor of the risk: sigma^2 when the query target is noisy, else 0. On real data
+        the floor is unknown (the measurements' own noise); 0 is only a lower bound."""
+        if self.data != "synthetic":
+            return 0.0
         return self.noise_std**2 if self.query_noise else 0.0
 
     @property
@@ -116,7 +157,9 @@ class TaskSpec:
 
 def task_dims_of(params: Mapping[str, Any]) -> list[int]:
     """d_i of every task from run parameters: ``task_dim`` (one or I values), or the authors'
-    split of ``input_dim`` when that is set."""
+    split of ``input_dim`` when that is set, or the blocks a real dataset fixes."""
+    if params.get("data", "synthetic") != "synthetic":
+        return list(real_dataset(str(params["data"])).task_dims)
     tasks = int(params["tasks"])
     if params.get("input_dim") is not None:
         return split_blocks(int(params["input_dim"]), tasks)

@@ -31,7 +31,7 @@ import xarray as xr
 from . import io
 from .config import complete_run
 from .convergence import flat_parameters, relative_change_last_tenth
-from .data import Prompts, PromptSampler, TaskSpec
+from .data import Prompts, TaskSpec, make_sampler
 from .model import (
     flat_parameters_of,
     has_reduced_view,
@@ -230,7 +230,7 @@ def train(
 
     model, parameters, optimizer, generator = fresh_start()
     with_view = has_reduced_view(str(params["model"]))
-    sampler = PromptSampler(spec, device=device)
+    sampler = make_sampler(spec, "train", device=device)
     eval_on_device = eval_set.to(device)
     schedule = record_steps(steps, int(params["record_points"]))
     is_record = np.zeros(steps + 1, dtype=bool)
