@@ -90,8 +90,37 @@ BAD = [
         "experiments.e.grid(H0).heads: 0 is less than the minimum of 1",
     ),
     (
+        {"experiments": {"e": {"base": {"model": "vision"}}}},
+        "experiments.e.base.model: 'vision' is not one of",
+    ),
+    (
         {"experiments": {"e": {"base": {"model": "transformer"}}}},
-        "experiments.e.base.model: 'transformer' is not one of",
+        "experiments.e.readout: run e/base (model 'transformer', data 'synthetic') has no "
+        "spectral read-out; set experiments.e.readout: ablation",
+    ),
+    (
+        {
+            "experiments": {
+                "e": {"readout": "ablation", "base": {"model": "transformer", "width": 10}}
+            }
+        },
+        "experiments.e.base.width: 10 is not a multiple of heads = 3",
+    ),
+    (
+        {"experiments": {"e": {"readout": "ablation", "optimality": True}}},
+        "experiments.e.optimality: the best-in-class search reads the reduced view",
+    ),
+    (
+        {"experiments": {"e": {"base": {"data": "diabetes", "tasks": 2, "context_length": 20}}}},
+        "experiments.e.readout: run e/base (model 'reduced', data 'diabetes') has no spectral",
+    ),
+    (
+        {
+            "experiments": {
+                "e": {"readout": "ablation", "base": {"model": "transformer", "layers": 0}}
+            }
+        },
+        "experiments.e.base.layers: 0 is less than the minimum of 1",
     ),
     (
         {"experiments": {"e": {"base": {"init": "orthogonal"}}}},
@@ -239,3 +268,37 @@ def test_the_schema_ships_inside_the_package():
     assert SCHEMA_PATH.parent.name == "multihead_icl"
     pyproject = tomllib.loads((SCHEMA_PATH.parents[2] / "pyproject.toml").read_text())
     assert SCHEMA_PATH.name in pyproject["tool"]["setuptools"]["package-data"]["multihead_icl"]
+
+
+def test_a_transformer_runs_from_pytorch_init_and_is_read_out_by_ablation():
+    """The transformer has one init, PyTorch's default, and its runs record it; its experiment's
+    runs get ablation.nc, not spectral.nc, and stay out of the paper's claims (Layout.runs)."""
+    from multihead_icl.layout import Layout
+
+    config = {
+        "defaults": {"tasks": 2, "task_dim": 2, "heads": 2, "init": "decomposable"},
+        "experiments": {
+            "one_layer": {},
+            "practical": {"readout": "ablation", "grid": {"model": ["reduced", "transformer"]}},
+        },
+        "figures": {"practical": ["practical"]},
+    }
+    loaded = suite(config)
+    assert loaded.runs["practical/transformer"]["init"] == "pytorch"
+    assert loaded.runs["practical/reduced"]["init"] == "decomposable"
+    assert loaded.ablation_experiments == ["practical"]
+    layout = Layout(loaded)
+    assert layout.runs == ["one_layer/base"]
+    assert layout.ablation_runs == ["practical/reduced", "practical/transformer"]
+    assert layout.practical_runs() == layout.ablation_runs
+    plan = layout.figure_plan()
+    practical = [spec for spec in plan if spec.kind == "practical"]
+    assert [spec.runs for spec in practical] == [tuple(layout.ablation_runs)]
+    convergence = next(spec for spec in plan if spec.kind == "convergence")
+    assert convergence.runs == ("one_layer/base",)
+    assert layout.verdict_inputs()["ablation"] == [
+        "results/runs/practical/reduced/ablation.nc",
+        "results/runs/practical/transformer/ablation.nc",
+    ]
+    with pytest.raises(ValueError, match="figures.practical: experiment 'one_layer' needs readout"):
+        Layout(suite({**config, "figures": {"practical": ["one_layer"]}})).figure_plan()

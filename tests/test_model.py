@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from multihead_icl.data import PromptSampler, TaskSpec
@@ -160,3 +161,80 @@ def test_decomposable_init_of_full_model_has_the_requested_reduced_view():
     w, u = decomposable_weights(SPEC, omega, mu)
     np.testing.assert_allclose(view.W.numpy(), w, atol=1e-6)
     np.testing.assert_allclose(view.U.numpy(), u, atol=1e-6)
+
+
+def _transformer(layers=2, heads=2, width=4, mlp_width=6, causal=False, spec=SPEC, seed=0):
+    model = build_model(
+        "transformer",
+        heads,
+        spec.dim,
+        spec.num_tasks,
+        layers=layers,
+        width=width,
+        mlp_width=mlp_width,
+        causal=causal,
+    )
+    initialise(model, spec, "pytorch", 1.0, torch.Generator().manual_seed(seed))
+    return model.double()
+
+
+@pytest.mark.parametrize("causal", [False, True], ids=["full-attention", "causal"])
+def test_transformer_gradient_matches_finite_differences(causal):
+    """Every parameter of the pre-norm transformer (embedding, attention, MLP, LayerNorms, read-out)
+    gets the gradient of the risk that central differences give."""
+    model = _transformer(causal=causal)
+    p = prompts(batch=3, seed=4)
+    names = [name for name, _ in model.named_parameters()]
+    values = tuple(param.detach().clone().requires_grad_(True) for param in model.parameters())
+
+    def loss(*params):
+        out = torch.func.functional_call(model, dict(zip(names, params)), (p.x, p.y, p.x_query))
+        return (out - p.y_query).square().mean()
+
+    assert torch.autograd.gradcheck(loss, values, eps=1e-6, atol=1e-6, rtol=1e-4)
+
+
+def test_masking_a_transformer_head_equals_zeroing_its_values():
+    """head_mask[l, h] = 0 removes exactly head h's attention output in block l: the same as
+    zeroing its value projection (weights and bias), since its output averages value vectors."""
+    model = _transformer(layers=2, heads=2, width=4)
+    p = prompts(batch=4, seed=5)
+    mask = torch.ones(2, 2, dtype=torch.float64)
+    mask[1, 0] = 0.0
+    masked = model(p.x, p.y, p.x_query, head_mask=mask)
+    assert not torch.allclose(masked, model(p.x, p.y, p.x_query))
+    assert torch.equal(
+        model(p.x, p.y, p.x_query, head_mask=torch.ones(2, 2).double()), model(p.x, p.y, p.x_query)
+    )
+    width, head_dim = 4, 2
+    with torch.no_grad():
+        rows = slice(2 * width, 2 * width + head_dim)  # block 1's value rows of head 0
+        model.blocks[1].qkv.weight[rows] = 0.0
+        model.blocks[1].qkv.bias[rows] = 0.0
+    torch.testing.assert_close(model(p.x, p.y, p.x_query), masked)
+
+
+def test_the_transformer_reads_the_query_and_every_context_pair():
+    """The prediction changes with the query's x and with any context pair, and not with the query's
+    target (the query token carries 0 in its y slot)."""
+    model = _transformer()
+    p = prompts(batch=2, seed=6)
+    base = model(p.x, p.y, p.x_query)
+    y = p.y.clone()
+    y[:, 3] += 1.0
+    assert not torch.allclose(model(p.x, y, p.x_query), base)
+    assert not torch.allclose(model(p.x, p.y, p.x_query + 0.5), base)
+    assert base.shape == (2, SPEC.num_tasks)
+
+
+def test_flat_parameters_round_trip_and_refuse_another_shape():
+    from multihead_icl.model import flat_parameters_of, load_flat_parameters
+
+    model = _transformer(seed=1)
+    flat, layout = flat_parameters_of(model)
+    other = _transformer(seed=2)
+    load_flat_parameters(other, flat.numpy(), layout)
+    p = prompts(batch=2)
+    torch.testing.assert_close(other(p.x, p.y, p.x_query), model(p.x, p.y, p.x_query))
+    with pytest.raises(ValueError, match="layout does not fit"):
+        load_flat_parameters(_transformer(layers=1), flat.numpy(), layout)

@@ -101,8 +101,9 @@ def spectral_share_of(train: xr.Dataset) -> np.ndarray:
 
 def baseline_risks(prompts: Prompts, spec: TaskSpec) -> dict[str, Any]:
     """Per-prompt predictors on the same evaluation set, per task (I,): least squares on the task's
-    own block and on all covariates, ridge on the own block with its penalty tuned on this very
-    set (an optimistic bound: no model sees the evaluation set), and predicting zero (E y^2)."""
+    own block and on all covariates (NaN with fewer context pairs than covariates), ridge on the
+    own block with its penalty tuned on this very set (an optimistic bound: no model sees the
+    evaluation set), and predicting zero (E y^2)."""
     from .baselines import predict_ols_block, predict_ols_full, predict_ridge
 
     prompts = prompts.to("cpu", torch.float64)
@@ -111,16 +112,22 @@ def baseline_risks(prompts: Prompts, spec: TaskSpec) -> dict[str, Any]:
         err = (prediction - prompts.y_query).square()
         return err.mean(dim=0).numpy(), (err.std(dim=0) / math.sqrt(err.shape[0])).numpy()
 
+    def least_squares(predict, covariates: int) -> tuple[np.ndarray, np.ndarray]:
+        """NaN when the context has fewer pairs than covariates (no unique least squares)."""
+        if prompts.x.shape[1] < covariates:
+            return np.full(spec.num_tasks, np.nan), np.full(spec.num_tasks, np.nan)
+        return scored(predict(prompts, spec))
+
     ridge = [scored(predict_ridge(prompts, spec, lam)) for lam in RIDGE_GRID]
     best = np.argmin(np.stack([r for r, _ in ridge]), axis=0)  # (I,): the best penalty per task
     tasks = np.arange(spec.num_tasks)
     out = {
-        "ols_block": scored(predict_ols_block(prompts, spec)),
+        "ols_block": least_squares(predict_ols_block, max(spec.task_dims)),
         "ridge_tuned": (
             np.array([ridge[k][0][i] for i, k in zip(tasks, best)]),
             np.array([ridge[k][1][i] for i, k in zip(tasks, best)]),
         ),
-        "ols_full": scored(predict_ols_full(prompts, spec)),
+        "ols_full": least_squares(predict_ols_full, spec.dim),
         "zero": scored(torch.zeros_like(prompts.y_query)),
     }
     return {"risks": out, "ridge_lambda": RIDGE_GRID[best]}

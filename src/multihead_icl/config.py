@@ -246,11 +246,6 @@ def _cross_checks(run: Mapping[str, Any], where: str) -> None:
             f"{run['model']!r}"
         )
     if run["model"] == "transformer":
-        if run["init"] != "pytorch":
-            raise ConfigError(
-                f"{where}.init: model transformer starts from PyTorch's default, init = pytorch; "
-                f"got {run['init']!r}"
-            )
         if run["width"] % heads:
             raise ConfigError(
                 f"{where}.width: {run['width']} is not a multiple of heads = {heads} (each head "
@@ -355,8 +350,11 @@ def load_suite(config: Mapping[str, Any], schema: Mapping[str, Any]) -> Suite:
     for experiment, spec in config["experiments"].items():
         base = {**config["defaults"], **spec.get("base", {})}
         grid = spec.get("grid", {})
-        given = given_defaults | set(spec.get("base", {})) | set(grid)
-        points = _grid_points(experiment, base, grid, run_schema, schema, given, suite.warnings)
+        listed = spec.get("points") or [{}]
+        given = given_defaults | set(spec.get("base", {})) | set(grid) | set().union(*listed)
+        points = _grid_points(
+            experiment, base, grid, run_schema, schema, given, suite.warnings, listed
+        )
         if spec.get("kind", "runs") == "regime_map":
             suite.maps[experiment] = _map_points(points)
             continue
@@ -429,15 +427,21 @@ def _grid_points(
     schema,
     given: set[str],
     warnings: list[str],
+    listed: list[Mapping[str, Any]] = ({},),
 ) -> Iterator[tuple[str, str, dict[str, Any]]]:
-    """(name, where, parameters) of every grid point of an experiment, validated (defaults filled);
-    ``given`` are the keys the user wrote for it; what is odd but harmless goes to ``warnings``."""
+    """(name, where, parameters) of every grid point of an experiment, validated (defaults filled):
+    each of the ``listed`` points (the experiment's ``points``) crossed with the grid; ``given`` are
+    the keys the user wrote for it; what is odd but harmless goes to ``warnings``."""
     keys = list(grid)
-    for values in itertools.product(*(grid[k] for k in keys)):
-        point = dict(zip(keys, values))
+    for listed_point, values in itertools.product(
+        listed, itertools.product(*(grid[k] for k in keys))
+    ):
+        point = {**listed_point, **dict(zip(keys, values))}
         where = f"experiments.{experiment}" + (f".grid({run_name(point)})" if point else ".base")
         params = {**base, **point}
         _check(params, run_schema, schema, where, defaults=True)
+        if params["model"] == "transformer":  # it has one init, PyTorch's: its runs record it
+            params["init"] = "pytorch"
         _cross_checks(params, where)
         if "record_points" in given and params["record_points"] > params["steps"]:
             warnings.append(

@@ -1317,7 +1317,9 @@ def ode_applies(params: Mapping[str, Any]) -> bool:
 
 def _ablation_layer(ab: xr.Dataset, layer: int, heads: int, purity_threshold: float) -> dict:
     """One layer's allocation by ablation: winners, purity, clean or not, and whether the noise
-    decides it (each winner's increase above the runner-up's by two paired standard errors)."""
+    decides that: a clean layer when each winner's increase exceeds the runner-up's by two paired
+    standard errors, an unclean one when some purity stays below the threshold with every increase
+    moved two standard errors in the winner's favour."""
     increase = ab["risk_increase"].transpose("layer", "head", "task").values[layer]
     se = ab["risk_increase_se"].transpose("layer", "head", "task").values[layer]
     winner = np.asarray(ab["winner"].transpose("layer", "task").values[layer], dtype=np.int64)
@@ -1332,7 +1334,19 @@ def _ablation_layer(ab: xr.Dataset, layer: int, heads: int, purity_threshold: fl
         runner = others[np.argmax(increase[others, i])]
         gap = increase[h, i] - increase[runner, i]
         margins.append(gap / max(math.hypot(se[h, i], se[runner, i]), 1e-300))
-    decided = bool(np.all(np.asarray(margins) > 2.0))
+    margins_clear = bool(np.all(np.asarray(margins) > 2.0))
+    if clean:  # the winners must stand out from the runners-up beyond the noise
+        decided = margins_clear
+    else:  # some purity stays below the threshold even when the noise is read in its favour
+        up = np.clip(increase + 2 * se, 0.0, None)
+        down = np.clip(increase - 2 * se, 0.0, None)
+        best = []
+        for i, h in enumerate(winner):
+            rest = np.delete(down[:, i], h) if h >= 0 else down[:, i]
+            total = up[h, i] + rest.sum() if h >= 0 else 0.0
+            best.append(up[h, i] / total if h >= 0 and total > 0 else 0.0)
+        collide = len(set(winner.tolist())) < len(winner) and heads >= len(winner)
+        decided = bool(np.any(np.asarray(best) < purity_threshold)) or (collide and margins_clear)
     return {
         "layer": layer,
         "winner": winner.tolist(),

@@ -1607,6 +1607,92 @@ def comparison_figure(
     return _check(fig), {"experiment": experiment, **comp}
 
 
+def practical_figure(
+    runs: Sequence[M.RunData], experiment: str, purity_threshold: float
+) -> tuple[Figure, dict]:
+    """Q1: the evaluation risk of each model against optimizer steps, with the per-prompt OLS and
+    tuned ridge on the same evaluation set; and each run's (and layer's) head x task ablation
+    shares, where a clean allocation is one bright cell per task column."""
+    setup_style()
+    m = M.measure_practical(runs, purity_threshold)
+    panels = [(r, d, k) for r, d in zip(m["runs"], runs) for k in range(r["layers"])]
+    fig = plt.figure(figsize=(FIG_WIDTH, 3.9))
+    grid = fig.add_gridspec(
+        1, 1 + max(len(panels), 1), width_ratios=[2.2] + [1] * max(len(panels), 1)
+    )
+    left = fig.add_subplot(grid[0, 0])
+    for k, (r, d) in enumerate(zip(m["runs"], runs)):
+        steps = np.asarray(d.train["step"].values, dtype=float)
+        keep = steps > 0
+        mark(
+            left.plot(
+                steps[keep],
+                d.train["eval_risk"].values[keep],
+                color=HEAD_COLORS[k % len(HEAD_COLORS)],
+                label=model_label(r),
+            )
+        )
+    if m["runs"]:
+        styles = {"ridge_tuned": ("k", "--", "ridge (λ tuned)"), "ols_block": ("0.45", ":", "OLS")}
+        for name, (color, style, label) in styles.items():
+            value = m["runs"][0]["baselines"].get(name)
+            if value is not None and math.isfinite(value):
+                left.axhline(value, color=color, ls=style, lw=1.1, label=f"{label} {value:.3g}")
+    left.set_xscale("log")
+    left.set_yscale("log")
+    _enough_log_ticks(left, "y")
+    left.set_xlabel("optimizer step")
+    left.set_ylabel(f"evaluation risk ({RISK_UNITS})")
+    left.legend(fontsize=7.5)
+    left.set_title("risk against per-prompt baselines", fontsize=9.5)
+    image = None
+    for p, (r, d, layer) in enumerate(panels):
+        ax = fig.add_subplot(grid[0, 1 + p])
+        share = d.ablation["share"].transpose("layer", "head", "task").values[layer]
+        image = ax.imshow(np.nan_to_num(share), vmin=0, vmax=1, cmap="viridis", aspect="auto")
+        mark(image)
+        ax.grid(False)
+        for h in range(share.shape[0]):
+            for i in range(share.shape[1]):
+                value = share[h, i]
+                ax.text(
+                    i,
+                    h,
+                    "–" if not math.isfinite(value) else f"{value:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if not math.isfinite(value) or value < 0.6 else "black",
+                )
+        ax.set_xticks(range(share.shape[1]), [f"task {i}" for i in range(share.shape[1])])
+        ax.set_yticks(range(share.shape[0]), [f"head {h}" for h in range(share.shape[0])])
+        ax.tick_params(labelsize=7)
+        state = r["allocation"][layer]
+        verdict = "clean" if state["clean"] else "not clean"
+        ax.set_title(
+            f"{model_label(r)}"
+            + (f", layer {layer + 1}" if r["layers"] > 1 else "")
+            + f"\n{verdict}{'' if state['decided'] else ' (undecided)'}",
+            fontsize=8,
+        )
+    if image is not None:
+        bar = fig.colorbar(image, ax=fig.axes[1:], fraction=0.03, pad=0.02, label="ablation share")
+        bar.ax.set_gid("colorbar-share")  # a colour scale, not an axes of data (see empty_axes)
+    fig.suptitle(
+        f"{experiment}: risk, and which head serves which task (head ablation)", fontsize=10.5
+    )
+    return _check(fig), {"experiment": experiment, **m}
+
+
+def model_label(row: Mapping[str, Any]) -> str:
+    """A practical run's model in words: the one-layer model, or the transformer and its depth."""
+    if row["model"] == "transformer":
+        return f"transformer, {row['layers']} layer{'s' if row['layers'] > 1 else ''}"
+    return {"reduced": "one-layer (paper)", "linear": "linear attention", "full": "full attention"}[
+        row["model"]
+    ]
+
+
 # ---------------------------------------------------------------------------------------------
 # dispatch (what stages.plot_figure calls)
 
@@ -1652,6 +1738,7 @@ DRAWERS: dict[str, Callable[[FigureInput], tuple[Figure, dict]]] = {
     "nonlinear": lambda f: comparison_figure(
         f.runs, f.target, f.th["purity"], f"{f.target}: a nonlinear target"
     ),
+    "practical": lambda f: practical_figure(f.runs, f.target, f.th["purity"]),
 }
 if DRAWERS.keys() != FIGURE_KINDS.keys():  # the registry and its drawers must name the same kinds
     raise ImportError(

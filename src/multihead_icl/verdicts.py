@@ -1,6 +1,6 @@
-"""The verdict table's decisions: one row per claim C1-C9 and for question Q1, decided from the measurements by stated
-thresholds, each saying which object it judged (the exact flow, the trained runs, or both) and the
-noise floor its comparison carries.
+"""The verdict table's decisions: one row per claim C1-C9 and for question Q1, decided from the
+measurements by stated thresholds, each saying which object it judged (the exact flow, the trained
+runs, or both) and the noise floor its comparison carries.
 
 A verdict is ``holds``, ``holds partly``, ``does not hold``, ``inconclusive`` (the data cannot
 decide: the Monte-Carlo samples disagree, an interval straddles the threshold, no noise floor was
@@ -36,11 +36,11 @@ from .measurements import (
     measure_length,
     measure_optimality,
     measure_phases,
+    measure_practical,
     measure_regimes,
     measure_separation,
     measure_stream_spread,
     measure_surrogate,
-    measure_practical,
     measure_warmup_law,
     measure_winners,
     num,
@@ -862,9 +862,7 @@ def verdict_q1(practical: Sequence[RunData], th: Mapping[str, float], plan=None)
         return _row("Q1", "no run read out by head ablation", thr, UNMEASURED, plan)
     parts = []
     for r in m["runs"]:
-        where = (
-            f"layer {r['split_layer'] + 1}" if r["layers"] > 1 and r["splits"] else "its heads"
-        )
+        where = f"layer {r['split_layer'] + 1}" if r["layers"] > 1 and r["splits"] else "its heads"
         split = (
             f"splits the tasks in {where}"
             if r["splits"]
