@@ -8,7 +8,7 @@ import pytest
 import torch
 import xarray as xr
 
-from multihead_icl.ablation import analyse_ablation, final_model, risk_increase
+from multihead_icl.ablation import analyse_ablation, model_at_snapshot, risk_increase
 from multihead_icl.allocation import ablation_share, allocation_share, winner_and_purity
 from multihead_icl.config import complete_run
 from multihead_icl.data import TaskSpec, sample_eval_set
@@ -113,18 +113,21 @@ def _tiny_run(**overrides):
     ],
     ids=["reduced", "transformer", "transformer-real-data"],
 )
-def test_train_nc_keeps_the_whole_final_model_and_ablation_nc_reads_it(overrides):
-    """final_parameters rebuild the trained model: its risk on the evaluation set is train.nc's
-    last eval_risk; ablation.nc has one share matrix per layer, the baselines on the same set."""
+def test_train_nc_keeps_parameter_snapshots_and_ablation_nc_reads_them(overrides):
+    """The last parameter snapshot rebuilds the trained model: its risk on the evaluation set is
+    train.nc's last eval_risk; ablation.nc has one share matrix per layer, over training too, and
+    the baselines on the same set."""
     if overrides.get("data") == "diabetes":
         overrides = {**overrides, "tasks": 2, "task_dim": 4}
     ds, prompts = _tiny_run(**overrides)
-    model = final_model(ds)
+    model = model_at_snapshot(ds)
     risk = float(evaluate(model, prompts)[0])
     assert risk == pytest.approx(float(ds["eval_risk"].values[-1]), rel=1e-5)
     ab = analyse_ablation(ds, prompts)
     layers = 2 if overrides["model"] == "transformer" else 1
     assert ab.sizes["layer"] == layers and ab.sizes["head"] == 2
+    assert ab.sizes["snapshot"] == ds.sizes["snapshot"] and ab["snapshot_step"].values[-1] == 20
+    assert float(ab["risk_over_time"].values[0].mean()) != pytest.approx(risk)  # it trained
     assert float(ab["risk"].mean()) == pytest.approx(risk, rel=1e-6)
     assert set(ab["baseline"].values) == {"ols_block", "ridge_tuned", "ols_full", "zero"}
     assert ("spectral_share" in ab) == (overrides["model"] == "reduced")
@@ -133,11 +136,25 @@ def test_train_nc_keeps_the_whole_final_model_and_ablation_nc_reads_it(overrides
     assert np.all(ridge <= ols * (1 + 1e-3))  # the grid reaches lambda = 1e-3, next to OLS
 
 
-def _ablation_file(increase, se):
+def _ablation_file(increase, se, over_time=None):
     increase = np.asarray(increase, dtype=float)[None]
     share = ablation_share(increase)
     winner, purity = winner_and_purity(share)
     dims = ("layer", "head", "task")
+    extra = {}
+    if over_time is not None:  # increases at each snapshot over training
+        increase_t = np.asarray(over_time, dtype=float)[:, None]
+        share_t = ablation_share(increase_t)
+        winner_t, purity_t = winner_and_purity(share_t)
+        at = ("snapshot", "layer", "head", "task")
+        extra = {
+            "risk_increase_over_time": (at, increase_t),
+            "risk_increase_se_over_time": (at, np.full_like(increase_t, se)),
+            "winner_over_time": (("snapshot", "layer", "task"), winner_t),
+            "purity_over_time": (("snapshot", "layer", "task"), purity_t),
+            "risk_over_time": (("snapshot", "task"), np.full(increase_t.shape[::3], 0.2)),
+            "snapshot_time": ("snapshot", np.arange(1.0, len(over_time) + 1)),
+        }
     return xr.Dataset(
         {
             "risk": ("task", np.full(increase.shape[-1], 0.2)),
@@ -149,16 +166,20 @@ def _ablation_file(increase, se):
             "purity": (("layer", "task"), purity),
             "baseline_risk": (
                 ("baseline", "task"),
-                np.array([[0.1] * increase.shape[-1], [0.12] * increase.shape[-1]]),
+                np.array([[v] * increase.shape[-1] for v in (0.1, 0.12, 1.0)]),
             ),
+            **extra,
         },
-        coords={"baseline": ["ridge_tuned", "ols_block"]},
+        coords={"baseline": ["ridge_tuned", "ols_block", "zero"]},
     )
 
 
-def _run(name, increase, se):
+def _run(name, increase, se, over_time=None, risk_over_time=None):
     params = {"model": "transformer", "layers": 1, "data": "synthetic"}
-    return RunData(name, None, None, params, ablation=_ablation_file(increase, se))
+    ab = _ablation_file(increase, se, over_time)
+    if risk_over_time is not None:  # mean risk of each snapshot (zero predictor: 1, end: 0.2)
+        ab["risk_over_time"] = (("snapshot", "task"), np.repeat(np.c_[risk_over_time], 2, axis=1))
+    return RunData(name, None, None, params, ablation=ab)
 
 
 SPLIT = [[0.5, 0.01], [0.02, 0.6]]  # head 0 serves task 0, head 1 task 1
@@ -171,6 +192,9 @@ SHARED = [[0.3, 0.3], [0.3, 0.3]]  # both heads serve both tasks
         ([("a/x", SPLIT, 0.01), ("a/y", SPLIT, 0.01)], HOLDS),
         ([("a/x", SPLIT, 0.01), ("a/y", SHARED, 0.01)], PARTLY),
         ([("a/x", SHARED, 0.001)], FAILS),
+        ([("a/x", SHARED, 0.001, [SHARED, SHARED])], FAILS),
+        ([("a/x", SHARED, 0.001, [SHARED, SPLIT])], PARTLY),  # clean during training only
+        ([("a/x", SHARED, 0.001, [SHARED, SPLIT], [0.2, 0.9])], FAILS),  # ... before it learned
         ([("a/x", SPLIT, 1.0)], INCONCLUSIVE),  # the winners are within the noise
     ],
 )

@@ -36,17 +36,22 @@ from .spectral import semi_singular_values, to_latent
 SQUARED = {"units": io.RISK_UNITS}
 # penalties the tuned ridge baseline chooses from, per task, on the evaluation set itself
 RIDGE_GRID = np.geomspace(1e-3, 1e3, 31)
+# prompts (the evaluation set's first) of the read-out at each snapshot over training; the final
+# read-out uses the whole set. 512 keeps a transformer's read-out over training to seconds.
+SNAPSHOT_PROMPTS = 512
 
 
-def final_model(train: xr.Dataset) -> torch.nn.Module:
-    """The trained model of a train.nc (any architecture), in float64, from ``final_parameters``."""
+def model_at_snapshot(train: xr.Dataset, snapshot: int = -1) -> torch.nn.Module:
+    """The model of a train.nc (any architecture) at one snapshot record, in float64; the last
+    snapshot is the trained model."""
     params = io.read_config(train)
     spec = TaskSpec.from_params(params)
-    if "final_parameters" not in train:
-        raise ValueError("train.nc has no final_parameters (written by an older version)")
+    if "parameters" not in train:
+        raise ValueError("train.nc keeps no parameter snapshots (written by an older version)")
     model = model_from_params(params, spec.dim, spec.num_tasks).double()
     layout = json.loads(train.attrs["parameter_layout"])
-    return load_flat_parameters(model, train["final_parameters"].values, layout).eval()
+    flat = train["parameters"].isel(snapshot=snapshot).values
+    return load_flat_parameters(model, flat, layout).eval()
 
 
 @torch.no_grad()
@@ -137,13 +142,21 @@ def analyse_ablation(
     train: xr.Dataset, prompts: Prompts, stored: Mapping[str, Any] | None = None
 ) -> xr.Dataset:
     """ablation.nc of one run: risks, the head x task matrix of risk increases, shares, winners,
-    purity, the spectral shares where the model has a reduced view, and the baselines."""
+    purity (the trained model, on the whole evaluation set; and at every parameter snapshot over
+    training, on its first ``SNAPSHOT_PROMPTS``), the spectral shares where the model has a reduced
+    view, and the baselines."""
     params = io.read_config(train)
     spec = TaskSpec.from_params(params)
-    model = final_model(train)
+    model = model_at_snapshot(train)
     measured = risk_increase(model, prompts)
     share = ablation_share(measured["increase"])
     winner, purity = winner_and_purity(share)
+    first = prompts.slice(0, SNAPSHOT_PROMPTS)
+    over_time = [
+        risk_increase(model_at_snapshot(train, k), first) for k in range(train.sizes["snapshot"])
+    ]
+    share_t = ablation_share(np.stack([m["increase"] for m in over_time]))
+    winner_t, purity_t = winner_and_purity(share_t)
     base = baseline_risks(prompts, spec)
     names = list(base["risks"])
     layers, heads = model.head_layout
@@ -198,6 +211,43 @@ def analyse_ablation(
                 np.stack([base["risks"][n][1] for n in names]),
                 {"long_name": "Monte-Carlo standard error of baseline_risk", **SQUARED},
             ),
+            "risk_over_time": (
+                ("snapshot", "task"),
+                np.stack([m["risk"] for m in over_time]),
+                {
+                    "long_name": "evaluation risk of the task at the snapshot (first prompts)",
+                    **SQUARED,
+                },
+            ),
+            "risk_increase_over_time": (
+                ("snapshot", "layer", "head", "task"),
+                np.stack([m["increase"] for m in over_time]),
+                {"long_name": "risk increase with the head off at the snapshot", **SQUARED},
+            ),
+            "risk_increase_se_over_time": (
+                ("snapshot", "layer", "head", "task"),
+                np.stack([m["increase_se"] for m in over_time]),
+                {"long_name": "standard error of risk_increase_over_time", **SQUARED},
+            ),
+            "share_over_time": (
+                ("snapshot", "layer", "head", "task"),
+                share_t,
+                {"long_name": "ablation share at the snapshot (first prompts)", "units": "1"},
+            ),
+            "winner_over_time": (
+                ("snapshot", "layer", "task"),
+                winner_t,
+                {
+                    "long_name": "head with the largest ablation share at the snapshot",
+                    "flag_values": np.array([-1], dtype=np.int64),
+                    "flag_meanings": "no_head",
+                },
+            ),
+            "purity_over_time": (
+                ("snapshot", "layer", "task"),
+                purity_t,
+                {"long_name": "the winner's ablation share at the snapshot", "units": "1"},
+            ),
             "ridge_lambda": (
                 "task",
                 base["ridge_lambda"],
@@ -209,6 +259,16 @@ def analyse_ablation(
             "head": np.arange(heads),
             "task": np.arange(spec.num_tasks),
             "baseline": np.array(names, dtype=object),
+            "snapshot_time": (
+                "snapshot",
+                train["snapshot_time"].values,
+                train["snapshot_time"].attrs,
+            ),
+            "snapshot_step": (
+                "snapshot",
+                train["snapshot_step"].values,
+                train["snapshot_step"].attrs,
+            ),
         },
     )
     if has_reduced_view(str(params["model"])) and "W" in train:
@@ -220,6 +280,7 @@ def analyse_ablation(
     ds.attrs.update(io.provenance_attrs(stored if stored is not None else io.stored_config(train)))
     ds.attrs.update(
         eval_prompts=len(prompts),
+        snapshot_prompts=len(first),
         status=str(train.attrs.get("status", "unknown")),
         share_rule="positive risk increase of the task, normalised over the heads of one layer",
     )

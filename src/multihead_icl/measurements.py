@@ -1315,15 +1315,20 @@ def ode_applies(params: Mapping[str, Any]) -> bool:
 # Q1 beyond the one-layer model: head ablation on a transformer and on real-data prompts
 
 
-def _ablation_layer(ab: xr.Dataset, layer: int, heads: int, purity_threshold: float) -> dict:
+def _ablation_layer(
+    increase: np.ndarray,
+    se: np.ndarray,
+    winner: np.ndarray,
+    purity: np.ndarray,
+    layer: int,
+    purity_threshold: float,
+) -> dict:
     """One layer's allocation by ablation: winners, purity, clean or not, and whether the noise
     decides that: a clean layer when each winner's increase exceeds the runner-up's by two paired
     standard errors, an unclean one when some purity stays below the threshold with every increase
     moved two standard errors in the winner's favour."""
-    increase = ab["risk_increase"].transpose("layer", "head", "task").values[layer]
-    se = ab["risk_increase_se"].transpose("layer", "head", "task").values[layer]
-    winner = np.asarray(ab["winner"].transpose("layer", "task").values[layer], dtype=np.int64)
-    purity = np.asarray(ab["purity"].transpose("layer", "task").values[layer], dtype=float)
+    heads = increase.shape[0]
+    winner, purity = np.asarray(winner, dtype=np.int64), np.asarray(purity, dtype=float)
     clean = allocation_is_clean(winner, purity, heads, purity_threshold)
     margins = []
     for i, h in enumerate(winner):
@@ -1367,9 +1372,15 @@ def measure_practical(runs: Sequence[RunData], purity_threshold: float) -> dict[
         ab = r.ablation
         if ab is None:
             continue
-        heads = int(ab.sizes["head"])
+        order = ("layer", "head", "task")
+        increase, se = (
+            ab[v].transpose(*order).values for v in ("risk_increase", "risk_increase_se")
+        )
+        winner = ab["winner"].transpose("layer", "task").values
+        purity = ab["purity"].transpose("layer", "task").values
         layers = [
-            _ablation_layer(ab, k, heads, purity_threshold) for k in range(int(ab.sizes["layer"]))
+            _ablation_layer(increase[n], se[n], winner[n], purity[n], n, purity_threshold)
+            for n in range(int(ab.sizes["layer"]))
         ]
         risk = np.asarray(ab["risk"].values, dtype=float)
         risk_se = np.asarray(ab["risk_se"].values, dtype=float)
@@ -1386,6 +1397,30 @@ def measure_practical(runs: Sequence[RunData], purity_threshold: float) -> dict[
             else None
         )
         splits = [layer for layer in layers if layer["clean"] and layer["decided"]]
+        # snapshots over training with a clean layer whose winners the noise decides, once the
+        # model has learned: past half of its drop in risk from predicting zero to the end
+        clean_times = []
+        if "purity_over_time" in ab:
+            at = ("snapshot", "layer", "head", "task")
+            inc_t, se_t = (
+                ab[v].transpose(*at).values
+                for v in ("risk_increase_over_time", "risk_increase_se_over_time")
+            )
+            winner_t = ab["winner_over_time"].transpose("snapshot", "layer", "task").values
+            purity_t = ab["purity_over_time"].transpose("snapshot", "layer", "task").values
+            zero = float(np.mean(ab["baseline_risk"].sel(baseline="zero").values))
+            learned = (
+                np.mean(ab["risk_over_time"].values, axis=1) <= (zero + float(np.mean(risk))) / 2
+            )
+            for k, when in enumerate(np.asarray(ab["snapshot_time"].values, dtype=float)):
+                states = [
+                    _ablation_layer(
+                        inc_t[k, n], se_t[k, n], winner_t[k, n], purity_t[k, n], n, purity_threshold
+                    )
+                    for n in range(purity_t.shape[1])
+                ]
+                if learned[k] and any(st["clean"] and st["decided"] for st in states):
+                    clean_times.append(float(when))
         out.append(
             {
                 "run": r.run,
@@ -1402,6 +1437,11 @@ def measure_practical(runs: Sequence[RunData], purity_threshold: float) -> dict[
                 "allocation": layers,
                 "splits": bool(splits),
                 "split_layer": splits[0]["layer"] if splits else None,
+                "clean_times": clean_times,
+                "snapshots": int(ab.sizes.get("snapshot", 0)),
+                "final_time": finite_or_none(r.train["time"].values[-1])
+                if r.train is not None
+                else None,
                 "decided": any(layer["decided"] for layer in layers) or bool(splits),
                 "spectral_gap": finite_or_none(gap),
                 "status": str(ab.attrs.get("status", "unknown")),
@@ -1410,6 +1450,7 @@ def measure_practical(runs: Sequence[RunData], purity_threshold: float) -> dict[
     return {
         "runs": out,
         "split": sum(r["splits"] for r in out),
+        "transient": sum(bool(r["clean_times"]) and not r["splits"] for r in out),
         "total": len(out),
         "threshold": purity_threshold,
     }

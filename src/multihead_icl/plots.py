@@ -1611,27 +1611,40 @@ def practical_figure(
     runs: Sequence[M.RunData], experiment: str, purity_threshold: float
 ) -> tuple[Figure, dict]:
     """Q1: the evaluation risk of each model against optimizer steps, with the per-prompt OLS and
-    tuned ridge on the same evaluation set; and each run's (and layer's) head x task ablation
-    shares, where a clean allocation is one bright cell per task column."""
+    tuned ridge on the same evaluation set; the purity of the cleanest layer over training (head
+    ablation at the parameter snapshots); and each run's (and layer's) head x task ablation shares
+    at the end, where a clean allocation is one bright cell per task column."""
     setup_style()
     m = M.measure_practical(runs, purity_threshold)
     panels = [(r, d, k) for r, d in zip(m["runs"], runs) for k in range(r["layers"])]
-    fig = plt.figure(figsize=(FIG_WIDTH, 3.9))
-    grid = fig.add_gridspec(
-        1, 1 + max(len(panels), 1), width_ratios=[2.2] + [1] * max(len(panels), 1)
-    )
-    left = fig.add_subplot(grid[0, 0])
+    columns = max(len(panels), 2)
+    fig = plt.figure(figsize=(FIG_WIDTH, 6.6), layout="constrained")
+    grid = fig.add_gridspec(2, columns, height_ratios=[1.2, 1])
+    half = columns // 2
+    left = fig.add_subplot(grid[0, :half])
+    middle = fig.add_subplot(grid[0, half:])
     for k, (r, d) in enumerate(zip(m["runs"], runs)):
+        color = HEAD_COLORS[k % len(HEAD_COLORS)]
         steps = np.asarray(d.train["step"].values, dtype=float)
         keep = steps > 0
         mark(
             left.plot(
-                steps[keep],
-                d.train["eval_risk"].values[keep],
-                color=HEAD_COLORS[k % len(HEAD_COLORS)],
-                label=model_label(r),
+                steps[keep], d.train["eval_risk"].values[keep], color=color, label=model_label(r)
             )
         )
+        ab = d.ablation
+        if "purity_over_time" in ab:
+            at = np.asarray(ab["snapshot_step"].values, dtype=float)
+            lowest = np.nanmin(
+                ab["purity_over_time"].transpose("snapshot", "layer", "task").values, axis=2
+            )
+            best = np.nanmax(lowest, axis=1)  # the cleanest layer's lowest purity
+            shown = at > 0
+            mark(
+                middle.plot(
+                    at[shown], best[shown], color=color, marker="o", ms=4, label=model_label(r)
+                )
+            )
     if m["runs"]:
         styles = {"ridge_tuned": ("k", "--", "ridge (λ tuned)"), "ols_block": ("0.45", ":", "OLS")}
         for name, (color, style, label) in styles.items():
@@ -1643,11 +1656,20 @@ def practical_figure(
     _enough_log_ticks(left, "y")
     left.set_xlabel("optimizer step")
     left.set_ylabel(f"evaluation risk ({RISK_UNITS})")
-    left.legend(fontsize=7.5)
+    left.legend(fontsize=7.5, loc="lower left")
     left.set_title("risk against per-prompt baselines", fontsize=9.5)
+    middle.axhline(
+        purity_threshold, color="k", ls=":", lw=1, label=f"threshold {purity_threshold:g}"
+    )
+    middle.set_xscale("log")
+    middle.set_ylim(0, 1.05)
+    middle.set_xlabel("optimizer step")
+    middle.set_ylabel("lowest purity over the tasks (fraction)")
+    middle.legend(fontsize=7.5)
+    middle.set_title("over training: the cleanest layer's lowest purity", fontsize=9.5)
     image = None
     for p, (r, d, layer) in enumerate(panels):
-        ax = fig.add_subplot(grid[0, 1 + p])
+        ax = fig.add_subplot(grid[1, p])
         share = d.ablation["share"].transpose("layer", "head", "task").values[layer]
         image = ax.imshow(np.nan_to_num(share), vmin=0, vmax=1, cmap="viridis", aspect="auto")
         mark(image)
@@ -1672,11 +1694,11 @@ def practical_figure(
         ax.set_title(
             f"{model_label(r)}"
             + (f", layer {layer + 1}" if r["layers"] > 1 else "")
-            + f"\n{verdict}{'' if state['decided'] else ' (undecided)'}",
+            + f"\nat the end: {verdict}{'' if state['decided'] else ' (undecided)'}",
             fontsize=8,
         )
     if image is not None:
-        bar = fig.colorbar(image, ax=fig.axes[1:], fraction=0.03, pad=0.02, label="ablation share")
+        bar = fig.colorbar(image, ax=fig.axes[2:], fraction=0.03, pad=0.02, label="ablation share")
         bar.ax.set_gid("colorbar-share")  # a colour scale, not an axes of data (see empty_axes)
     fig.suptitle(
         f"{experiment}: risk, and which head serves which task (head ablation)", fontsize=10.5

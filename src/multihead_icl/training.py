@@ -62,6 +62,15 @@ def record_steps(steps: int, points: int) -> np.ndarray:
     return np.unique(np.concatenate([[0], grid, [steps]]))
 
 
+def snapshot_records(steps: np.ndarray, snapshots: int) -> np.ndarray:
+    """Indices of the records whose whole state train.nc keeps: the ones nearest ``snapshots``
+    log-spaced steps, and always the last (so head ablation can follow any model over training)."""
+    steps = np.asarray(steps)
+    wanted = record_steps(int(steps[-1]), snapshots)[1:] if steps[-1] > 0 else np.array([0])
+    nearest = np.clip(np.searchsorted(steps, wanted), 0, len(steps) - 1)
+    return np.unique(np.concatenate([nearest, [len(steps) - 1]]))
+
+
 def stream_seeds(seed: int, data_stream: int | None = None) -> tuple[int, int]:
     """Independent seeds for the initialisation and the training-data stream of one run; with
     ``data_stream`` the same initialisation and another, independent data stream."""
@@ -322,8 +331,9 @@ def train(
                     U=view and view.U,
                     score_leak=view and view.score_leak,
                     value_leak=view and view.value_leak,
-                    # without a reduced view, the whole state (for the convergence status only)
-                    theta=None if with_view else flat_parameters_of(model)[0],
+                    # the whole state: train.nc keeps it at the snapshot records (head ablation
+                    # over training), and it is the convergence status of a model without a view
+                    theta=flat_parameters_of(model)[0],
                     train_risk=loss.detach(),
                     grad_norm=grad_norm,
                     eval_risk=eval_risk,
@@ -369,13 +379,8 @@ def train(
 
     wall = wall_before + time.monotonic() - started
     dataset = _to_dataset(recorder, spec, params, lr, status, wall, device, stored=given)
-    final, layout = flat_parameters_of(model)
-    dataset["final_parameters"] = (
-        ("parameter",),
-        final.cpu().numpy(),
-        {"long_name": "every parameter of the model at the end of training, flattened"},
-    )
-    dataset.attrs["parameter_layout"] = json.dumps(layout)  # [name, shape] in order
+    # how `parameters` unflattens: [name, shape] in order (model.load_flat_parameters)
+    dataset.attrs["parameter_layout"] = json.dumps(flat_parameters_of(model)[1])
     if diverged_at is not None:
         dataset.attrs.update(
             diverged_at_step=int(diverged_at),
@@ -500,9 +505,29 @@ def _to_dataset(
     done = int(steps[-1]) if len(steps) else 0
     if has_reduced_view(str(params["model"])):
         change = relative_change_last_tenth(ds["time"].values, flat_parameters(ds))
-    else:  # no reduced view to record: the status reads the whole state, kept in memory
+    else:  # no reduced view to record: the status reads the whole state
         ds = ds.drop_vars(["W", "U", "score_leak", "value_leak"])
         change = relative_change_last_tenth(ds["time"].values, stack("theta", (0,)))
+    if len(steps):
+        keep = snapshot_records(steps, int(params["snapshots"]))
+        theta = stack("theta", (0,))
+        ds["parameters"] = (
+            ("snapshot", "parameter"),
+            theta[keep],
+            {"long_name": "every parameter of the model at a snapshot record, flattened"},
+        )
+        ds = ds.assign_coords(
+            snapshot_time=(
+                "snapshot",
+                lr * steps[keep],
+                {"long_name": "gradient-flow time of the snapshot", "units": io.TIME_UNITS},
+            ),
+            snapshot_step=(
+                "snapshot",
+                steps[keep],
+                {"long_name": "optimizer step of the snapshot"},
+            ),
+        )
     if status == "max_steps" and change < float(params["converged_rtol"]):
         status = "converged"
     ds.attrs.update(provenance_attrs(stored))

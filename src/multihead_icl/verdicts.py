@@ -852,10 +852,12 @@ def verdict_q1(practical: Sequence[RunData], th: Mapping[str, float], plan=None)
     and its winners are decided by the noise (each above the runner-up by two paired standard
     errors). How close the models get to ridge is reported beside it, with its error."""
     thr = (
-        f"a run splits the tasks when, in some layer, every task's ablation purity ≥ "
-        f"{th['purity']:g}, the winners are distinct (H ≥ I) and each winner's risk increase "
-        "exceeds the runner-up's by 2 paired standard errors; every run splits = holds, some = "
-        "holds partly, none = does not hold; no run decided = inconclusive"
+        f"a run splits the tasks when, at the end, some layer has every task's ablation purity ≥ "
+        f"{th['purity']:g} and distinct winners (H ≥ I), each winner's risk increase above the "
+        "runner-up's by 2 paired standard errors; every run splits = holds; some run splits, or "
+        "is clean at a snapshot during training only = holds partly; none ever clean, the end "
+        "decided (some purity below the threshold with every increase moved 2 standard errors "
+        "in the winner's favour) = does not hold; otherwise inconclusive"
     )
     m = measure_practical(practical, th["purity"])
     if not m["total"]:
@@ -868,6 +870,13 @@ def verdict_q1(practical: Sequence[RunData], th: Mapping[str, float], plan=None)
             if r["splits"]
             else ("does not split them" if r["decided"] else "undecided within the noise")
         )
+        if r["clean_times"] and not r["splits"]:
+            split += (
+                f" at the end (clean at {len(r['clean_times'])} of {r['snapshots']} snapshots, "
+                f"t = {fmt(r['clean_times'][0])} to {fmt(r['clean_times'][-1])})"
+            )
+        elif r["snapshots"] and not r["clean_times"]:
+            split += f" (clean at none of {r['snapshots']} snapshots over training)"
         gap = (
             f", ablation vs spectral shares within {fmt(r['spectral_gap'])}"
             if r["spectral_gap"] is not None
@@ -877,13 +886,14 @@ def verdict_q1(practical: Sequence[RunData], th: Mapping[str, float], plan=None)
             f"{r['run']}: {split}; risk {fmt(r['risk'])} ± {fmt(r['risk_se'])} = "
             f"{fmt(r['ridge_ratio'])} × tuned ridge{gap}"
         )
-    decided = [r for r in m["runs"] if r["decided"]]
-    if not decided:
-        verdict = INCONCLUSIVE
-    elif m["split"] == m["total"]:
+    if m["split"] == m["total"]:
         verdict = HOLDS
+    elif m["split"] or m["transient"]:
+        verdict = PARTLY
+    elif all(r["decided"] for r in m["runs"]):
+        verdict = FAILS
     else:
-        verdict = PARTLY if m["split"] > 0 else FAILS
+        verdict = INCONCLUSIVE
     return _row(
         "Q1",
         "; ".join(parts),
