@@ -8,6 +8,7 @@ read-out fails.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import pickle
@@ -23,7 +24,7 @@ import xarray as xr
 import yaml
 from conftest import ROOT, SCHEMA, rendering_defects
 
-from multihead_icl import measurements, plots, report, stages, verdict_table, verdicts
+from multihead_icl import allocation, measurements, plots, report, stages, verdict_table, verdicts
 from multihead_icl.measurements import RunData
 from multihead_icl.report import FIGURE_KINDS, CaptionData
 from multihead_icl.verdicts import FAILS, HOLDS, INCONCLUSIVE, PARTLY, UNMEASURED
@@ -469,7 +470,7 @@ def test_verdicts_decide_by_their_thresholds():
     finite = [with_flow(make_run(f"alloc/s{k}"), end_class=0) for k in range(3)]
     settings = {"allocation": "alloc", "winner": "alloc", "warmup": None}
     rows = verdicts.build_verdicts(finite, {}, settings, None)
-    assert [r.claim for r in rows] == [f"C{k}" for k in range(1, 10)]
+    assert [r.claim for r in rows] == [f"C{k}" for k in range(1, 10)] + ["Q1"]
     assert (
         verdict_of(rows, "C1").verdict == HOLDS
         and verdict_of(rows, "C1").judged_on == verdicts.FLOW
@@ -480,7 +481,7 @@ def test_verdicts_decide_by_their_thresholds():
     assert verdict_of(rows, "C2").verdict == PARTLY  # phases sharp; the law is not measured
     assert "exact flows emerge sharply" in verdict_of(rows, "C2").measurement
     assert "warm-up law not measured" in verdict_of(rows, "C2").measurement
-    for claim in ("C5", "C6", "C8", "C9"):
+    for claim in ("C5", "C6", "C8", "C9", "Q1"):
         assert verdict_of(rows, claim).verdict == UNMEASURED
 
     drifting = [with_flow(make_run(f"alloc/s{k}"), end_class=1) for k in range(3)]
@@ -677,7 +678,7 @@ def test_verdict_table_html_lists_every_claim_with_its_threshold(runs):
     linked = verdict_table.verdicts_html(rows, folder="results/figures")
     assert "<a href='exp/winner.svg'>results/figures/exp/winner.svg</a>" in linked
     data = verdict_table.verdicts_json(rows)
-    assert sum(data["counts"].values()) == 9 and data["by_claim"]["C4"] == HOLDS
+    assert sum(data["counts"].values()) == 10 and data["by_claim"]["C4"] == HOLDS
 
 
 # ---------------------------------------------------------------------------------------------
@@ -730,8 +731,54 @@ def make_regime_map() -> xr.Dataset:
     )
 
 
+def make_ablation(heads=2, tasks=2, layers=1, snapshots=4):
+    """An ablation.nc: head h serves task h (increase 0.3 against 0.01), at the end and from the
+    second snapshot on, with the baselines the figure draws."""
+    increase = np.full((layers, heads, tasks), 0.01)
+    for i in range(tasks):
+        increase[:, i % heads, i] = 0.3
+    share = allocation.ablation_share(increase)
+    winner, purity = allocation.winner_and_purity(share)
+    over = np.repeat(increase[None], snapshots, axis=0)
+    over[0] = 0.1  # at init every head matters alike
+    share_t = allocation.ablation_share(over)
+    winner_t, purity_t = allocation.winner_and_purity(share_t)
+    dims, at = ("layer", "head", "task"), ("snapshot", "layer", "head", "task")
+    return xr.Dataset(
+        {
+            "risk": ("task", np.full(tasks, 0.2)),
+            "risk_se": ("task", np.full(tasks, 0.01)),
+            "risk_increase": (dims, increase),
+            "risk_increase_se": (dims, np.full_like(increase, 0.005)),
+            "share": (dims, share),
+            "winner": (("layer", "task"), winner),
+            "purity": (("layer", "task"), purity),
+            "risk_over_time": (
+                ("snapshot", "task"),
+                np.linspace(1.0, 0.2, snapshots)[:, None] + 0 * np.zeros(tasks),
+            ),
+            "risk_increase_over_time": (at, over),
+            "risk_increase_se_over_time": (at, np.full_like(over, 0.005)),
+            "share_over_time": (at, share_t),
+            "winner_over_time": (("snapshot", "layer", "task"), winner_t),
+            "purity_over_time": (("snapshot", "layer", "task"), purity_t),
+            "baseline_risk": (
+                ("baseline", "task"),
+                np.array([[0.1] * tasks, [0.12] * tasks, [1.0] * tasks]),
+            ),
+        },
+        coords={
+            "baseline": ["ridge_tuned", "ols_block", "zero"],
+            "snapshot_time": ("snapshot", np.geomspace(1.0, 200.0, snapshots)),
+            "snapshot_step": ("snapshot", np.geomspace(2, 400, snapshots)),
+        },
+    )
+
+
 def draw_kind(kind, runs):
     target = runs[0].run if FIGURE_KINDS[kind].scope == "run" else "exp"
+    if FIGURE_KINDS[kind].needs == ("train", "ablation"):
+        runs = [dataclasses.replace(r, ablation=make_ablation()) for r in runs]
     opt = None
     if kind in ("optimality", "baselines"):
         opt = make_optimality()
@@ -889,6 +936,7 @@ def test_caption_renders_and_quotes_the_summary(kind, runs, tmp_path):
             "4 finite limit superposed, 1 not resolved."
         ),
         "complexity": lambda d: f"law t* = {d['runs'][0]['tasks'][0]['law_time']:.3g}",
+        "practical": lambda d: f"{d['runs'][0]['ridge_ratio']:.3g} × tuned ridge",
     }[kind](data)
     assert expected in text, (expected, text)
     plots.plt.close(fig)
@@ -933,7 +981,7 @@ def test_stage_functions_write_figure_and_summary(runs, tmp_path):
         tmp_path / "v.json",
         settings={"allocation": "exp", "winner": "exp"},
     )
-    assert len(rows) == 9 and "<table>" in (tmp_path / "v.html").read_text()
+    assert len(rows) == 10 and "<table>" in (tmp_path / "v.html").read_text()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -172,7 +172,7 @@ def test_task_spec_from_params_takes_the_blocks_from_the_registry():
 SCHEMA_DICT = load_schema(SCHEMA)
 REAL = {
     "defaults": {"data": "diabetes", "tasks": 2, "context_length": 20},
-    "experiments": {"e": {"base": {"heads": 2}}},
+    "experiments": {"e": {"readout": "ablation", "base": {"heads": 2}}},
 }
 
 

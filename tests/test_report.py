@@ -82,13 +82,9 @@ def report_data(report_path):
 @pytest.fixture(scope="module")
 def plan():
     from multihead_icl.config import load_suite_file
+    from multihead_icl.layout import Layout
 
-    suite = load_suite_file(TINY_CONFIG, SCHEMA)
-    settings = suite.config["figures"]
-    comparisons = plan_module.comparison_settings(suite.config.get("settings"), suite.experiments)
-    return plan_module.report_plan(
-        plan_module.plan_settings(settings, comparisons), suite.experiments
-    )
+    return Layout(load_suite_file(TINY_CONFIG, SCHEMA)).figure_plan()
 
 
 def text_of(html: str) -> str:
@@ -144,7 +140,7 @@ def test_categories_show_their_verdict_and_experiments_keep_the_suite_order(
     gives them (the report sorts names; a plain "adam" would come before "allocation")."""
     categories = report_data["categories"]
     summary = json.loads((tiny_workdir / "results" / "figures" / "verdicts.json").read_text())
-    measured = {name for name in categories if re.match(r"C\d ", name)}
+    measured = {name for name in categories if re.match(r"(C\d|Q\d) ", name)}
     assert measured, list(categories)
     expected = {
         f"{row['category']} — {row['verdict']}" for row in summary["verdicts"] if row["figures"]
@@ -299,6 +295,16 @@ def test_captions_quote_the_numbers_in_the_netcdf_files(report_data, plan, tiny_
         elif spec.kind == "regime_map":
             with xr.open_dataset(results / "maps" / f"{spec.experiment}.nc") as gathered:
                 assert f"Of {gathered.sizes['point']} flows" in text, text
+        elif spec.kind == "practical":  # each run's risk and its ratio to the tuned ridge
+            for run in spec.runs:
+                with xr.open_dataset(results / "runs" / run / "ablation.nc") as ab:
+                    risk = float(ab.risk.values.mean())
+                    ridge = float(ab.baseline_risk.sel(baseline="ridge_tuned").values.mean())
+                    winners = ab.winner.values[-1].tolist()
+                expected = f"risk {risk:.3g}"
+                assert f"{run} (" in text and expected in text, (run, expected, text)
+                assert f"{risk / ridge:.3g} × tuned ridge" in text, (run, text)
+                assert "winners " + ", ".join(map(str, winners)) in text, (run, winners, text)
         else:  # a new kind must say here how its caption's numbers are checked
             raise AssertionError(f"caption numbers of figure kind {spec.kind!r} are not checked")
 
@@ -315,7 +321,7 @@ def test_verdict_table_is_complete_and_agrees_with_the_files(report_data, tiny_w
     rows = re.findall(
         r"<tr><td class='c'>(C\d)</td>.*?<span class='v'[^>]*>([^<]+)</span>", table, re.S
     )
-    assert len(re.findall(r"<tr>", table)) == 10  # header and nine claims
+    assert len(re.findall(r"<tr>", table)) == 11  # header, nine claims and question Q1
     assert [c for c, _ in rows] == [f"C{k}" for k in range(1, 10)]
     verdict = dict(rows)
     assert verdict["C6"] == verdict["C8"] == "not measured"  # no such experiment in tiny

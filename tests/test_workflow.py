@@ -93,13 +93,17 @@ def test_length_generalisation_at_the_training_length_equals_the_training_eval_r
 
 def test_dry_runs_list_the_whole_chain_for_the_paper_suite_and_the_slurm_profile(tmp_path):
     from multihead_icl.config import load_suite_file
+    from multihead_icl.layout import Layout
 
     jobs, _ = dry_run_jobs(tmp_path / "paper", ROOT / "config" / "paper.yaml")
     suite = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
     paper = load_suite_file(ROOT / "config" / "paper.yaml")
+    layout = Layout(paper)
     trained = len(set(paper.run_owner.values()))  # runs that train identically train once
-    assert jobs["train"] == trained and jobs["spectral"] == trained, jobs
-    assert jobs.get("share_run", 0) == len(paper.runs) - trained
+    assert jobs["train"] == trained and jobs["spectral"] == len(layout.spectral_owners), jobs
+    assert jobs.get("share_train", 0) == len(paper.runs) - trained
+    assert jobs.get("share_spectral", 0) == len(layout.runs) - len(layout.spectral_owners)
+    assert jobs["ablation"] == len(layout.ablation_runs) > 0
     assert jobs["optimality"] == sum(
         bool(e.get("optimality")) for e in suite["experiments"].values()
     )
@@ -123,14 +127,14 @@ def test_dry_runs_list_the_whole_chain_for_the_paper_suite_and_the_slurm_profile
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
     trained = len(set(default.run_owner.values()))
     assert trained < len(default.runs)  # allocation/s0 = heads/H3 = context_length/L200 = ...
+    owners = Layout(default).spectral_owners
     assert (
         int(counts["train"]) == trained
-        and int(counts["spectral"]) == trained
+        and int(counts["spectral"]) == len(owners)
         and "verdicts" in counts
     ), counts
-    assert int(counts["share_run"]) == len(default.runs) - trained and int(counts["flow"]) >= 1, (
-        counts
-    )
+    assert int(counts["share_train"]) == len(default.runs) - trained, counts
+    assert int(counts["flow"]) >= 1, counts
 
 
 def test_dry_run_of_the_authors_full_size_suite(tmp_path):

@@ -41,6 +41,9 @@ class Layout:
             if name not in self.ablation_experiments
         }
         self.runs = [run for run in suite.runs if run not in self.ablation_runs]
+        # the runs whose spectral.nc is computed: the owners of the spectral runs (an owner may be
+        # a run read out by ablation that trains like a spectral one); the others copy theirs
+        self.spectral_owners = list(dict.fromkeys(suite.run_owner[run] for run in self.runs))
         for name in suite.config["flow"]["experiments"]:
             if name in self.ablation_experiments:
                 raise ValueError(

@@ -1616,7 +1616,13 @@ def practical_figure(
     at the end, where a clean allocation is one bright cell per task column."""
     setup_style()
     m = M.measure_practical(runs, purity_threshold)
-    panels = [(r, d, k) for r, d in zip(m["runs"], runs) for k in range(r["layers"])]
+    seen, first_seeds = set(), []  # heat maps for the first seed of each setting only
+    for r, d in zip(m["runs"], runs):
+        key = json.dumps({k: v for k, v in d.params.items() if k != "seed"}, sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            first_seeds.append((r, d))
+    panels = [(r, d, k) for r, d in first_seeds for k in range(r["layers"])]
     columns = max(len(panels), 2)
     fig = plt.figure(figsize=(FIG_WIDTH, 6.6), layout="constrained")
     grid = fig.add_gridspec(2, columns, height_ratios=[1.2, 1])
@@ -1694,6 +1700,7 @@ def practical_figure(
         ax.set_title(
             f"{model_label(r)}"
             + (f", layer {layer + 1}" if r["layers"] > 1 else "")
+            + (f" ({d.run.rsplit('-', 1)[-1]})" if len(first_seeds) < len(runs) else "")
             + f"\nat the end: {verdict}{'' if state['decided'] else ' (undecided)'}",
             fontsize=8,
         )

@@ -30,6 +30,8 @@ SHARED_RUNS = [run for run in RUNS if SUITE.run_owner[run] != run]
 # Runs read out spectrally (the paper's one-layer models on synthetic prompts, C1-C9) and by head
 # ablation (any model, any data: experiments with `readout: ablation`, Q1).
 SPECTRAL_RUNS, ABLATION_RUNS = LAYOUT.runs, LAYOUT.ablation_runs
+# The runs whose spectral read-out is computed (the others copy it): the owners of the spectral runs.
+SPECTRAL_OWNERS = LAYOUT.spectral_owners
 EXPERIMENTS = list(SUITE.experiments)
 FINAL_OUTPUTS = {}  # filled by each stage's .smk, requested by `rule all`
 DATASETS = list(SUITE.datasets)

@@ -22,7 +22,7 @@ rule spectral:
     benchmark:
         "benchmarks/spectral/{run}.tsv"
     wildcard_constraints:
-        run="|".join(re.escape(r) for r in TRAINED_RUNS if r in SPECTRAL_RUNS) or "(?!)",
+        run="|".join(re.escape(r) for r in SPECTRAL_OWNERS) or "(?!)",
     conda:
         "../../envs/analysis.yaml"
     threads: 1

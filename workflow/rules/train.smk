@@ -57,7 +57,7 @@ rule share_spectral:
     log:
         "logs/share_run/{run}.spectral.log",
     wildcard_constraints:
-        run="|".join(re.escape(r) for r in SHARED_RUNS if r in SPECTRAL_RUNS) or "(?!)",
+        run="|".join(re.escape(r) for r in SPECTRAL_RUNS if r not in SPECTRAL_OWNERS) or "(?!)",
     localrule: True
     conda:
         "../../envs/analysis.yaml"
