@@ -319,10 +319,10 @@ def test_verdict_table_is_complete_and_agrees_with_the_files(report_data, tiny_w
         '<h3 id="settings">'
     )  # this setting's table, then the side-by-side one
     rows = re.findall(
-        r"<tr><td class='c'>(C\d)</td>.*?<span class='v'[^>]*>([^<]+)</span>", table, re.S
+        r"<tr><td class='c'>(C\d|Q\d)</td>.*?<span class='v'[^>]*>([^<]+)</span>", table, re.S
     )
     assert len(re.findall(r"<tr>", table)) == 11  # header, nine claims and question Q1
-    assert [c for c, _ in rows] == [f"C{k}" for k in range(1, 10)]
+    assert [c for c, _ in rows] == [f"C{k}" for k in range(1, 10)] + ["Q1"]
     verdict = dict(rows)
     assert verdict["C6"] == verdict["C8"] == "not measured"  # no such experiment in tiny
     with xr.open_dataset(
@@ -351,7 +351,13 @@ def test_verdict_table_is_complete_and_agrees_with_the_files(report_data, tiny_w
     # the second setting (config `settings`) is judged on its own experiment alone, side by side
     summary = json.loads((results / "figures" / "verdicts.json").read_text())
     other = summary["settings"]["authors"]
-    assert [v["claim"] for v in other["verdicts"]] == [f"C{k}" for k in range(1, 10)]
+    assert [v["claim"] for v in other["verdicts"]] == [f"C{k}" for k in range(1, 10)] + ["Q1"]
+    assert other["verdicts"][-1]["verdict"] == "not measured"  # Q1 reads the practical runs only
+    q1 = next(v for v in summary["verdicts"] if v["claim"] == "Q1")
+    for run in ("tiny_practical/reduced", "tiny_practical/transformer", "tiny_real/base"):
+        with xr.open_dataset(results / "runs" / run / "ablation.nc") as ab:
+            risk = float(ab.risk.values.mean())
+        assert f"{run}: " in q1["measurement"] and f"risk {fmt(risk)}" in q1["measurement"], q1
     assert {f["run"] for f in summary["verdicts"][0]["numbers"]["per_flow"]} == {
         "tiny/s0",
         "tiny/s1",
@@ -359,14 +365,14 @@ def test_verdict_table_is_complete_and_agrees_with_the_files(report_data, tiny_w
     assert {f["run"] for f in other["verdicts"][0]["numbers"]["per_flow"]} == {"tiny_authors/base"}
     assert (
         "the authors&#x27; kind of setting, in miniature" in side
-        and len(re.findall(r"<tr>", side)) == 10
+        and len(re.findall(r"<tr>", side)) == 11
     )
     assert all(f"<td class='c'>C{k}</td>" in side for k in range(1, 10))
     # the landing page leads with the same verdicts, each a coloured badge
     raw = embedded(report_data["html"], "workflow_desc", "workflow-desc")
     assert "system-message" not in raw and "Verdicts of this run" in text_of(raw)
     landing = landing_rows(raw)
-    assert [row[0] for row in landing] == [f"C{k}" for k in range(1, 10)]
+    assert [row[0] for row in landing] == [f"C{k}" for k in range(1, 10)] + ["Q1"]
     for claim, badges, link in landing:
         assert badges[0] == ("-".join(verdict[claim].split()), verdict[claim]), claim
         assert badges[1][1] == summary["settings"]["authors"]["by_claim"][claim], claim
