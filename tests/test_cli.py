@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 import xarray as xr
 from conftest import TINY_CONFIG
@@ -58,3 +59,17 @@ def test_a_figure_not_in_the_plan_is_a_config_error_naming_it(copy_of_tiny, caps
     code = cli.main(["figure", str(TINY_CONFIG), "winner", "nope", "--results", str(results)])
     assert code == 2
     assert "no figure winner nope" in capsys.readouterr().err
+
+
+def test_the_ablation_read_out_from_the_command_line_matches_the_workflow(copy_of_tiny, tmp_path):
+    from multihead_icl.config import load_suite_file
+
+    built, results = copy_of_tiny
+    run = "tiny_real/base"
+    dataset = load_suite_file(TINY_CONFIG).run_dataset[run]
+    output = tmp_path / "ablation.nc"
+    train, eval_set = results / "runs" / run / "train.nc", results / "data" / f"{dataset}.nc"
+    assert cli.main(["ablation", str(train), str(eval_set), str(output)]) == 0
+    ours, theirs = xr.load_dataset(output), xr.load_dataset(built / "runs" / run / "ablation.nc")
+    for name in ("risk", "risk_increase", "share", "share_over_time", "baseline_risk"):
+        np.testing.assert_array_equal(ours[name].values, theirs[name].values, err_msg=name)

@@ -135,6 +135,10 @@ BAD = [
         "eval_lengths: length generalisation needs model = reduced or linear",
     ),
     ({"experiments": {}}, "experiments: {} should be non-empty"),
+    (
+        {"experiments": {"e": {"points": [{"lr": 0.1}], "grid": {"lr": [0.2]}}}},
+        "experiments.e: lr given in both `points` and `grid`",
+    ),
 ]
 
 
@@ -302,3 +306,19 @@ def test_a_transformer_runs_from_pytorch_init_and_is_read_out_by_ablation():
     ]
     with pytest.raises(ValueError, match="figures.practical: experiment 'one_layer' needs readout"):
         Layout(suite({**config, "figures": {"practical": ["one_layer"]}})).figure_plan()
+
+
+def test_points_are_crossed_with_the_grid_and_named_by_their_first_key():
+    config = {
+        "experiments": {
+            "e": {
+                "points": [{"model": "reduced"}, {"model": "linear", "lr": 0.1}],
+                "grid": {"seed": [0, 1]},
+            },
+            "f": {"points": [{"lr": 0.1, "heads": 2}, {"lr": 0.1, "heads": 4}]},
+        }
+    }
+    loaded = suite(config)
+    assert loaded.experiments["e"] == ["e/reduced-s0", "e/reduced-s1", "e/linear-s0", "e/linear-s1"]
+    assert loaded.runs["e/linear-s1"]["lr"] == 0.1 and loaded.runs["e/reduced-s0"]["lr"] == 0.5
+    assert loaded.experiments["f"] == ["f/lr0.1-H2", "f/lr0.1-H4"]  # the first key is shared

@@ -766,6 +766,7 @@ def make_ablation(heads=2, tasks=2, layers=1, snapshots=4):
                 ("baseline", "task"),
                 np.array([[0.1] * tasks, [0.12] * tasks, [1.0] * tasks]),
             ),
+            "baseline_gap_se": ("baseline", np.full(3, 0.004)),
         },
         coords={
             "baseline": ["ridge_tuned", "ols_block", "zero"],
@@ -936,7 +937,9 @@ def test_caption_renders_and_quotes_the_summary(kind, runs, tmp_path):
             "4 finite limit superposed, 1 not resolved."
         ),
         "complexity": lambda d: f"law t* = {d['runs'][0]['tasks'][0]['law_time']:.3g}",
-        "practical": lambda d: f"{d['runs'][0]['ridge_ratio']:.3g} × tuned ridge",
+        "practical": lambda d: (
+            f"{d['runs'][0]['ridge_ratio']:.3g} ± {d['runs'][0]['ridge_ratio_se']:.2g} × tuned ridge"
+        ),
     }[kind](data)
     assert expected in text, (expected, text)
     plots.plt.close(fig)

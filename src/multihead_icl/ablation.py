@@ -37,8 +37,8 @@ SQUARED = {"units": io.RISK_UNITS}
 # penalties the tuned ridge baseline chooses from, per task, on the evaluation set itself
 RIDGE_GRID = np.geomspace(1e-3, 1e3, 31)
 # prompts (the evaluation set's first) of the read-out at each snapshot over training; the final
-# read-out uses the whole set. 512 keeps a transformer's read-out over training to seconds.
-SNAPSHOT_PROMPTS = 512
+# read-out uses the whole set. 256 keeps a transformer's read-out over training to seconds.
+SNAPSHOT_PROMPTS = 256
 
 
 def model_at_snapshot(train: xr.Dataset, snapshot: int = -1) -> torch.nn.Module:
@@ -90,6 +90,7 @@ def risk_increase(model: torch.nn.Module, prompts: Prompts) -> dict[str, np.ndar
         "risk_se": (base.std(dim=0) / math.sqrt(n)).numpy(),
         "increase": increase,
         "increase_se": increase_se,
+        "errors": base.numpy(),
     }
 
 
@@ -104,38 +105,33 @@ def spectral_share_of(train: xr.Dataset) -> np.ndarray:
     return allocation_share(omega, mu)
 
 
-def baseline_risks(prompts: Prompts, spec: TaskSpec) -> dict[str, Any]:
-    """Per-prompt predictors on the same evaluation set, per task (I,): least squares on the task's
-    own block and on all covariates (NaN with fewer context pairs than covariates), ridge on the
-    own block with its penalty tuned on this very set (an optimistic bound: no model sees the
-    evaluation set), and predicting zero (E y^2)."""
+def baseline_errors(prompts: Prompts, spec: TaskSpec) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Squared errors (B, I) of per-prompt predictors on the same evaluation set: least squares on
+    the task's own block and on all covariates (NaN with fewer context pairs than covariates),
+    ridge on the own block with its penalty tuned per task on this very set (an optimistic bound:
+    no model sees the evaluation set), and predicting zero (E y^2); and the chosen penalties."""
     from .baselines import predict_ols_block, predict_ols_full, predict_ridge
 
     prompts = prompts.to("cpu", torch.float64)
 
-    def scored(prediction: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        err = (prediction - prompts.y_query).square()
-        return err.mean(dim=0).numpy(), (err.std(dim=0) / math.sqrt(err.shape[0])).numpy()
+    def errors(prediction: torch.Tensor) -> np.ndarray:
+        return (prediction - prompts.y_query).square().numpy()
 
-    def least_squares(predict, covariates: int) -> tuple[np.ndarray, np.ndarray]:
+    def least_squares(predict, covariates: int) -> np.ndarray:
         """NaN when the context has fewer pairs than covariates (no unique least squares)."""
         if prompts.x.shape[1] < covariates:
-            return np.full(spec.num_tasks, np.nan), np.full(spec.num_tasks, np.nan)
-        return scored(predict(prompts, spec))
+            return np.full(tuple(prompts.y_query.shape), np.nan)
+        return errors(predict(prompts, spec))
 
-    ridge = [scored(predict_ridge(prompts, spec, lam)) for lam in RIDGE_GRID]
-    best = np.argmin(np.stack([r for r, _ in ridge]), axis=0)  # (I,): the best penalty per task
-    tasks = np.arange(spec.num_tasks)
+    ridge = np.stack([errors(predict_ridge(prompts, spec, lam)) for lam in RIDGE_GRID])
+    best = np.argmin(ridge.mean(axis=1), axis=0)  # (I,): the best penalty per task
     out = {
         "ols_block": least_squares(predict_ols_block, max(spec.task_dims)),
-        "ridge_tuned": (
-            np.array([ridge[k][0][i] for i, k in zip(tasks, best)]),
-            np.array([ridge[k][1][i] for i, k in zip(tasks, best)]),
-        ),
+        "ridge_tuned": ridge[best, :, np.arange(spec.num_tasks)].T,
         "ols_full": least_squares(predict_ols_full, spec.dim),
-        "zero": scored(torch.zeros_like(prompts.y_query)),
+        "zero": errors(torch.zeros_like(prompts.y_query)),
     }
-    return {"risks": out, "ridge_lambda": RIDGE_GRID[best]}
+    return out, RIDGE_GRID[best]
 
 
 def analyse_ablation(
@@ -157,8 +153,11 @@ def analyse_ablation(
     ]
     share_t = ablation_share(np.stack([m["increase"] for m in over_time]))
     winner_t, purity_t = winner_and_purity(share_t)
-    base = baseline_risks(prompts, spec)
-    names = list(base["risks"])
+    base, ridge_lambda = baseline_errors(prompts, spec)
+    names = list(base)
+    n = len(prompts)
+    # per-prompt risk (the mean over tasks) of the model against each baseline: paired gaps
+    gaps = np.stack([(measured["errors"] - base[b]).mean(axis=1) for b in names])
     layers, heads = model.head_layout
     ds = xr.Dataset(
         {
@@ -201,15 +200,30 @@ def analyse_ablation(
                 purity,
                 {"long_name": "the winner's ablation share", "units": "1"},
             ),
+            "risk_mean_se": (
+                (),
+                float(measured["errors"].mean(axis=1).std() / math.sqrt(n)),
+                {"long_name": "standard error of the risk averaged over tasks", **SQUARED},
+            ),
             "baseline_risk": (
                 ("baseline", "task"),
-                np.stack([base["risks"][n][0] for n in names]),
+                np.stack([base[b].mean(axis=0) for b in names]),
                 {"long_name": "evaluation risk of a per-prompt predictor", **SQUARED},
             ),
             "baseline_risk_se": (
                 ("baseline", "task"),
-                np.stack([base["risks"][n][1] for n in names]),
+                np.stack([base[b].std(axis=0) / math.sqrt(n) for b in names]),
                 {"long_name": "Monte-Carlo standard error of baseline_risk", **SQUARED},
+            ),
+            "baseline_gap": (
+                "baseline",
+                gaps.mean(axis=1),
+                {"long_name": "risk (mean over tasks) minus the baseline's, paired", **SQUARED},
+            ),
+            "baseline_gap_se": (
+                "baseline",
+                gaps.std(axis=1) / math.sqrt(n),
+                {"long_name": "standard error of baseline_gap (paired per prompt)", **SQUARED},
             ),
             "risk_over_time": (
                 ("snapshot", "task"),
@@ -250,7 +264,7 @@ def analyse_ablation(
             ),
             "ridge_lambda": (
                 "task",
-                base["ridge_lambda"],
+                ridge_lambda,
                 {"long_name": "ridge penalty chosen on the evaluation set", "units": "1"},
             ),
         },

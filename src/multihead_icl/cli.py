@@ -7,6 +7,7 @@ One run:
   multihead-icl train run.json data.nc train.nc [--checkpoint train.ckpt]
   multihead-icl spectral train.nc data.nc spectral.nc [--config config.yaml]
   multihead-icl flow spectral.nc flow.nc [--config config.yaml]   # the exact spectral flow
+  multihead-icl ablation train.nc data.nc ablation.nc   # head ablation, any model (question Q1)
 A suite's results folder (the workflow's layout: results/runs/<run>/train.nc, ...):
   multihead-icl surrogate config.yaml [--results results]          # the surrogate check
   multihead-icl optimality config.yaml EXPERIMENT [--results results]
@@ -71,6 +72,11 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="take the `spectral` section from this config (default: the schema's defaults)",
     )
+    ab = sub.add_parser("ablation", help="the head-ablation read-out of one run (ablation.nc)")
+    ab.add_argument("train", type=Path)
+    ab.add_argument("eval_set", type=Path)
+    ab.add_argument("output", type=Path)
+    ab.add_argument("--threads", type=int, default=1)
     fl = sub.add_parser(
         "flow", help="the exact spectral flow of one run (flow.nc) from its spectral.nc"
     )
@@ -144,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
                 stages.spectral(args.train, args.eval_set, args.output, settings)
             else:
                 stages.flow(args.spectral, args.output, settings, args.threads)
+        elif args.command == "ablation":
+            stages.ablation(args.train, args.eval_set, args.output, args.threads)
         elif args.command in ("surrogate", "optimality", "figure", "verdicts", "report"):
             for path in _suite_stage(args, stages):
                 print(path)

@@ -351,6 +351,12 @@ def load_suite(config: Mapping[str, Any], schema: Mapping[str, Any]) -> Suite:
         base = {**config["defaults"], **spec.get("base", {})}
         grid = spec.get("grid", {})
         listed = spec.get("points") or [{}]
+        twice = set(grid) & set().union(*listed)
+        if twice:
+            raise ConfigError(
+                f"experiments.{experiment}: {', '.join(sorted(twice))} given in both `points` and "
+                "`grid` (a point would be overridden); give each key in one of them"
+            )
         given = given_defaults | set(spec.get("base", {})) | set(grid) | set().union(*listed)
         points = _grid_points(
             experiment, base, grid, run_schema, schema, given, suite.warnings, listed
@@ -433,11 +439,20 @@ def _grid_points(
     each of the ``listed`` points (the experiment's ``points``) crossed with the grid; ``given`` are
     the keys the user wrote for it; what is odd but harmless goes to ``warnings``."""
     keys = list(grid)
-    for listed_point, values in itertools.product(
-        listed, itertools.product(*(grid[k] for k in keys))
+    # a listed point is named by its first key when that tells the points apart, else by all
+    first = [run_name(dict(list(p.items())[:1])) if p else "" for p in listed]
+    short = len(set(first)) == len(first)
+    for (index, listed_point), values in itertools.product(
+        enumerate(listed), itertools.product(*(grid[k] for k in keys))
     ):
-        point = {**listed_point, **dict(zip(keys, values))}
-        where = f"experiments.{experiment}" + (f".grid({run_name(point)})" if point else ".base")
+        swept = dict(zip(keys, values))
+        point = {**listed_point, **swept}
+        name = (
+            "-".join(n for n in (first[index], run_name(swept) if swept else "") if n) or "base"
+            if short
+            else run_name(point)
+        )
+        where = f"experiments.{experiment}" + (f".grid({name})" if point else ".base")
         params = {**base, **point}
         _check(params, run_schema, schema, where, defaults=True)
         if params["model"] == "transformer":  # it has one init, PyTorch's: its runs record it
@@ -448,7 +463,7 @@ def _grid_points(
                 f"{where}.record_points: {params['record_points']} records asked for steps = "
                 f"{params['steps']}; every step is recorded ({params['steps'] + 1} records)"
             )
-        yield run_name(point), where, params
+        yield name, where, params
 
 
 def _map_points(

@@ -14,6 +14,7 @@ from typing import Any
 from .config import Suite, flow_applies
 from .identity import training_identity
 from .report import (
+    CLAIM_ROLES,
     FIGURE_KINDS,
     FigureSpec,
     as_list,
@@ -70,6 +71,12 @@ class Layout:
             if name in suite.experiments and spec.get("optimality", False)
         ]
         self.figures = suite.config["figures"]
+        for name in self.ablation_experiments:
+            if name not in as_list(self.figures.get("practical")):
+                suite.warnings.append(
+                    f"experiments.{name}: readout ablation, but figures.practical does not name "
+                    "it; it is trained and read out, and feeds no figure and no verdict"
+                )
         # other settings judged on the same claims (config `settings`), shown side by side
         self.comparisons = comparison_settings(suite.config.get("settings"), suite.experiments)
         self.thresholds = thresholds(suite.config["verdicts"])
@@ -121,6 +128,23 @@ class Layout:
                 self.optimality_experiments,
                 where,
             )
+        for where, roles in [
+            ("figures", self.figures),
+            *((f"settings.{name}", roles) for name, roles in self.comparisons.items()),
+        ]:
+            for role in CLAIM_ROLES:
+                for name in as_list(roles.get(role)):
+                    if name in self.ablation_experiments:
+                        raise ValueError(
+                            f"{where}.{role}: experiment {name!r} has readout ablation, which "
+                            "feeds question Q1 (figures.practical), not the paper's claims"
+                        )
+        for name in as_list(self.figures.get("runs")):
+            if name in self.ablation_runs or name in self.ablation_experiments:
+                raise ValueError(
+                    f"figures.runs: {name!r} is read out by head ablation; its figure is the "
+                    "experiment's `practical` one"
+                )
         for name in as_list(self.figures.get("practical")):
             if name in self.suite.experiments and name not in self.ablation_experiments:
                 raise ValueError(

@@ -1315,6 +1315,24 @@ def ode_applies(params: Mapping[str, Any]) -> bool:
 # Q1 beyond the one-layer model: head ablation on a transformer and on real-data prompts
 
 
+def _purity_bounds(increase: np.ndarray, se: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per task (I,), the purity with every risk increase moved two standard errors: the highest
+    any head can reach (its increase up, the others down) and the lowest the winner can fall to
+    (its increase down, the others up); 0 where nothing is left positive."""
+    up, down = np.clip(increase + 2 * se, 0.0, None), np.clip(increase - 2 * se, 0.0, None)
+    heads, tasks = increase.shape
+    best, worst = np.zeros(tasks), np.zeros(tasks)
+    winner = np.argmax(increase, axis=0)
+    for i in range(tasks):
+        for h in range(heads):
+            total = up[h, i] + down[:, i].sum() - down[h, i]
+            best[i] = max(best[i], up[h, i] / total if total > 0 else 0.0)
+        w = winner[i]
+        total = down[w, i] + up[:, i].sum() - up[w, i]
+        worst[i] = down[w, i] / total if total > 0 else 0.0
+    return best, worst
+
+
 def _ablation_layer(
     increase: np.ndarray,
     se: np.ndarray,
@@ -1324,103 +1342,108 @@ def _ablation_layer(
     purity_threshold: float,
 ) -> dict:
     """One layer's allocation by ablation: winners, purity, clean or not, and whether the noise
-    decides that: a clean layer when each winner's increase exceeds the runner-up's by two paired
-    standard errors, an unclean one when some purity stays below the threshold with every increase
-    moved two standard errors in the winner's favour."""
+    decides that (``_purity_bounds``): a clean layer when every winner's purity stays above the
+    threshold with the increases moved two standard errors against it; an unclean one when some
+    task's purity stays below it with them moved in any head's favour, or when one head keeps the
+    majority of two tasks either way (H >= I)."""
     heads = increase.shape[0]
     winner, purity = np.asarray(winner, dtype=np.int64), np.asarray(purity, dtype=float)
     clean = allocation_is_clean(winner, purity, heads, purity_threshold)
-    margins = []
-    for i, h in enumerate(winner):
-        if h < 0 or heads < 2:
-            margins.append(math.nan if h < 0 else math.inf)
-            continue
-        others = np.delete(np.arange(heads), h)
-        runner = others[np.argmax(increase[others, i])]
-        gap = increase[h, i] - increase[runner, i]
-        margins.append(gap / max(math.hypot(se[h, i], se[runner, i]), 1e-300))
-    margins_clear = bool(np.all(np.asarray(margins) > 2.0))
-    if clean:  # the winners must stand out from the runners-up beyond the noise
-        decided = margins_clear
-    else:  # some purity stays below the threshold even when the noise is read in its favour
-        up = np.clip(increase + 2 * se, 0.0, None)
-        down = np.clip(increase - 2 * se, 0.0, None)
-        best = []
-        for i, h in enumerate(winner):
-            rest = np.delete(down[:, i], h) if h >= 0 else down[:, i]
-            total = up[h, i] + rest.sum() if h >= 0 else 0.0
-            best.append(up[h, i] / total if h >= 0 and total > 0 else 0.0)
-        collide = len(set(winner.tolist())) < len(winner) and heads >= len(winner)
-        decided = bool(np.any(np.asarray(best) < purity_threshold)) or (collide and margins_clear)
+    best, worst = _purity_bounds(increase, se)
+    if clean:
+        decided = bool(np.all(worst >= purity_threshold))
+    else:
+        robust = [int(h) for h, w in zip(winner, worst) if h >= 0 and w > 0.5]
+        shared = heads >= len(winner) and len(set(robust)) < len(robust)
+        decided = bool(np.any(best < purity_threshold)) or shared
     return {
         "layer": layer,
         "winner": winner.tolist(),
         "purity": purity.tolist(),
+        "purity_low": worst.tolist(),
+        "purity_high": best.tolist(),
         "clean": clean,
         "decided": decided,
-        "margin_in_se": [finite_or_none(m) for m in margins],
     }
+
+
+def _layer_states(ab: xr.Dataset, purity_threshold: float, over_time: bool = False) -> list:
+    """``_ablation_layer`` of every layer of ablation.nc, at the end or (``over_time``) at every
+    snapshot (a list per snapshot)."""
+    suffix = "_over_time" if over_time else ""
+    lead = ("snapshot",) if over_time else ()
+    increase, se = (
+        ab[f"{name}{suffix}"].transpose(*lead, "layer", "head", "task").values
+        for name in ("risk_increase", "risk_increase_se")
+    )
+    winner, purity = (
+        ab[f"{name}{suffix}"].transpose(*lead, "layer", "task").values
+        for name in ("winner", "purity")
+    )
+
+    def states(k=None):
+        pick = (lambda a: a[k]) if over_time else (lambda a: a)
+        inc, err, win, pur = pick(increase), pick(se), pick(winner), pick(purity)
+        return [
+            _ablation_layer(inc[n], err[n], win[n], pur[n], n, purity_threshold)
+            for n in range(inc.shape[0])
+        ]
+
+    return [states(k) for k in range(increase.shape[0])] if over_time else states()
 
 
 def measure_practical(runs: Sequence[RunData], purity_threshold: float) -> dict[str, Any]:
     """Per run of the practical experiments (ablation.nc): the risk against ridge and OLS on the
-    same evaluation set, and the allocation by ablation in every layer. A run splits the tasks when
-    some layer is clean (purity >= threshold, distinct winners when H >= I) and the noise decides
-    its winners; on the one-layer models the largest gap between ablation and spectral shares."""
+    same evaluation set (the ratio's error from the paired per-prompt gap), and the allocation by
+    ablation in every layer, at the end and at the snapshots over training. A run splits the tasks
+    when it has learned (risk two standard errors below predicting zero) and some layer is clean
+    and decided (``_ablation_layer``); it does not when it has learned and every layer is decided
+    unclean; otherwise it is undecided. On the one-layer models: the largest gap between ablation
+    and spectral shares."""
     out = []
     for r in runs:
         ab = r.ablation
         if ab is None:
             continue
-        order = ("layer", "head", "task")
-        increase, se = (
-            ab[v].transpose(*order).values for v in ("risk_increase", "risk_increase_se")
-        )
-        winner = ab["winner"].transpose("layer", "task").values
-        purity = ab["purity"].transpose("layer", "task").values
-        layers = [
-            _ablation_layer(increase[n], se[n], winner[n], purity[n], n, purity_threshold)
-            for n in range(int(ab.sizes["layer"]))
-        ]
+        layers = _layer_states(ab, purity_threshold)
         risk = np.asarray(ab["risk"].values, dtype=float)
-        risk_se = np.asarray(ab["risk_se"].values, dtype=float)
         base = {
             str(name): float(np.mean(ab["baseline_risk"].sel(baseline=name).values))
             for name in ab["baseline"].values
         }
-        ridge = base.get("ridge_tuned", math.nan)
+        ridge, zero = base.get("ridge_tuned", math.nan), base.get("zero", math.nan)
         mean_risk = float(np.mean(risk))
-        mean_se = float(np.sqrt(np.sum(risk_se**2)) / len(risk_se))
-        gap = (
+        mean_se = (
+            float(ab["risk_mean_se"])
+            if "risk_mean_se" in ab
+            else float(np.sqrt(np.sum(ab["risk_se"].values ** 2)) / len(risk))
+        )
+        gap_se = (
+            float(ab["baseline_gap_se"].sel(baseline="ridge_tuned"))
+            if "baseline_gap_se" in ab
+            else math.nan
+        )
+        learned = bool(mean_risk < zero - 2 * mean_se) if math.isfinite(zero) else True
+        share_gap = (
             float(np.nanmax(np.abs(ab["share"].values[0] - ab["spectral_share"].values)))
             if "spectral_share" in ab
             else None
         )
-        splits = [layer for layer in layers if layer["clean"] and layer["decided"]]
-        # snapshots over training with a clean layer whose winners the noise decides, once the
-        # model has learned: past half of its drop in risk from predicting zero to the end
-        clean_times = []
+        splits = [s for s in layers if s["clean"] and s["decided"]] if learned else []
+        decided = learned and (bool(splits) or all(s["decided"] for s in layers))
+        # snapshots over training once the run has learned (past half of its drop in risk from
+        # predicting zero to the end): with a clean, decided layer, or a clean undecided one
+        clean_times, clean_undecided = [], []
         if "purity_over_time" in ab:
-            at = ("snapshot", "layer", "head", "task")
-            inc_t, se_t = (
-                ab[v].transpose(*at).values
-                for v in ("risk_increase_over_time", "risk_increase_se_over_time")
-            )
-            winner_t = ab["winner_over_time"].transpose("snapshot", "layer", "task").values
-            purity_t = ab["purity_over_time"].transpose("snapshot", "layer", "task").values
-            zero = float(np.mean(ab["baseline_risk"].sel(baseline="zero").values))
-            learned = (
-                np.mean(ab["risk_over_time"].values, axis=1) <= (zero + float(np.mean(risk))) / 2
-            )
-            for k, when in enumerate(np.asarray(ab["snapshot_time"].values, dtype=float)):
-                states = [
-                    _ablation_layer(
-                        inc_t[k, n], se_t[k, n], winner_t[k, n], purity_t[k, n], n, purity_threshold
-                    )
-                    for n in range(purity_t.shape[1])
-                ]
-                if learned[k] and any(st["clean"] and st["decided"] for st in states):
-                    clean_times.append(float(when))
+            reached = np.mean(ab["risk_over_time"].values, axis=1) <= (zero + mean_risk) / 2
+            times = np.asarray(ab["snapshot_time"].values, dtype=float)
+            for k, states in enumerate(_layer_states(ab, purity_threshold, over_time=True)):
+                if not reached[k]:
+                    continue
+                if any(s["clean"] and s["decided"] for s in states):
+                    clean_times.append(float(times[k]))
+                elif any(s["clean"] for s in states):
+                    clean_undecided.append(float(times[k]))
         out.append(
             {
                 "run": r.run,
@@ -1428,22 +1451,22 @@ def measure_practical(runs: Sequence[RunData], purity_threshold: float) -> dict[
                 "model": str(r.params["model"]),
                 "layers": len(layers),
                 "data": str(r.params.get("data", "synthetic")),
+                "context_length": int(r.params["context_length"]),
                 "risk": mean_risk,
                 "risk_se": mean_se,
                 "risk_task": risk.tolist(),
                 "baselines": base,
                 "ridge_ratio": mean_risk / ridge if ridge > 0 else math.nan,
-                "ridge_ratio_se": mean_se / ridge if ridge > 0 else math.nan,
+                "ridge_ratio_se": gap_se / ridge if ridge > 0 else math.nan,
+                "learned": learned,
                 "allocation": layers,
                 "splits": bool(splits),
                 "split_layer": splits[0]["layer"] if splits else None,
+                "decided": decided,
                 "clean_times": clean_times,
+                "clean_undecided_times": clean_undecided,
                 "snapshots": int(ab.sizes.get("snapshot", 0)),
-                "final_time": finite_or_none(r.train["time"].values[-1])
-                if r.train is not None
-                else None,
-                "decided": any(layer["decided"] for layer in layers) or bool(splits),
-                "spectral_gap": finite_or_none(gap),
+                "spectral_gap": finite_or_none(share_gap),
                 "status": str(ab.attrs.get("status", "unknown")),
             }
         )

@@ -1615,6 +1615,9 @@ def practical_figure(
     ablation at the parameter snapshots); and each run's (and layer's) head x task ablation shares
     at the end, where a clean allocation is one bright cell per task column."""
     setup_style()
+    runs = [d for d in runs if d.ablation is not None]
+    if not runs:
+        raise ValueError(f"{experiment}: no run has an ablation read-out (ablation.nc)")
     m = M.measure_practical(runs, purity_threshold)
     seen, first_seeds = set(), []  # heat maps for the first seed of each setting only
     for r, d in zip(m["runs"], runs):
@@ -1641,9 +1644,8 @@ def practical_figure(
         ab = d.ablation
         if "purity_over_time" in ab:
             at = np.asarray(ab["snapshot_step"].values, dtype=float)
-            lowest = np.nanmin(
-                ab["purity_over_time"].transpose("snapshot", "layer", "task").values, axis=2
-            )
+            purity = ab["purity_over_time"].transpose("snapshot", "layer", "task").values
+            lowest = np.nan_to_num(purity, nan=0.0).min(axis=2)  # a task no head serves: 0
             best = np.nanmax(lowest, axis=1)  # the cleanest layer's lowest purity
             shown = at > 0
             mark(
@@ -1651,12 +1653,16 @@ def practical_figure(
                     at[shown], best[shown], color=color, marker="o", ms=4, label=model_label(r)
                 )
             )
-    if m["runs"]:
-        styles = {"ridge_tuned": ("k", "--", "ridge (λ tuned)"), "ols_block": ("0.45", ":", "OLS")}
+    styles = {"ridge_tuned": ("k", "--", "ridge (λ tuned)"), "ols_block": ("0.45", ":", "OLS")}
+    sets = {json.dumps(r["baselines"], sort_keys=True): r for r in m["runs"]}  # one per eval set
+    for r in sets.values():
+        where = f", L = {r['context_length']}" if len(sets) > 1 else ""
         for name, (color, style, label) in styles.items():
-            value = m["runs"][0]["baselines"].get(name)
+            value = r["baselines"].get(name)
             if value is not None and math.isfinite(value):
-                left.axhline(value, color=color, ls=style, lw=1.1, label=f"{label} {value:.3g}")
+                left.axhline(
+                    value, color=color, ls=style, lw=1.1, label=f"{label} {value:.3g}{where}"
+                )
     left.set_xscale("log")
     left.set_yscale("log")
     _enough_log_ticks(left, "y")

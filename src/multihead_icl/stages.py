@@ -383,6 +383,7 @@ def write_verdicts(
     practical = _runs_data(
         list(practical_files), practical_train, (), ablation=list(practical_files.values())
     )
+    diverged += [plots.M.divergence_note(r) for r in practical if r.diverged]
     owned = {
         name: set(setting_experiments(setting)) for name, setting in (comparisons or {}).items()
     }

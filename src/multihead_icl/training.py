@@ -63,8 +63,9 @@ def record_steps(steps: int, points: int) -> np.ndarray:
 
 
 def snapshot_records(steps: np.ndarray, snapshots: int) -> np.ndarray:
-    """Indices of the records whose whole state train.nc keeps: the ones nearest ``snapshots``
-    log-spaced steps, and always the last (so head ablation can follow any model over training)."""
+    """Indices of the records whose whole state train.nc keeps: the first at or after each of
+    ``snapshots`` log-spaced steps, and always the last (head ablation follows any model over
+    training from them)."""
     steps = np.asarray(steps)
     wanted = record_steps(int(steps[-1]), snapshots)[1:] if steps[-1] > 0 else np.array([0])
     nearest = np.clip(np.searchsorted(steps, wanted), 0, len(steps) - 1)
@@ -244,6 +245,10 @@ def train(
     schedule = record_steps(steps, int(params["record_points"]))
     is_record = np.zeros(steps + 1, dtype=bool)
     is_record[schedule] = True
+    # records whose whole state is kept (the snapshots, and the one at 0.9 T that the convergence
+    # status compares with); the latest record's state is kept until the next record
+    keep_state = set(schedule[snapshot_records(schedule, int(params["snapshots"]))].tolist())
+    keep_state.add(int(schedule[max(np.searchsorted(schedule, 0.9 * steps, side="right") - 1, 0)]))
 
     fingerprint = _fingerprint(params)
     recorder, first_step, wall_before = _Recorder(), 0, 0.0
@@ -341,6 +346,9 @@ def train(
                     eval_risk_task=eval_task,
                 )
                 first_risk = float(eval_risk) if first_risk is None else first_risk
+                kept = recorder.values["theta"]
+                if len(kept) >= 2 and recorder.values["step"][-2] not in keep_state:
+                    kept[-2] = None  # a state between snapshots: only the latest is needed
                 if reason:
                     status, diverged_at = "diverged", step
                     log.error(
@@ -507,13 +515,19 @@ def _to_dataset(
         change = relative_change_last_tenth(ds["time"].values, flat_parameters(ds))
     else:  # no reduced view to record: the status reads the whole state
         ds = ds.drop_vars(["W", "U", "score_leak", "value_leak"])
-        change = relative_change_last_tenth(ds["time"].values, stack("theta", (0,)))
+        kept = [k for k, state in enumerate(rec["theta"]) if state is not None]
+        change = relative_change_last_tenth(
+            ds["time"].values[kept], np.stack([np.asarray(rec["theta"][k]) for k in kept])
+        )
     if len(steps):
-        keep = snapshot_records(steps, int(params["snapshots"]))
-        theta = stack("theta", (0,))
+        keep = [
+            int(k)
+            for k in snapshot_records(steps, int(params["snapshots"]))
+            if rec["theta"][k] is not None
+        ]
         ds["parameters"] = (
             ("snapshot", "parameter"),
-            theta[keep],
+            np.stack([np.asarray(rec["theta"][k], dtype=np.float64) for k in keep]),
             {"long_name": "every parameter of the model at a snapshot record, flattened"},
         )
         ds = ds.assign_coords(

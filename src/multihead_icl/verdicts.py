@@ -25,6 +25,7 @@ from .measurements import (
     clean_window,
     distinct_flows,
     distinct_runs,
+    divergence_note,
     finite_or_none,
     flow_ratios,
     fmt,
@@ -846,36 +847,51 @@ def verdict_c9(
     )
 
 
-def verdict_q1(practical: Sequence[RunData], th: Mapping[str, float], plan=None) -> Verdict:
+def verdict_q1(
+    practical: Sequence[RunData] | None,
+    th: Mapping[str, float],
+    plan=None,
+    diverged: Sequence[str] = (),
+) -> Verdict:
     """Do the heads still split the tasks in a practical transformer and on real-data prompts? Read
-    by head ablation on the evaluation set; a run splits them when some layer's allocation is clean
-    and its winners are decided by the noise (each above the runner-up by two paired standard
-    errors). How close the models get to ridge is reported beside it, with its error."""
+    by head ablation on the evaluation set (``measurements.measure_practical``), with the noise
+    read against each call; how close the models get to ridge is reported beside it, with the
+    paired standard error of the ratio. ``practical`` None: Q1 is not asked in this setting."""
     thr = (
-        f"a run splits the tasks when, at the end, some layer has every task's ablation purity ≥ "
-        f"{th['purity']:g} and distinct winners (H ≥ I), each winner's risk increase above the "
-        "runner-up's by 2 paired standard errors; every run splits = holds; some run splits, or "
-        "is clean at a snapshot during training only = holds partly; none ever clean, the end "
-        "decided (some purity below the threshold with every increase moved 2 standard errors "
-        "in the winner's favour) = does not hold; otherwise inconclusive"
+        "a run splits the tasks when it has learned (risk 2 standard errors below predicting "
+        f"zero) and, at the end, some layer has every task's ablation purity ≥ {th['purity']:g} "
+        "with distinct winners (H ≥ I), each purity staying above the threshold with the risk "
+        "increases moved 2 standard errors against it; every run splits = holds; some run "
+        "splits, or is clean and decided at a snapshot after half its drop in risk = holds "
+        "partly; every run decided not to split (some purity below the threshold with the "
+        "increases moved 2 standard errors in any head's favour), with no clean snapshot = does "
+        "not hold; otherwise inconclusive"
     )
+    if practical is None:
+        return _row("Q1", "judged in the reconstructed setting only", thr, UNMEASURED, plan)
     m = measure_practical(practical, th["purity"])
     if not m["total"]:
-        return _row("Q1", "no run read out by head ablation", thr, UNMEASURED, plan)
+        text = "no run read out by head ablation"
+        if diverged:
+            text += "; diverged: " + "; ".join(diverged)
+        return _row("Q1", text, thr, UNMEASURED, plan)
     parts = []
     for r in m["runs"]:
         where = f"layer {r['split_layer'] + 1}" if r["layers"] > 1 and r["splits"] else "its heads"
-        split = (
-            f"splits the tasks in {where}"
-            if r["splits"]
-            else ("does not split them" if r["decided"] else "undecided within the noise")
-        )
+        if not r["learned"]:
+            split = "has not learned (risk within 2 standard errors of predicting zero)"
+        elif r["splits"]:
+            split = f"splits the tasks in {where}"
+        else:
+            split = "does not split them" if r["decided"] else "undecided within the noise"
         if r["clean_times"] and not r["splits"]:
             split += (
                 f" at the end (clean at {len(r['clean_times'])} of {r['snapshots']} snapshots, "
                 f"t = {fmt(r['clean_times'][0])} to {fmt(r['clean_times'][-1])})"
             )
-        elif r["snapshots"] and not r["clean_times"]:
+        elif r["clean_undecided_times"] and not r["splits"]:
+            split += f" (clean but undecided at {len(r['clean_undecided_times'])} snapshots)"
+        elif r["snapshots"] and not r["splits"]:
             split += f" (clean at none of {r['snapshots']} snapshots over training)"
         gap = (
             f", ablation vs spectral shares within {fmt(r['spectral_gap'])}"
@@ -884,13 +900,16 @@ def verdict_q1(practical: Sequence[RunData], th: Mapping[str, float], plan=None)
         )
         parts.append(
             f"{r['run']}: {split}; risk {fmt(r['risk'])} ± {fmt(r['risk_se'])} = "
-            f"{fmt(r['ridge_ratio'])} × tuned ridge{gap}"
+            f"{fmt(r['ridge_ratio'])} ± {fmt(r['ridge_ratio_se'])} × tuned ridge{gap}"
         )
+    if diverged:
+        parts.append("left out, diverged: " + "; ".join(diverged))
+    never_clean = all(not r["clean_times"] and not r["clean_undecided_times"] for r in m["runs"])
     if m["split"] == m["total"]:
         verdict = HOLDS
     elif m["split"] or m["transient"]:
         verdict = PARTLY
-    elif all(r["decided"] for r in m["runs"]):
+    elif all(r["decided"] for r in m["runs"]) and never_clean:
         verdict = FAILS
     else:
         verdict = INCONCLUSIVE
@@ -902,8 +921,9 @@ def verdict_q1(practical: Sequence[RunData], th: Mapping[str, float], plan=None)
         plan,
         {"split": m["split"], "total": m["total"], "runs": m["runs"]},
         TRAINED,
-        "paired Monte-Carlo standard errors of the ablation risk increases on the evaluation set; "
-        "one seed per run",
+        "paired Monte-Carlo standard errors of the ablation risk increases and of the gap to "
+        "ridge on the evaluation set (for real data conditional on its held-out rows: prompts "
+        "reuse them); one seed per run",
     )
 
 
@@ -931,11 +951,11 @@ def build_verdicts(
     given_thresholds: Mapping[str, Any] | None,
     plan: Sequence[Mapping[str, Any]] | None = None,
     surrogate: xr.Dataset | None = None,
-    practical: Sequence[RunData] = (),
+    practical: Sequence[RunData] | None = None,
 ) -> list[Verdict]:
     """The nine claims' verdicts and question Q1's from the loaded files. ``settings`` is the
     ``figures`` config section (which experiment measures which claim); ``practical`` are the runs
-    read out by head ablation (Q1)."""
+    read out by head ablation (Q1; None where the setting does not ask it)."""
     th = thresholds(given_thresholds)
     by_exp: dict[str, list[RunData]] = {}
     for r in runs:
@@ -962,5 +982,10 @@ def build_verdicts(
         ),
         verdict_c8(exp("regimes"), th, plan),
         verdict_c9(exp("linear"), exp("length"), exp("nonlinear"), th, plan),
-        verdict_q1([r for r in practical if not r.diverged], th, plan),
+        verdict_q1(
+            None if practical is None else [r for r in practical if not r.diverged],
+            th,
+            plan,
+            [divergence_note(r) for r in practical or () if r.diverged],
+        ),
     ]

@@ -1,4 +1,4 @@
-# The report items that are not figures: the verdicts of claims C1-C9 (HTML table and JSON, from
+# The report items that are not figures: the verdicts of claims C1-C9 and question Q1 (HTML table and JSON, from
 # every run's netCDF files and the optimality files), the setting (every run's parameters), and the
 # tables to take away (CSV, LaTeX) of the verdicts and optimality.
 
@@ -13,7 +13,7 @@ rule verdicts:
             "results/figures/verdicts.html",
             caption="../../report/verdicts.rst",
             category=VERDICT_CATEGORY,
-            labels={"figure": "verdict table, claims C1-C9", "data": "every run"},
+            labels={"figure": "verdict table, claims C1-C9 and question Q1", "data": "every run"},
         ),
         summary="results/figures/verdicts.json",
     log:
@@ -31,7 +31,7 @@ rule verdicts:
         **LAYOUT.verdict_params(FIGURE_PLAN),
         summary=caption_data,
     message:
-        "Verdict table of claims C1-C9"
+        "Verdict table of claims C1-C9 and question Q1"
     script:
         "../scripts/write_verdicts.py"
 
