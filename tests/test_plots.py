@@ -938,7 +938,7 @@ def test_caption_renders_and_quotes_the_summary(kind, runs, tmp_path):
         ),
         "complexity": lambda d: f"law t* = {d['runs'][0]['tasks'][0]['law_time']:.3g}",
         "practical": lambda d: (
-            f"{d['runs'][0]['ridge_ratio']:.3g} ± {d['runs'][0]['ridge_ratio_se']:.2g} × tuned ridge"
+            f"{d['runs'][0]['ridge_ratio']:.3g} ± {d['runs'][0]['ridge_ratio_se']:.2g} × tuned"
         ),
     }[kind](data)
     assert expected in text, (expected, text)

@@ -303,7 +303,7 @@ def test_captions_quote_the_numbers_in_the_netcdf_files(report_data, plan, tiny_
                     winners = ab.winner.values[-1].tolist()
                 expected = f"risk {risk:.3g}"
                 assert f"{run} (" in text and expected in text, (run, expected, text)
-                assert f"{risk / ridge:.3g} × tuned ridge" in text, (run, text)
+                assert f"{risk / ridge:.3g} ± " in text and "× tuned ridge" in text, (run, text)
                 assert "winners " + ", ".join(map(str, winners)) in text, (run, winners, text)
         else:  # a new kind must say here how its caption's numbers are checked
             raise AssertionError(f"caption numbers of figure kind {spec.kind!r} are not checked")
