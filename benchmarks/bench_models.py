@@ -2,7 +2,7 @@
 against the pre-norm transformer at 1 and 2 layers, and what one evaluation of the fixed set and
 one head-ablation read-out cost beside it (the suite's budget is spent on these).
 
-Sizes: the default suite's `transformer` experiment (I = 3, d_i = 4, H = 3, L = 100, batch 64,
+Sizes: the default suite's `transformer` experiment (I = 3, d_i = 4, H = 3, L = 50, batch 64,
 width 24) and the paper suite's (L = 200, batch 256, width 66), on the CPU, `torch.set_num_threads`
 as given. Prints milliseconds a step and the ratio to the one-layer model.
 
@@ -41,8 +41,8 @@ def step_ms(params: dict, spec: TaskSpec, batch: int, steps: int) -> float:
 
 
 def readout_ms(params: dict, spec: TaskSpec, prompts: int) -> tuple[float, float]:
-    """Milliseconds of one evaluation of ``prompts`` evaluation prompts (float32, as in training)
-    and of one head-ablation read-out of them (float64, every head off in turn)."""
+    """Milliseconds of one evaluation of ``prompts`` evaluation prompts and of one head-ablation
+    read-out of them (every head off in turn), in float32 as the pipeline does both."""
     params = complete_run(params)
     model = model_from_params(params, spec.dim, spec.num_tasks)
     initialise(model, spec, str(params["init"]), 0.01, torch.Generator().manual_seed(0))
@@ -50,7 +50,7 @@ def readout_ms(params: dict, spec: TaskSpec, prompts: int) -> tuple[float, float
     start = time.perf_counter()
     evaluate(model, eval_set)
     middle = time.perf_counter()
-    risk_increase(model.double(), eval_set)
+    risk_increase(model, eval_set)
     return 1000 * (middle - start), 1000 * (time.perf_counter() - middle)
 
 
@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument("--paper", action="store_true", help="also the paper suite's sizes")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    sizes = [("default suite", 100, 64, 24, 2048)]
+    sizes = [("default suite", 50, 64, 24, 2048)]
     if args.paper:
         sizes.append(("paper suite", 200, 256, 66, 8192))
     for label, length, batch, width, prompts in sizes:
