@@ -107,7 +107,7 @@ def slurm_cluster():
 def _run_through_slurm(workdir: Path) -> tuple[subprocess.CompletedProcess, float]:
     workdir.mkdir(parents=True, exist_ok=True)
     # Under `timeout -s INT`: the plugin may loop when it loses track of its jobs, and it stops on
-    # SIGINT (cancelling its jobs), not on SIGTERM (shared/docs/slurm.md).
+    # SIGINT, which cancels its jobs; SIGTERM would leave them queued.
     command = ["timeout", "-s", "INT", "-k", "30", str(RUN_LIMIT_S), snakemake_bin(),
                "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
                "--configfile", str(TINY_CONFIG), "--workflow-profile", str(PROFILE)]  # fmt: skip
