@@ -482,7 +482,7 @@ class CaptionData:
 
 
 # the report item that holds the setting, the definitions and how to read the report (its caption
-# is report/setting.rst; the landing page links to it by this name); sorts after C1-C9
+# is report/setting.rst; the landing page links to it by this name); sorts after C1-C9 and Q1
 SETTING_CATEGORY = "Setting and definitions"
 
 
